@@ -1,0 +1,68 @@
+# The model router: `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+CRATE := scorer-rs
+RUST_SOURCES := $(wildcard $(CRATE)/src/*.rs) $(CRATE)/Cargo.toml
+PROTO_FLAGS := -Iservice/pb=proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=.
+
+.PHONY: help install build proto proto-check fmt lint test bench run clean system-deps
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+system-deps: ## Install redis-server from Debian's packages when it is missing
+	@command -v redis-server >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+$(VENV)/.installed: pyproject.toml $(RUST_SOURCES)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: system-deps $(VENV)/.installed ## Set up everything: system packages, virtualenv, Python deps, the Rust extension
+
+build: ## Rebuild the Rust extension into the virtualenv
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(VENV)/.installed
+
+proto: $(VENV)/.installed ## Regenerate the gRPC stubs from proto/
+	PATH=$(BIN):$$PATH $(PY) -m grpc_tools.protoc $(PROTO_FLAGS) proto/router/v1/router.proto
+
+proto-check: $(VENV)/.installed ## Fail when the committed stubs differ from freshly generated ones
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	PATH=$(BIN):$$PATH $(PY) -m grpc_tools.protoc -Iservice/pb=proto --python_out=$$tmp \
+	  --grpc_python_out=$$tmp --mypy_out=$$tmp --mypy_grpc_out=$$tmp proto/router/v1/router.proto && \
+	diff -r -x __init__.py -x __pycache__ -x '*.pyc' $$tmp/service/pb service/pb && echo "proto stubs are up to date"
+
+fmt: $(VENV)/.installed ## Format Python and Rust
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+	cd $(CRATE) && cargo fmt
+
+lint: $(VENV)/.installed ## ruff, mypy --strict, stubtest, cargo fmt --check, clippy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(PY) -m mypy.stubtest service._scorer
+	cd $(CRATE) && cargo fmt --check
+	cd $(CRATE) && cargo clippy --all-targets -- -D warnings
+	cd $(CRATE) && cargo clippy --all-targets --features python -- -D warnings
+
+test: install proto-check lint ## Install, check and run every test (Rust and Python)
+	cd $(CRATE) && cargo test
+	$(BIN)/pytest
+
+bench: install ## Measure routing speed (p50, p99, p99.9)
+	$(PY) bench/bench_route.py
+
+run: install ## Serve gRPC on :50051 and REST on :8000 on the embedded catalogue
+	$(BIN)/router serve
+
+clean: ## Remove build outputs and the virtualenv
+	rm -rf $(VENV) $(CRATE)/target service/_scorer*.so .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

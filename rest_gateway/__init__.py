@@ -1,0 +1,1 @@
+"""REST gateway of the model router: maps HTTP requests onto the router's gRPC service."""

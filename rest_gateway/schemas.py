@@ -1,0 +1,204 @@
+"""Request and response bodies of the REST API; each mirrors a message of `router.v1`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.pb.router.v1 import router_pb2 as pb
+
+ModeName = Literal["speed", "cost", "quality", "balanced"]
+ModalityName = Literal["text", "image", "file", "audio", "video"]
+
+MODES: dict[str, pb.Mode.ValueType] = {
+    "speed": pb.MODE_SPEED,
+    "cost": pb.MODE_COST,
+    "quality": pb.MODE_QUALITY,
+    "balanced": pb.MODE_BALANCED,
+}
+MODALITIES: dict[str, pb.Modality.ValueType] = {
+    "text": pb.MODALITY_TEXT,
+    "image": pb.MODALITY_IMAGE,
+    "file": pb.MODALITY_FILE,
+    "audio": pb.MODALITY_AUDIO,
+    "video": pb.MODALITY_VIDEO,
+}
+FREE_FILTERS: dict[str, pb.FreeFilter.ValueType] = {
+    "any": pb.FREE_FILTER_ANY,
+    "only": pb.FREE_FILTER_ONLY,
+    "exclude": pb.FREE_FILTER_EXCLUDE,
+}
+
+
+def as_json(message: Message) -> dict[str, object]:
+    """A message as JSON with proto field names, every field present."""
+    return MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class WeightsBody(Strict):
+    latency: float = 0.0
+    cost: float = 0.0
+    quality: float = 0.0
+
+
+class ConstraintsBody(Strict):
+    min_context_tokens: int = Field(default=0, ge=0)
+    input_modalities: list[ModalityName] = Field(default_factory=list)
+    required_parameters: list[str] = Field(default_factory=list)
+    max_prompt_price_per_mtok: float | None = None
+    max_completion_price_per_mtok: float | None = None
+    max_request_cost_usd: float | None = None
+    max_ttft_seconds: float | None = None
+    allow_models: list[str] = Field(default_factory=list)
+    deny_models: list[str] = Field(default_factory=list)
+    allow_providers: list[str] = Field(default_factory=list)
+    deny_providers: list[str] = Field(default_factory=list)
+    free: Literal["any", "only", "exclude"] = "any"
+
+    def to_pb(self) -> pb.Constraints:
+        c = pb.Constraints(
+            min_context_tokens=self.min_context_tokens,
+            input_modalities=[MODALITIES[m] for m in self.input_modalities],
+            required_parameters=self.required_parameters,
+            allow_models=self.allow_models,
+            deny_models=self.deny_models,
+            allow_providers=self.allow_providers,
+            deny_providers=self.deny_providers,
+            free=FREE_FILTERS[self.free],
+        )
+        for name in (
+            "max_prompt_price_per_mtok",
+            "max_completion_price_per_mtok",
+            "max_request_cost_usd",
+            "max_ttft_seconds",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(c, name, value)
+        return c
+
+
+class ProfileBody(Strict):
+    prompt_tokens: int = Field(default=0, ge=0, description="0: the router's default estimate")
+    output_tokens: int = Field(default=0, ge=0, description="0: the router's default estimate")
+
+
+class RouteBody(Strict):
+    """Give at most one of `mode`, `custom_mode` and `weights`; none means the default mode."""
+
+    mode: ModeName | None = None
+    custom_mode: str | None = None
+    weights: WeightsBody | None = None
+    constraints: ConstraintsBody = Field(default_factory=ConstraintsBody)
+    profile: ProfileBody = Field(default_factory=ProfileBody)
+    top_k: int = Field(default=0, ge=0, le=1000, description="0: the router's default")
+
+    @model_validator(mode="after")
+    def _one_policy(self) -> RouteBody:
+        given = [n for n in ("mode", "custom_mode", "weights") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of mode, custom_mode, weights (got {given})")
+        return self
+
+    def to_pb(self) -> pb.RouteRequest:
+        request = pb.RouteRequest(
+            constraints=self.constraints.to_pb(),
+            profile=pb.RequestProfile(
+                prompt_tokens=self.profile.prompt_tokens,
+                output_tokens=self.profile.output_tokens,
+            ),
+            top_k=self.top_k,
+        )
+        if self.mode is not None:
+            request.mode = MODES[self.mode]
+        elif self.custom_mode is not None:
+            request.custom_mode = self.custom_mode
+        elif self.weights is not None:
+            request.weights.CopyFrom(
+                pb.Weights(
+                    latency=self.weights.latency,
+                    cost=self.weights.cost,
+                    quality=self.weights.quality,
+                )
+            )
+        return request
+
+
+class ScoreTerms(BaseModel):
+    latency: float
+    cost: float
+    quality: float
+
+
+class Candidate(BaseModel):
+    model: str
+    score: float
+    terms: ScoreTerms
+    expected_cost_usd: float
+    expected_latency_seconds: float
+    quality_estimated: bool
+    latency_estimated: bool
+
+
+class Weights(BaseModel):
+    latency: float
+    cost: float
+    quality: float
+
+
+class Profile(BaseModel):
+    prompt_tokens: int
+    output_tokens: int
+
+
+class RouteResult(BaseModel):
+    model: str
+    candidates: list[Candidate]
+    decision_id: str
+    catalogue_version: str
+    weights: Weights
+    eligible_models: int
+    removed_by_constraint: dict[str, int]
+    profile: Profile
+
+
+class ModelInfo(BaseModel):
+    id: str
+    name: str
+    author: str
+    context_length: int
+    max_output_tokens: int
+    prompt_price_per_mtok: float
+    completion_price_per_mtok: float
+    input_modalities: list[str]
+    output_modalities: list[str]
+    supported_parameters: list[str]
+    quality: float
+    quality_estimated: bool
+    ttft_seconds: float
+    tokens_per_second: float
+    latency_estimated: bool
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+    total: int
+    catalogue_version: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

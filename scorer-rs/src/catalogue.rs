@@ -1,0 +1,250 @@
+//! The model catalogue in columnar form: one vector per attribute, indexed by model.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::ScoreError;
+
+/// Input modalities a model can accept, in bit order.
+pub const MODALITIES: [&str; 5] = ["text", "image", "file", "audio", "video"];
+
+/// One model as the service describes it; prices are USD per token, negative for dynamic pricing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    pub id: String,
+    pub context_length: u64,
+    pub prompt_price: f64,
+    pub completion_price: f64,
+    pub input_modalities: Vec<String>,
+    pub text_output: bool,
+    pub supported_parameters: Vec<String>,
+    pub quality: f64,
+    pub quality_estimated: bool,
+    pub ttft_s: f64,
+    pub tokens_per_s: f64,
+    pub latency_estimated: bool,
+}
+
+#[derive(Debug)]
+pub struct Catalogue {
+    pub version: String,
+    pub ids: Vec<String>,
+    pub authors: Vec<String>,
+    pub context: Vec<u64>,
+    pub prompt_price: Vec<f64>,
+    pub completion_price: Vec<f64>,
+    pub modalities: Vec<u8>,
+    pub params: Vec<u64>,
+    pub quality: Vec<f64>,
+    pub quality_estimated: Vec<bool>,
+    pub ttft_s: Vec<f64>,
+    pub tokens_per_s: Vec<f64>,
+    pub latency_estimated: Vec<bool>,
+    pub text_output: Vec<bool>,
+    param_bits: HashMap<String, u64>,
+}
+
+pub fn modality_bit(name: &str) -> Option<u8> {
+    MODALITIES.iter().position(|m| *m == name).map(|i| 1u8 << i)
+}
+
+fn invalid(id: &str, what: &str) -> ScoreError {
+    ScoreError::InvalidCatalogue(format!("model {id:?}: {what}"))
+}
+
+fn check_model(spec: &ModelSpec) -> Result<(), ScoreError> {
+    let id = spec.id.as_str();
+    match id.split_once('/') {
+        Some((author, name)) if !author.is_empty() && !name.is_empty() => {}
+        _ => return Err(invalid(id, "id must look like author/name")),
+    }
+    for (price, what) in [
+        (spec.prompt_price, "prompt price"),
+        (spec.completion_price, "completion price"),
+    ] {
+        if !price.is_finite() {
+            return Err(invalid(id, &format!("{what} must be a finite number")));
+        }
+    }
+    if !(0.0..=1.0).contains(&spec.quality) {
+        return Err(invalid(id, "quality must lie in [0, 1]"));
+    }
+    if !(spec.ttft_s.is_finite() && spec.ttft_s >= 0.0) {
+        return Err(invalid(
+            id,
+            "time to first token must be a non-negative number",
+        ));
+    }
+    if !(spec.tokens_per_s.is_finite() && spec.tokens_per_s > 0.0) {
+        return Err(invalid(id, "throughput must be a positive number"));
+    }
+    Ok(())
+}
+
+impl Catalogue {
+    pub fn new(version: impl Into<String>, specs: Vec<ModelSpec>) -> Result<Self, ScoreError> {
+        let n = specs.len();
+        let mut cat = Catalogue {
+            version: version.into(),
+            ids: Vec::with_capacity(n),
+            authors: Vec::with_capacity(n),
+            context: Vec::with_capacity(n),
+            prompt_price: Vec::with_capacity(n),
+            completion_price: Vec::with_capacity(n),
+            modalities: Vec::with_capacity(n),
+            params: Vec::with_capacity(n),
+            quality: Vec::with_capacity(n),
+            quality_estimated: Vec::with_capacity(n),
+            ttft_s: Vec::with_capacity(n),
+            tokens_per_s: Vec::with_capacity(n),
+            latency_estimated: Vec::with_capacity(n),
+            text_output: Vec::with_capacity(n),
+            param_bits: HashMap::new(),
+        };
+        let mut seen = HashSet::with_capacity(n);
+        for spec in specs {
+            check_model(&spec)?;
+            if !seen.insert(spec.id.clone()) {
+                return Err(invalid(&spec.id, "listed twice"));
+            }
+            let mut modalities = 0u8;
+            for m in &spec.input_modalities {
+                modalities |= modality_bit(m)
+                    .ok_or_else(|| invalid(&spec.id, &format!("unknown input modality {m:?}")))?;
+            }
+            let mut params = 0u64;
+            for p in &spec.supported_parameters {
+                params |= cat.param_bit_or_insert(&spec.id, p)?;
+            }
+            let author = spec.id.split_once('/').map(|(a, _)| a).unwrap_or_default();
+            cat.authors.push(author.to_string());
+            cat.context.push(spec.context_length);
+            cat.prompt_price.push(spec.prompt_price);
+            cat.completion_price.push(spec.completion_price);
+            cat.modalities.push(modalities);
+            cat.params.push(params);
+            cat.quality.push(spec.quality);
+            cat.quality_estimated.push(spec.quality_estimated);
+            cat.ttft_s.push(spec.ttft_s);
+            cat.tokens_per_s.push(spec.tokens_per_s);
+            cat.latency_estimated.push(spec.latency_estimated);
+            cat.text_output.push(spec.text_output);
+            cat.ids.push(spec.id);
+        }
+        Ok(cat)
+    }
+
+    fn param_bit_or_insert(&mut self, id: &str, name: &str) -> Result<u64, ScoreError> {
+        if let Some(bit) = self.param_bits.get(name) {
+            return Ok(*bit);
+        }
+        let count = self.param_bits.len();
+        if count >= 64 {
+            return Err(invalid(
+                id,
+                "the catalogue names more than 64 distinct parameters",
+            ));
+        }
+        let bit = 1u64 << count;
+        self.param_bits.insert(name.to_string(), bit);
+        Ok(bit)
+    }
+
+    /// The bit of a supported parameter, or `None` when no model in the catalogue supports it.
+    pub fn param_bit(&self, name: &str) -> Option<u64> {
+        self.param_bits.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Dynamic routers price each request on the fly; their listed price is negative.
+    pub fn has_dynamic_price(&self, i: usize) -> bool {
+        self.prompt_price[i] < 0.0 || self.completion_price[i] < 0.0
+    }
+
+    pub fn is_free(&self, i: usize) -> bool {
+        self.prompt_price[i] == 0.0 && self.completion_price[i] == 0.0
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn spec(id: &str) -> ModelSpec {
+        ModelSpec {
+            id: id.to_string(),
+            context_length: 128_000,
+            prompt_price: 1e-6,
+            completion_price: 2e-6,
+            input_modalities: vec!["text".into()],
+            text_output: true,
+            supported_parameters: vec!["tools".into()],
+            quality: 0.5,
+            quality_estimated: false,
+            ttft_s: 0.5,
+            tokens_per_s: 100.0,
+            latency_estimated: false,
+        }
+    }
+
+    #[test]
+    fn builds_columns_in_input_order() {
+        let cat = Catalogue::new("v1", vec![spec("b/two"), spec("a/one")]).unwrap();
+        assert_eq!(cat.ids, vec!["b/two", "a/one"]);
+        assert_eq!(cat.authors, vec!["b", "a"]);
+        assert_eq!(cat.len(), 2);
+        assert_eq!(cat.param_bit("tools"), Some(1));
+        assert_eq!(cat.param_bit("seed"), None);
+    }
+
+    #[test]
+    fn rejects_duplicates_and_bad_values() {
+        let dup = Catalogue::new("v", vec![spec("a/x"), spec("a/x")]);
+        assert!(matches!(dup, Err(ScoreError::InvalidCatalogue(m)) if m.contains("twice")));
+        for broken in [
+            ModelSpec {
+                quality: 1.5,
+                ..spec("a/x")
+            },
+            ModelSpec {
+                tokens_per_s: 0.0,
+                ..spec("a/x")
+            },
+            ModelSpec {
+                prompt_price: f64::NAN,
+                ..spec("a/x")
+            },
+            ModelSpec {
+                id: "noslash".into(),
+                ..spec("a/x")
+            },
+            ModelSpec {
+                input_modalities: vec!["smell".into()],
+                ..spec("a/x")
+            },
+        ] {
+            assert!(Catalogue::new("v", vec![broken]).is_err());
+        }
+    }
+
+    #[test]
+    fn negative_price_marks_a_dynamic_router() {
+        let cat = Catalogue::new(
+            "v",
+            vec![ModelSpec {
+                prompt_price: -1.0,
+                completion_price: -1.0,
+                ..spec("openrouter/auto")
+            }],
+        )
+        .unwrap();
+        assert!(cat.has_dynamic_price(0));
+        assert!(!cat.is_free(0));
+    }
+}

@@ -1,0 +1,260 @@
+//! Hard constraints: which models a request may use at all, decided before any scoring.
+
+use crate::catalogue::{modality_bit, Catalogue};
+use crate::error::ScoreError;
+
+/// Each reason a model can be removed, in the order they are checked; a removed model is
+/// counted under the first constraint it fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Constraint {
+    DynamicPrice,
+    NonTextOutput,
+    ContextWindow,
+    InputModalities,
+    RequiredParameters,
+    AllowModels,
+    DenyModels,
+    AllowProviders,
+    DenyProviders,
+    FreeOnly,
+    ExcludeFree,
+    MaxPromptPrice,
+    MaxCompletionPrice,
+    MaxTimeToFirstToken,
+    MaxRequestCost,
+}
+
+impl Constraint {
+    pub const ALL: [Constraint; 15] = [
+        Constraint::DynamicPrice,
+        Constraint::NonTextOutput,
+        Constraint::ContextWindow,
+        Constraint::InputModalities,
+        Constraint::RequiredParameters,
+        Constraint::AllowModels,
+        Constraint::DenyModels,
+        Constraint::AllowProviders,
+        Constraint::DenyProviders,
+        Constraint::FreeOnly,
+        Constraint::ExcludeFree,
+        Constraint::MaxPromptPrice,
+        Constraint::MaxCompletionPrice,
+        Constraint::MaxTimeToFirstToken,
+        Constraint::MaxRequestCost,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Constraint::DynamicPrice => "dynamic_price",
+            Constraint::NonTextOutput => "non_text_output",
+            Constraint::ContextWindow => "context_window",
+            Constraint::InputModalities => "input_modalities",
+            Constraint::RequiredParameters => "required_parameters",
+            Constraint::AllowModels => "allow_models",
+            Constraint::DenyModels => "deny_models",
+            Constraint::AllowProviders => "allow_providers",
+            Constraint::DenyProviders => "deny_providers",
+            Constraint::FreeOnly => "free_only",
+            Constraint::ExcludeFree => "exclude_free",
+            Constraint::MaxPromptPrice => "max_prompt_price",
+            Constraint::MaxCompletionPrice => "max_completion_price",
+            Constraint::MaxTimeToFirstToken => "max_ttft",
+            Constraint::MaxRequestCost => "max_request_cost",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FreeFilter {
+    #[default]
+    Any,
+    Only,
+    Exclude,
+}
+
+/// What the caller demands of a model. Prices are USD per million tokens, cost in USD, time in seconds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Constraints {
+    pub min_context: u64,
+    pub input_modalities: Vec<String>,
+    pub required_parameters: Vec<String>,
+    pub max_prompt_price_per_mtok: Option<f64>,
+    pub max_completion_price_per_mtok: Option<f64>,
+    pub max_request_cost_usd: Option<f64>,
+    pub max_ttft_s: Option<f64>,
+    pub allow_models: Vec<String>,
+    pub deny_models: Vec<String>,
+    pub allow_providers: Vec<String>,
+    pub deny_providers: Vec<String>,
+    pub free: FreeFilter,
+}
+
+/// A model pattern: an exact id, or `author/*` for every model of that author.
+fn matches_model(pattern: &str, id: &str) -> bool {
+    match pattern.strip_suffix("/*") {
+        Some(author) => {
+            id.len() > author.len() + 1
+                && id.starts_with(author)
+                && id.as_bytes()[author.len()] == b'/'
+        }
+        None => pattern == id,
+    }
+}
+
+fn check_limit(value: Option<f64>, what: &str) -> Result<Option<f64>, ScoreError> {
+    match value {
+        Some(v) if !(v.is_finite() && v >= 0.0) => Err(ScoreError::InvalidRequest(format!(
+            "{what} must be a non-negative number, got {v}"
+        ))),
+        _ => Ok(value),
+    }
+}
+
+fn check_patterns(patterns: &[String], what: &str) -> Result<(), ScoreError> {
+    for p in patterns {
+        let body = p.strip_suffix("/*").unwrap_or(p);
+        if body.is_empty() || body.contains('*') {
+            return Err(ScoreError::InvalidRequest(format!(
+                "{what}: {p:?} is not a model id or an author/* pattern"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Constraints resolved against one catalogue, ready for the per-model check.
+pub struct Compiled<'a> {
+    raw: &'a Constraints,
+    modalities: u8,
+    params: u64,
+    /// A required parameter no model of the catalogue supports.
+    unknown_param: bool,
+    max_prompt_price: Option<f64>,
+    max_completion_price: Option<f64>,
+    max_ttft: Option<f64>,
+    pub max_request_cost: Option<f64>,
+}
+
+impl<'a> Compiled<'a> {
+    pub fn new(raw: &'a Constraints, cat: &Catalogue) -> Result<Self, ScoreError> {
+        let mut modalities = 0u8;
+        for m in &raw.input_modalities {
+            modalities |= modality_bit(m).ok_or_else(|| {
+                ScoreError::InvalidRequest(format!(
+                    "unknown input modality {m:?}; expected one of text, image, file, audio, video"
+                ))
+            })?;
+        }
+        let mut params = 0u64;
+        let mut unknown_param = false;
+        for p in &raw.required_parameters {
+            match cat.param_bit(p) {
+                Some(bit) => params |= bit,
+                None => unknown_param = true,
+            }
+        }
+        check_patterns(&raw.allow_models, "allow_models")?;
+        check_patterns(&raw.deny_models, "deny_models")?;
+        let per_token = |v: Option<f64>| v.map(|p| p / 1e6);
+        Ok(Compiled {
+            raw,
+            modalities,
+            params,
+            unknown_param,
+            max_prompt_price: per_token(check_limit(
+                raw.max_prompt_price_per_mtok,
+                "max_prompt_price_per_mtok",
+            )?),
+            max_completion_price: per_token(check_limit(
+                raw.max_completion_price_per_mtok,
+                "max_completion_price_per_mtok",
+            )?),
+            max_request_cost: check_limit(raw.max_request_cost_usd, "max_request_cost_usd")?,
+            max_ttft: check_limit(raw.max_ttft_s, "max_ttft_s")?,
+        })
+    }
+
+    /// The first constraint model `i` fails, apart from the request-cost cap, which needs the
+    /// expected cost and is checked by the caller.
+    pub fn first_failure(
+        &self,
+        cat: &Catalogue,
+        i: usize,
+        needed_context: u64,
+    ) -> Option<Constraint> {
+        let raw = self.raw;
+        let id = cat.ids[i].as_str();
+        let author = cat.authors[i].as_str();
+        if cat.has_dynamic_price(i) {
+            return Some(Constraint::DynamicPrice);
+        }
+        if !cat.text_output[i] {
+            return Some(Constraint::NonTextOutput);
+        }
+        if cat.context[i] < needed_context {
+            return Some(Constraint::ContextWindow);
+        }
+        if cat.modalities[i] & self.modalities != self.modalities {
+            return Some(Constraint::InputModalities);
+        }
+        if self.unknown_param || cat.params[i] & self.params != self.params {
+            return Some(Constraint::RequiredParameters);
+        }
+        if !raw.allow_models.is_empty() && !raw.allow_models.iter().any(|p| matches_model(p, id)) {
+            return Some(Constraint::AllowModels);
+        }
+        if raw.deny_models.iter().any(|p| matches_model(p, id)) {
+            return Some(Constraint::DenyModels);
+        }
+        if !raw.allow_providers.is_empty() && !raw.allow_providers.iter().any(|p| p == author) {
+            return Some(Constraint::AllowProviders);
+        }
+        if raw.deny_providers.iter().any(|p| p == author) {
+            return Some(Constraint::DenyProviders);
+        }
+        let free = cat.is_free(i);
+        match raw.free {
+            FreeFilter::Only if !free => return Some(Constraint::FreeOnly),
+            FreeFilter::Exclude if free => return Some(Constraint::ExcludeFree),
+            _ => {}
+        }
+        if self
+            .max_prompt_price
+            .is_some_and(|max| cat.prompt_price[i] > max)
+        {
+            return Some(Constraint::MaxPromptPrice);
+        }
+        if self
+            .max_completion_price
+            .is_some_and(|max| cat.completion_price[i] > max)
+        {
+            return Some(Constraint::MaxCompletionPrice);
+        }
+        if self.max_ttft.is_some_and(|max| cat.ttft_s[i] > max) {
+            return Some(Constraint::MaxTimeToFirstToken);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_patterns() {
+        assert!(matches_model("openai/*", "openai/gpt-4o"));
+        assert!(!matches_model("openai/*", "openai-community/x"));
+        assert!(!matches_model("openai/*", "openai/"));
+        assert!(matches_model("openai/gpt-4o", "openai/gpt-4o"));
+        assert!(!matches_model("openai/gpt-4o", "openai/gpt-4o-mini"));
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = Constraint::ALL.iter().map(|c| c.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Constraint::ALL.len());
+    }
+}

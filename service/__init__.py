@@ -1,0 +1,1 @@
+"""The model router service: catalogue, routing and the gRPC server."""

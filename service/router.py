@@ -1,0 +1,177 @@
+"""Routing decisions: wire requests in, ranked candidates out (for the gRPC server and CLI)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from service.catalogue import Catalogue, ModelRecord
+from service.config import Settings
+from service.pb.router.v1 import router_pb2 as pb
+from service.scorer import MODE_WEIGHTS, Constraints, InvalidRequest, Ranking
+
+MODE_NAMES = {
+    pb.MODE_SPEED: "speed",
+    pb.MODE_COST: "cost",
+    pb.MODE_QUALITY: "quality",
+    pb.MODE_BALANCED: "balanced",
+}
+MODALITY_NAMES = {
+    pb.MODALITY_TEXT: "text",
+    pb.MODALITY_IMAGE: "image",
+    pb.MODALITY_FILE: "file",
+    pb.MODALITY_AUDIO: "audio",
+    pb.MODALITY_VIDEO: "video",
+}
+FREE_FILTERS: dict[pb.FreeFilter.ValueType, Literal["any", "only", "exclude"]] = {
+    pb.FREE_FILTER_ANY: "any",
+    pb.FREE_FILTER_ONLY: "only",
+    pb.FREE_FILTER_EXCLUDE: "exclude",
+}
+
+
+def _modality(value: pb.Modality.ValueType) -> str:
+    try:
+        return MODALITY_NAMES[value]
+    except KeyError:
+        raise InvalidRequest(f"constraints.input_modalities: unknown modality {value}") from None
+
+
+def _constraints(c: pb.Constraints) -> Constraints:
+    if c.free not in FREE_FILTERS:
+        raise InvalidRequest(f"constraints.free: unknown value {c.free}")
+    return Constraints(
+        min_context=c.min_context_tokens,
+        input_modalities=[_modality(m) for m in c.input_modalities],
+        required_parameters=list(c.required_parameters),
+        max_prompt_price_per_mtok=(
+            c.max_prompt_price_per_mtok if c.HasField("max_prompt_price_per_mtok") else None
+        ),
+        max_completion_price_per_mtok=(
+            c.max_completion_price_per_mtok if c.HasField("max_completion_price_per_mtok") else None
+        ),
+        max_request_cost_usd=c.max_request_cost_usd if c.HasField("max_request_cost_usd") else None,
+        max_ttft_s=c.max_ttft_seconds if c.HasField("max_ttft_seconds") else None,
+        allow_models=list(c.allow_models),
+        deny_models=list(c.deny_models),
+        allow_providers=list(c.allow_providers),
+        deny_providers=list(c.deny_providers),
+        free=FREE_FILTERS[c.free],
+    )
+
+
+class ModelRouter:
+    """Ranks the catalogue for each request under the configured modes and defaults."""
+
+    def __init__(self, catalogue: Catalogue, settings: Settings) -> None:
+        self._settings = settings
+        self._catalogue = catalogue
+        self._scorer = catalogue.scorer()
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._catalogue
+
+    def weights(self, request: pb.RouteRequest) -> tuple[float, float, float]:
+        """The (latency, cost, quality) weights the request asks for, before scaling."""
+        policy = request.WhichOneof("policy")
+        if policy == "weights":
+            w = request.weights
+            return (w.latency, w.cost, w.quality)
+        if policy == "custom_mode":
+            custom = self._settings.custom_modes.get(request.custom_mode)
+            if custom is None:
+                known = ", ".join(sorted(self._settings.custom_modes)) or "none are configured"
+                raise InvalidRequest(f"unknown custom mode {request.custom_mode!r} ({known})")
+            return custom.as_tuple()
+        if policy == "mode" and request.mode != pb.MODE_UNSPECIFIED:
+            name = MODE_NAMES.get(request.mode)
+            if name is None:
+                raise InvalidRequest(f"unknown mode {request.mode}")
+            return MODE_WEIGHTS[name]
+        return MODE_WEIGHTS[self._settings.default_mode]
+
+    def profile(self, request: pb.RouteRequest) -> pb.RequestProfile:
+        given = request.profile
+        return pb.RequestProfile(
+            prompt_tokens=given.prompt_tokens or self._settings.default_prompt_tokens,
+            output_tokens=given.output_tokens or self._settings.default_output_tokens,
+        )
+
+    def rank(self, request: pb.RouteRequest) -> tuple[Ranking, pb.RequestProfile]:
+        profile = self.profile(request)
+        ranking = self._scorer.rank(
+            self.weights(request),
+            prompt_tokens=profile.prompt_tokens,
+            output_tokens=profile.output_tokens,
+            top_k=request.top_k or self._settings.default_top_k,
+            constraints=_constraints(request.constraints),
+        )
+        return ranking, profile
+
+    def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
+        ranking, profile = self.rank(request)
+        latency, cost, quality = ranking.weights
+        return pb.RouteResponse(
+            model=ranking.candidates[0].model_id,
+            candidates=[
+                pb.Candidate(
+                    model=c.model_id,
+                    score=c.score,
+                    terms=pb.ScoreTerms(
+                        latency=c.latency_term, cost=c.cost_term, quality=c.quality_term
+                    ),
+                    expected_cost_usd=c.expected_cost_usd,
+                    expected_latency_seconds=c.expected_latency_s,
+                    quality_estimated=c.quality_estimated,
+                    latency_estimated=c.latency_estimated,
+                )
+                for c in ranking.candidates
+            ],
+            decision_id=uuid.uuid4().hex,
+            catalogue_version=ranking.catalogue_version,
+            weights=pb.Weights(latency=latency, cost=cost, quality=quality),
+            eligible_models=ranking.eligible,
+            removed_by_constraint=ranking.removed,
+            profile=profile,
+        )
+
+    def list_models(self, request: pb.ListModelsRequest) -> pb.ListModelsResponse:
+        query = request.query.lower()
+        matching = [
+            m
+            for m in self._catalogue.models
+            if (not request.author or m.author == request.author)
+            and (query in m.id.lower() or query in m.name.lower())
+        ]
+        end = request.offset + request.limit if request.limit else None
+        return pb.ListModelsResponse(
+            models=[_model_info(m) for m in matching[request.offset : end]],
+            total=len(matching),
+            catalogue_version=self._catalogue.version,
+        )
+
+
+def _per_mtok(price_per_token: float) -> float:
+    """USD per million tokens; a dynamic price stays -1."""
+    return price_per_token * 1e6 if price_per_token >= 0 else -1.0
+
+
+def _model_info(m: ModelRecord) -> pb.ModelInfo:
+    return pb.ModelInfo(
+        id=m.id,
+        name=m.name,
+        author=m.author,
+        context_length=m.context_length,
+        max_output_tokens=m.max_output_tokens,
+        prompt_price_per_mtok=_per_mtok(m.prompt_price),
+        completion_price_per_mtok=_per_mtok(m.completion_price),
+        input_modalities=m.input_modalities,
+        output_modalities=m.output_modalities,
+        supported_parameters=m.supported_parameters,
+        quality=m.quality,
+        quality_estimated=m.quality_estimated,
+        ttft_seconds=m.ttft_s,
+        tokens_per_second=m.tokens_per_s,
+        latency_estimated=m.latency_estimated,
+    )

@@ -1,0 +1,27 @@
+"""The native scorer, re-exported with its public names."""
+
+from service._scorer import (
+    COST_FLOOR_USD,
+    MODE_WEIGHTS,
+    Candidate,
+    Constraints,
+    InvalidCatalogue,
+    InvalidRequest,
+    NoEligibleModel,
+    Ranking,
+    Scorer,
+    ScorerError,
+)
+
+__all__ = [
+    "COST_FLOOR_USD",
+    "MODE_WEIGHTS",
+    "Candidate",
+    "Constraints",
+    "InvalidCatalogue",
+    "InvalidRequest",
+    "NoEligibleModel",
+    "Ranking",
+    "Scorer",
+    "ScorerError",
+]

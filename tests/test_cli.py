@@ -1,0 +1,71 @@
+"""The `router` command, in process and against the real gRPC server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from service import catalogue
+
+runner = CliRunner()
+CATALOGUE_IDS = {m.id for m in catalogue.load().models}
+
+
+def run_json(*args: str) -> dict[str, object]:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    parsed: dict[str, object] = json.loads(result.stdout)
+    return parsed
+
+
+def test_route_in_process() -> None:
+    decision = run_json("route", "--mode", "speed", "--top-k", "3")
+    assert decision["model"] in CATALOGUE_IDS
+    assert len(decision["candidates"]) == 3  # type: ignore[arg-type]
+    assert decision["weights"] == pytest.approx({"latency": 0.7, "cost": 0.2, "quality": 0.1})
+
+
+def test_route_through_grpc(grpc_address: str) -> None:
+    decision = run_json("route", "--weights", "0,1,1", "--target", grpc_address)
+    assert decision["model"] in CATALOGUE_IDS
+    assert decision["weights"] == pytest.approx({"cost": 0.5, "quality": 0.5})
+
+
+def test_route_table_names_the_best_model() -> None:
+    result = runner.invoke(app, ["route", "--mode", "quality"])
+    assert result.exit_code == 0, result.output
+    best = run_json("route", "--mode", "quality")["model"]
+    assert f"best: {best}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["route", "--mode", "fastest"], "unknown mode 'fastest'"),
+        (["route", "--weights", "1,2"], "--weights takes"),
+        (["route", "--weights", "-1,1,1"], "non-negative"),
+        (["route", "--mode", "speed", "--weights", "1,1,1"], "at most one"),
+        (["route", "--custom-mode", "nope"], "unknown custom mode"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(args: list[str], fragment: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert fragment in result.stderr
+
+
+def test_grpc_errors_are_reported(grpc_address: str) -> None:
+    result = runner.invoke(app, ["route", "--weights", "0,0,0", "--target", grpc_address])
+    assert result.exit_code == 2
+    assert "INVALID_ARGUMENT" in result.stderr
+
+
+def test_models_lists_the_catalogue(grpc_address: str) -> None:
+    listing = run_json("models", "--author", "openai", "--limit", "2", "--target", grpc_address)
+    assert len(listing["models"]) == 2  # type: ignore[arg-type]
+    result = runner.invoke(app, ["models", "--limit", "2"])
+    assert result.exit_code == 0
+    assert f"2 of {len(CATALOGUE_IDS)} models" in result.stdout

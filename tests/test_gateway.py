@@ -1,0 +1,115 @@
+"""The REST gateway, through the real gRPC server."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rest_gateway.app import create_app
+from service import catalogue
+
+CATALOGUE_IDS = {m.id for m in catalogue.load().models}
+
+
+def test_route_speed(gateway: TestClient) -> None:
+    reply = gateway.post("/route", json={"mode": "speed"})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["model"] in CATALOGUE_IDS
+    assert body["model"] == body["candidates"][0]["model"]
+    assert body["weights"] == pytest.approx({"latency": 0.7, "cost": 0.2, "quality": 0.1})
+    assert set(body["candidates"][0]["terms"]) == {"latency", "cost", "quality"}
+    assert body["profile"] == {"prompt_tokens": 1000, "output_tokens": 500}
+
+
+def test_route_with_weights_constraints_and_profile(gateway: TestClient) -> None:
+    reply = gateway.post(
+        "/route",
+        json={
+            "weights": {"latency": 0, "cost": 1, "quality": 3},
+            "constraints": {"free": "only", "max_request_cost_usd": 0.5},
+            "profile": {"prompt_tokens": 2000, "output_tokens": 100},
+            "top_k": 2,
+        },
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert len(body["candidates"]) == 2
+    assert all(c["expected_cost_usd"] == 0 for c in body["candidates"])
+    assert body["weights"] == pytest.approx({"latency": 0, "cost": 0.25, "quality": 0.75})
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"mode": "fastest"}, 422, "mode"),
+        ({"weights": {"latency": -1, "cost": 1, "quality": 1}}, 400, "non-negative"),
+        ({"weights": {"latency": 0, "cost": 0, "quality": 0}}, 400, "all be zero"),
+        ({"top_k": "five"}, 422, "top_k"),
+        ({"mode": 3}, 422, "mode"),
+        ({"weights": {"latency": "fast"}}, 422, "weights.latency"),
+        ({"mode": "speed", "colour": "blue"}, 422, "colour"),
+        ({"mode": "speed", "weights": {"cost": 1}}, 422, "at most one"),
+        ({"custom_mode": "nope"}, 400, "unknown custom mode"),
+        ({"constraints": {"input_modalities": ["smell"]}}, 422, "input_modalities"),
+        ({"constraints": {"min_context_tokens": 10**12}}, 422, "no model satisfies"),
+    ],
+)
+def test_bad_input_is_a_clear_4xx(
+    gateway: TestClient, body: dict[str, object], status: int, fragment: str
+) -> None:
+    reply = gateway.post("/route", json=body)
+    assert reply.status_code == status, reply.text
+    error = reply.json()["error"]
+    assert fragment in error["message"]
+    assert error["code"]
+
+
+def test_malformed_json_is_422(gateway: TestClient) -> None:
+    reply = gateway.post(
+        "/route", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert reply.status_code == 422
+    assert reply.json()["error"]["code"] == "invalid_request"
+
+
+def test_models(gateway: TestClient) -> None:
+    reply = gateway.get("/models", params={"author": "anthropic", "limit": 3})
+    assert reply.status_code == 200
+    body = reply.json()
+    assert len(body["models"]) == 3
+    assert body["total"] >= 3
+    assert all(m["author"] == "anthropic" for m in body["models"])
+    assert gateway.get("/models", params={"limit": -1}).status_code == 422
+
+
+def test_health(gateway: TestClient) -> None:
+    reply = gateway.get("/health")
+    assert reply.status_code == 200
+    assert reply.json() == {"status": "SERVING"}
+
+
+def test_health_when_the_router_is_down() -> None:
+    with TestClient(create_app("127.0.0.1:1")) as client:
+        reply = client.get("/health")
+    assert reply.status_code == 503
+    assert reply.json()["status"].startswith("UNREACHABLE")
+
+
+def test_route_when_the_router_is_down() -> None:
+    with TestClient(create_app("127.0.0.1:1")) as client:
+        reply = client.post("/route", json={"mode": "cost"})
+    assert reply.status_code == 503
+    assert reply.json()["error"]["code"] == "unavailable"
+
+
+def test_docs_and_openapi(gateway: TestClient) -> None:
+    assert gateway.get("/docs").status_code == 200
+    paths = gateway.get("/openapi.json").json()["paths"]
+    assert {"/route", "/models", "/health"} <= set(paths)
+
+
+def test_unknown_path_is_json_404(gateway: TestClient) -> None:
+    reply = gateway.get("/nowhere")
+    assert reply.status_code == 404
+    assert reply.json()["error"]["code"] == "http_error"

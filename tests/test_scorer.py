@@ -1,0 +1,142 @@
+"""The native scorer, called the way the service calls it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from service import catalogue
+from service.scorer import (
+    COST_FLOOR_USD,
+    MODE_WEIGHTS,
+    Constraints,
+    InvalidCatalogue,
+    InvalidRequest,
+    NoEligibleModel,
+    Scorer,
+)
+
+
+def model(model_id: str, **overrides: object) -> dict[str, object]:
+    spec: dict[str, object] = {
+        "id": model_id,
+        "context_length": 128_000,
+        "prompt_price": 1e-6,
+        "completion_price": 2e-6,
+        "input_modalities": ["text"],
+        "text_output": True,
+        "supported_parameters": ["tools"],
+        "quality": 0.5,
+        "quality_estimated": False,
+        "ttft_s": 0.5,
+        "tokens_per_s": 100.0,
+        "latency_estimated": False,
+    }
+    spec.update(overrides)
+    return spec
+
+
+TRIO = [
+    model("fast/small", ttft_s=0.1, tokens_per_s=300.0, quality=0.3),
+    model("free/model", prompt_price=0.0, completion_price=0.0, ttft_s=2.0, quality=0.2),
+    model("big/frontier", prompt_price=1e-5, completion_price=5e-5, ttft_s=1.5, quality=0.9),
+]
+
+
+def test_mode_weights_are_the_published_ones() -> None:
+    assert MODE_WEIGHTS == {
+        "speed": (0.70, 0.20, 0.10),
+        "cost": (0.20, 0.70, 0.10),
+        "quality": (0.10, 0.20, 0.70),
+        "balanced": (1 / 3, 1 / 3, 1 / 3),
+    }
+
+
+def test_score_matches_the_formula() -> None:
+    scorer = Scorer("t", TRIO)
+    prompt, output = 1000, 500
+    ranking = scorer.rank((0.5, 0.3, 0.2), prompt_tokens=prompt, output_tokens=output, top_k=3)
+    by_id = {str(m["id"]): m for m in TRIO}
+
+    def latency(m: dict[str, object]) -> float:
+        return float(m["ttft_s"]) + output / float(m["tokens_per_s"])  # type: ignore[arg-type]
+
+    def log_cost(m: dict[str, object]) -> float:
+        cost = prompt * float(m["prompt_price"]) + output * float(m["completion_price"])  # type: ignore[arg-type]
+        return math.log(max(cost, COST_FLOOR_USD))
+
+    lats = [latency(m) for m in TRIO]
+    costs = [log_cost(m) for m in TRIO]
+    for c in ranking.candidates:
+        m = by_id[c.model_id]
+        lat_term = 1 - (latency(m) - min(lats)) / (max(lats) - min(lats))
+        cost_term = 1 - (log_cost(m) - min(costs)) / (max(costs) - min(costs))
+        want = 0.5 * lat_term + 0.3 * cost_term + 0.2 * float(m["quality"])  # type: ignore[arg-type]
+        assert c.score == pytest.approx(want, abs=1e-12)
+        assert (c.latency_term, c.cost_term) == pytest.approx((lat_term, cost_term), abs=1e-12)
+    scores = [c.score for c in ranking.candidates]
+    assert scores == sorted(scores, reverse=True)
+    assert ranking.weights == pytest.approx((0.5, 0.3, 0.2))
+
+
+@pytest.mark.parametrize(
+    ("mode", "best"),
+    [("speed", "fast/small"), ("cost", "free/model"), ("quality", "big/frontier")],
+)
+def test_each_mode_picks_its_model(mode: str, best: str) -> None:
+    ranking = Scorer("t", TRIO).rank(MODE_WEIGHTS[mode], prompt_tokens=1000, output_tokens=500)
+    assert ranking.candidates[0].model_id == best
+
+
+def test_constraints_filter_and_are_counted() -> None:
+    scorer = Scorer(
+        "t",
+        [*TRIO, model("openrouter/auto", prompt_price=-1.0, completion_price=-1.0)],
+    )
+    ranking = scorer.rank(
+        MODE_WEIGHTS["cost"],
+        prompt_tokens=1000,
+        output_tokens=500,
+        constraints=Constraints(free="exclude", deny_models=["fast/*"]),
+    )
+    assert [c.model_id for c in ranking.candidates] == ["big/frontier"]
+    assert ranking.eligible == 1
+    assert ranking.removed == {"dynamic_price": 1, "deny_models": 1, "exclude_free": 1}
+
+
+def test_no_eligible_model_names_the_constraint() -> None:
+    with pytest.raises(NoEligibleModel, match="context_window: 3"):
+        Scorer("t", TRIO).rank((1, 1, 1), prompt_tokens=200_000, output_tokens=1)
+
+
+@pytest.mark.parametrize(
+    "weights", [(-1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (math.nan, 1.0, 1.0), (math.inf, 0.0, 0.0)]
+)
+def test_bad_weights_are_refused(weights: tuple[float, float, float]) -> None:
+    with pytest.raises(InvalidRequest, match="weight"):
+        Scorer("t", TRIO).rank(weights, prompt_tokens=1, output_tokens=1)
+
+
+def test_bad_catalogue_is_refused() -> None:
+    with pytest.raises(InvalidCatalogue, match="twice"):
+        Scorer("t", [model("a/a"), model("a/a")])
+    with pytest.raises(InvalidCatalogue, match="quality"):
+        Scorer("t", [model("a/a", quality=2.0)])
+
+
+def test_replace_catalogue_swaps_everything() -> None:
+    scorer = Scorer("one", TRIO)
+    scorer.replace_catalogue("two", [model("only/model")])
+    ranking = scorer.rank((1, 0, 0), prompt_tokens=10, output_tokens=10)
+    assert (scorer.version, len(scorer), ranking.catalogue_version) == ("two", 1, "two")
+    assert [c.model_id for c in ranking.candidates] == ["only/model"]
+
+
+def test_embedded_catalogue_loads_into_the_scorer() -> None:
+    snapshot = catalogue.load()
+    scorer = snapshot.scorer()
+    assert len(scorer) == len(snapshot.models) >= 400
+    ranking = scorer.rank(MODE_WEIGHTS["speed"], prompt_tokens=1000, output_tokens=500, top_k=5)
+    assert len(ranking.candidates) == 5
+    assert ranking.candidates[0].model_id in set(scorer.model_ids())

@@ -1,0 +1,89 @@
+"""`router serve` as a user runs it: a real process with both servers, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.pb.router.v1 import router_pb2 as pb
+from service.pb.router.v1.router_pb2_grpc import RouterStub
+
+START_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    grpc_port, http_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "serve",
+            "--grpc-port",
+            str(grpc_port),
+            "--http-port",
+            str(http_port),
+            "--host",
+            "127.0.0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            output = process.communicate()[0].decode()
+            pytest.fail(f"router serve did not come up:\n{output}")
+        time.sleep(0.1)
+    yield process, grpc_port, http_port
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
+def test_rest_and_grpc_answer(served: tuple[subprocess.Popen[bytes], int, int]) -> None:
+    _, grpc_port, http_port = served
+    reply = httpx.post(f"http://127.0.0.1:{http_port}/route", json={"mode": "speed"}, timeout=5)
+    assert reply.status_code == 200
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=5
+        )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        decision = RouterStub(channel).Route(pb.RouteRequest(mode=pb.MODE_SPEED), timeout=5)
+    assert decision.model == reply.json()["model"]
+
+
+def test_sigterm_stops_both_servers(served: tuple[subprocess.Popen[bytes], int, int]) -> None:
+    process, grpc_port, http_port = served
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=20)[0].decode()
+    assert process.returncode == 0, output
+    assert "draining gRPC calls" in output
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=1)
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", grpc_port)):
+        pass
