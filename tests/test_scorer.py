@@ -87,6 +87,7 @@ def test_score_matches_the_formula() -> None:
 def test_each_mode_picks_its_model(mode: str, best: str) -> None:
     ranking = Scorer("t", TRIO).rank(MODE_WEIGHTS[mode], prompt_tokens=1000, output_tokens=500)
     assert ranking.candidates[0].model_id == best
+    assert ranking.weights == MODE_WEIGHTS[mode]
 
 
 def test_constraints_filter_and_are_counted() -> None:

@@ -32,6 +32,14 @@ impl Weights {
                 "weights must not all be zero".to_string(),
             ));
         }
+        // Weights that already sum to 1 (the named modes) are kept exactly as given.
+        if (sum - 1.0).abs() <= 1e-12 {
+            return Ok(Weights {
+                latency,
+                cost,
+                quality,
+            });
+        }
         Ok(Weights {
             latency: latency / sum,
             cost: cost / sum,
@@ -306,6 +314,8 @@ mod tests {
     fn weights_are_validated_and_normalised() {
         let w = Weights::normalised(2.0, 1.0, 1.0).unwrap();
         assert_eq!((w.latency, w.cost, w.quality), (0.5, 0.25, 0.25));
+        let speed = Mode::Speed.weights();
+        assert_eq!(Weights::normalised(0.70, 0.20, 0.10).unwrap(), speed);
         assert!(Weights::normalised(-1.0, 1.0, 1.0).is_err());
         assert!(Weights::normalised(0.0, 0.0, 0.0).is_err());
         assert!(Weights::normalised(f64::NAN, 1.0, 1.0).is_err());
