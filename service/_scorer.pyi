@@ -96,6 +96,9 @@ class Ranking:
     """The best candidates, best first; how many models were eligible and why others were not."""
 
     @property
+    def best(self) -> str:
+        """The id of the best candidate."""
+    @property
     def candidates(self) -> list[Candidate]: ...
     @property
     def eligible(self) -> int: ...
@@ -108,7 +111,7 @@ class Ranking:
 
 @final
 class Scorer:
-    """Holds the current catalogue; `replace_catalogue` swaps it whole, atomically for readers.
+    """Holds the catalogue and live stats; both are swapped whole, atomically for readers.
 
     Each model is a mapping with the keys: id (str, "author/name"), context_length (int),
     prompt_price and completion_price (float, USD per token; negative for dynamic pricing),
@@ -122,7 +125,18 @@ class Scorer:
     def version(self) -> str: ...
     def __len__(self) -> int: ...
     def model_ids(self) -> list[str]: ...
-    def replace_catalogue(self, version: str, models: Sequence[Mapping[str, object]]) -> None: ...
+    def replace_catalogue(self, version: str, models: Sequence[Mapping[str, object]]) -> None:
+        """Swap in a new catalogue; live stats of models that remain are kept."""
+
+    def update_stats(self, stats: Sequence[Mapping[str, object]]) -> None:
+        """Apply live stats, all or nothing.
+
+        Each mapping has `id` and optionally `ttft_s`, `ttft_p95_s`, `tokens_per_s`,
+        `error_rate` (floats or None; None keeps the catalogue's prior) and `circuit_open`
+        (bool, default False). An entry replaces that model's previous stats wholesale. An
+        unknown id or an out-of-range figure raises InvalidRequest and applies nothing.
+        Readers never see part of a batch.
+        """
     def rank(
         self,
         weights: tuple[float, float, float],

@@ -1,16 +1,18 @@
 //! The Python face of the scorer: a thin layer of conversions over the pure-Rust core.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 
 use crate::catalogue::{Catalogue, ModelSpec};
 use crate::constraints::{Constraints, FreeFilter};
+use crate::engine::{Engine, State};
 use crate::error::ScoreError;
-use crate::scoring::{self, Mode, Profile, Weights};
+use crate::live::LiveStats;
+use crate::scoring::{self, Mode, Profile, Ranking, Weights};
 
 create_exception!(
     _scorer,
@@ -88,8 +90,7 @@ fn build_catalogue(version: String, models: Vec<PyModelSpec>) -> Result<Catalogu
     Catalogue::new(version, models.into_iter().map(ModelSpec::from).collect())
 }
 
-#[pyclass(name = "Constraints", frozen, from_py_object)]
-#[derive(Clone)]
+#[pyclass(name = "Constraints", frozen)]
 struct PyConstraints {
     inner: Constraints,
 }
@@ -156,6 +157,22 @@ impl PyConstraints {
     }
 }
 
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct PyLiveStats {
+    id: String,
+    #[pyo3(default)]
+    ttft_s: Option<f64>,
+    #[pyo3(default)]
+    ttft_p95_s: Option<f64>,
+    #[pyo3(default)]
+    tokens_per_s: Option<f64>,
+    #[pyo3(default)]
+    error_rate: Option<f64>,
+    #[pyo3(default)]
+    circuit_open: bool,
+}
+
 /// One ranked model with the terms of its score.
 #[pyclass(name = "Candidate", frozen, get_all)]
 struct PyCandidate {
@@ -170,78 +187,29 @@ struct PyCandidate {
     latency_estimated: bool,
 }
 
-#[pyclass(name = "Ranking", frozen, get_all)]
+/// A ranking as the scorer returned it; Python objects are made only for what is read.
+#[pyclass(name = "Ranking", frozen)]
 struct PyRanking {
-    candidates: Vec<Py<PyCandidate>>,
-    eligible: usize,
-    removed: Py<PyDict>,
-    weights: (f64, f64, f64),
-    catalogue_version: String,
-}
-
-/// Holds the current catalogue and ranks it; the catalogue is swapped whole, never edited.
-#[pyclass(name = "Scorer", frozen)]
-struct PyScorer {
-    catalogue: RwLock<Arc<Catalogue>>,
-}
-
-impl PyScorer {
-    fn current(&self) -> Arc<Catalogue> {
-        Arc::clone(&self.catalogue.read().unwrap_or_else(|e| e.into_inner()))
-    }
+    state: Arc<State>,
+    ranking: Ranking,
+    candidates: OnceLock<Py<PyList>>,
 }
 
 #[pymethods]
-impl PyScorer {
-    #[new]
-    fn new(version: String, models: Vec<PyModelSpec>) -> PyResult<Self> {
-        Ok(PyScorer {
-            catalogue: RwLock::new(Arc::new(build_catalogue(version, models)?)),
-        })
+impl PyRanking {
+    #[getter]
+    fn best(&self) -> &str {
+        &self.state.catalogue.ids[self.ranking.candidates[0].index]
     }
 
     #[getter]
-    fn version(&self) -> String {
-        self.current().version.clone()
-    }
-
-    fn __len__(&self) -> usize {
-        self.current().len()
-    }
-
-    fn model_ids(&self) -> Vec<String> {
-        self.current().ids.clone()
-    }
-
-    fn replace_catalogue(&self, version: String, models: Vec<PyModelSpec>) -> PyResult<()> {
-        let fresh = Arc::new(build_catalogue(version, models)?);
-        *self.catalogue.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-        Ok(())
-    }
-
-    #[pyo3(signature = (weights, *, prompt_tokens, output_tokens, top_k = 5, constraints = None))]
-    fn rank(
-        &self,
-        py: Python<'_>,
-        weights: (f64, f64, f64),
-        prompt_tokens: u64,
-        output_tokens: u64,
-        top_k: usize,
-        constraints: Option<PyConstraints>,
-    ) -> PyResult<PyRanking> {
-        let weights = Weights::normalised(weights.0, weights.1, weights.2)?;
-        let profile = Profile {
-            prompt_tokens,
-            output_tokens,
-        };
-        let constraints = constraints.map(|c| c.inner).unwrap_or_default();
-        let cat = self.current();
-        let ranking = py.detach(|| scoring::rank(&cat, weights, profile, &constraints, top_k))?;
-        let removed = PyDict::new(py);
-        for (c, n) in &ranking.removed {
-            removed.set_item(c.name(), n)?;
+    fn candidates<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        if let Some(list) = self.candidates.get() {
+            return Ok(list.bind(py).clone());
         }
-        let candidates = ranking
+        let (cat, live) = (&self.state.catalogue, &self.state.live);
+        let items = self
+            .ranking
             .candidates
             .iter()
             .map(|c| {
@@ -256,17 +224,135 @@ impl PyScorer {
                         expected_cost_usd: c.expected_cost_usd,
                         expected_latency_s: c.expected_latency_s,
                         quality_estimated: cat.quality_estimated[c.index],
-                        latency_estimated: cat.latency_estimated[c.index],
+                        latency_estimated: live.latency_estimated[c.index],
                     },
                 )
             })
-            .collect::<PyResult<_>>()?;
+            .collect::<PyResult<Vec<_>>>()?;
+        let list = PyList::new(py, items)?;
+        Ok(self
+            .candidates
+            .get_or_init(|| list.clone().unbind())
+            .bind(py)
+            .clone())
+    }
+
+    #[getter]
+    fn eligible(&self) -> usize {
+        self.ranking.eligible
+    }
+
+    #[getter]
+    fn removed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let removed = PyDict::new(py);
+        for (c, n) in &self.ranking.removed {
+            removed.set_item(c.name(), n)?;
+        }
+        Ok(removed)
+    }
+
+    #[getter]
+    fn weights(&self) -> (f64, f64, f64) {
+        let w = self.ranking.weights;
+        (w.latency, w.cost, w.quality)
+    }
+
+    #[getter]
+    fn catalogue_version(&self) -> &str {
+        &self.state.catalogue.version
+    }
+}
+
+/// Holds the current catalogue and live stats and ranks them; both are swapped whole.
+#[pyclass(name = "Scorer", frozen)]
+struct PyScorer {
+    engine: Engine,
+}
+
+/// Below this many models a ranking takes a few microseconds: cheaper than releasing the GIL.
+const DETACH_ABOVE_MODELS: usize = 2_000;
+
+#[pymethods]
+impl PyScorer {
+    #[new]
+    fn new(version: String, models: Vec<PyModelSpec>) -> PyResult<Self> {
+        Ok(PyScorer {
+            engine: Engine::new(build_catalogue(version, models)?),
+        })
+    }
+
+    #[getter]
+    fn version(&self) -> String {
+        self.engine.snapshot().catalogue.version.clone()
+    }
+
+    fn __len__(&self) -> usize {
+        self.engine.snapshot().catalogue.len()
+    }
+
+    fn model_ids(&self) -> Vec<String> {
+        self.engine.snapshot().catalogue.ids.clone()
+    }
+
+    fn replace_catalogue(
+        &self,
+        py: Python<'_>,
+        version: String,
+        models: Vec<PyModelSpec>,
+    ) -> PyResult<()> {
+        let catalogue = build_catalogue(version, models)?;
+        py.detach(|| self.engine.replace_catalogue(catalogue));
+        Ok(())
+    }
+
+    fn update_stats(&self, py: Python<'_>, stats: Vec<PyLiveStats>) -> PyResult<()> {
+        let updates: Vec<(String, LiveStats)> = stats
+            .into_iter()
+            .map(|s| {
+                (
+                    s.id,
+                    LiveStats {
+                        ttft_s: s.ttft_s,
+                        ttft_p95_s: s.ttft_p95_s,
+                        tokens_per_s: s.tokens_per_s,
+                        error_rate: s.error_rate,
+                        circuit_open: s.circuit_open,
+                    },
+                )
+            })
+            .collect();
+        py.detach(|| self.engine.update_stats(&updates))?;
+        Ok(())
+    }
+
+    #[pyo3(signature = (weights, *, prompt_tokens, output_tokens, top_k = 5, constraints = None))]
+    fn rank(
+        &self,
+        py: Python<'_>,
+        weights: (f64, f64, f64),
+        prompt_tokens: u64,
+        output_tokens: u64,
+        top_k: usize,
+        constraints: Option<PyRef<'_, PyConstraints>>,
+    ) -> PyResult<PyRanking> {
+        let weights = Weights::normalised(weights.0, weights.1, weights.2)?;
+        let profile = Profile {
+            prompt_tokens,
+            output_tokens,
+        };
+        let default = Constraints::default();
+        let constraints = constraints.as_ref().map_or(&default, |c| &c.inner);
+        let state = self.engine.snapshot();
+        let rank = || scoring::rank(&state, weights, profile, constraints, top_k);
+        let ranking = if state.catalogue.len() > DETACH_ABOVE_MODELS {
+            py.detach(rank)
+        } else {
+            rank()
+        }?;
         Ok(PyRanking {
-            candidates,
-            eligible: ranking.eligible,
-            removed: removed.unbind(),
-            weights: (weights.latency, weights.cost, weights.quality),
-            catalogue_version: cat.version.clone(),
+            state,
+            ranking,
+            candidates: OnceLock::new(),
         })
     }
 }

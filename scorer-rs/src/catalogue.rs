@@ -1,6 +1,6 @@
 //! The model catalogue in columnar form: one vector per attribute, indexed by model.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::error::ScoreError;
 
@@ -40,6 +40,8 @@ pub struct Catalogue {
     pub tokens_per_s: Vec<f64>,
     pub latency_estimated: Vec<bool>,
     pub text_output: Vec<bool>,
+    /// Model id to index.
+    pub by_id: HashMap<String, usize>,
     param_bits: HashMap<String, u64>,
 }
 
@@ -98,12 +100,12 @@ impl Catalogue {
             tokens_per_s: Vec::with_capacity(n),
             latency_estimated: Vec::with_capacity(n),
             text_output: Vec::with_capacity(n),
+            by_id: HashMap::with_capacity(n),
             param_bits: HashMap::new(),
         };
-        let mut seen = HashSet::with_capacity(n);
-        for spec in specs {
+        for (i, spec) in specs.into_iter().enumerate() {
             check_model(&spec)?;
-            if !seen.insert(spec.id.clone()) {
+            if cat.by_id.insert(spec.id.clone(), i).is_some() {
                 return Err(invalid(&spec.id, "listed twice"));
             }
             let mut modalities = 0u8;

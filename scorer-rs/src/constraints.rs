@@ -1,6 +1,7 @@
 //! Hard constraints: which models a request may use at all, decided before any scoring.
 
 use crate::catalogue::{modality_bit, Catalogue};
+use crate::engine::State;
 use crate::error::ScoreError;
 
 /// Each reason a model can be removed, in the order they are checked; a removed model is
@@ -9,6 +10,7 @@ use crate::error::ScoreError;
 pub enum Constraint {
     DynamicPrice,
     NonTextOutput,
+    CircuitOpen,
     ContextWindow,
     InputModalities,
     RequiredParameters,
@@ -25,9 +27,10 @@ pub enum Constraint {
 }
 
 impl Constraint {
-    pub const ALL: [Constraint; 15] = [
+    pub const ALL: [Constraint; 16] = [
         Constraint::DynamicPrice,
         Constraint::NonTextOutput,
+        Constraint::CircuitOpen,
         Constraint::ContextWindow,
         Constraint::InputModalities,
         Constraint::RequiredParameters,
@@ -47,6 +50,7 @@ impl Constraint {
         match self {
             Constraint::DynamicPrice => "dynamic_price",
             Constraint::NonTextOutput => "non_text_output",
+            Constraint::CircuitOpen => "circuit_open",
             Constraint::ContextWindow => "context_window",
             Constraint::InputModalities => "input_modalities",
             Constraint::RequiredParameters => "required_parameters",
@@ -132,7 +136,9 @@ pub struct Compiled<'a> {
     max_prompt_price: Option<f64>,
     max_completion_price: Option<f64>,
     max_ttft: Option<f64>,
-    pub max_request_cost: Option<f64>,
+    max_request_cost: Option<f64>,
+    /// Whether any constraint beyond context, modalities and parameters is set.
+    rare: bool,
 }
 
 impl<'a> Compiled<'a> {
@@ -156,50 +162,64 @@ impl<'a> Compiled<'a> {
         check_patterns(&raw.allow_models, "allow_models")?;
         check_patterns(&raw.deny_models, "deny_models")?;
         let per_token = |v: Option<f64>| v.map(|p| p / 1e6);
+        let max_prompt_price = per_token(check_limit(
+            raw.max_prompt_price_per_mtok,
+            "max_prompt_price_per_mtok",
+        )?);
+        let max_completion_price = per_token(check_limit(
+            raw.max_completion_price_per_mtok,
+            "max_completion_price_per_mtok",
+        )?);
+        let max_request_cost = check_limit(raw.max_request_cost_usd, "max_request_cost_usd")?;
+        let max_ttft = check_limit(raw.max_ttft_s, "max_ttft_s")?;
+        let rare = !(raw.allow_models.is_empty()
+            && raw.deny_models.is_empty()
+            && raw.allow_providers.is_empty()
+            && raw.deny_providers.is_empty())
+            || raw.free != FreeFilter::Any
+            || max_prompt_price.is_some()
+            || max_completion_price.is_some()
+            || max_request_cost.is_some()
+            || max_ttft.is_some();
         Ok(Compiled {
             raw,
             modalities,
             params,
             unknown_param,
-            max_prompt_price: per_token(check_limit(
-                raw.max_prompt_price_per_mtok,
-                "max_prompt_price_per_mtok",
-            )?),
-            max_completion_price: per_token(check_limit(
-                raw.max_completion_price_per_mtok,
-                "max_completion_price_per_mtok",
-            )?),
-            max_request_cost: check_limit(raw.max_request_cost_usd, "max_request_cost_usd")?,
-            max_ttft: check_limit(raw.max_ttft_s, "max_ttft_s")?,
+            max_prompt_price,
+            max_completion_price,
+            max_ttft,
+            max_request_cost,
+            rare,
         })
     }
 
-    /// The first constraint model `i` fails, apart from the request-cost cap, which needs the
-    /// expected cost and is checked by the caller.
-    pub fn first_failure(
-        &self,
-        cat: &Catalogue,
-        i: usize,
-        needed_context: u64,
-    ) -> Option<Constraint> {
+    /// This request's constraints bound to one snapshot, for the per-model check.
+    pub fn bind<'s>(&'s self, state: &'s State, needed_context: u64) -> Check<'s> {
+        let n = state.catalogue.len();
+        Check {
+            compiled: self,
+            state,
+            needed_context,
+            required_modalities: self.modalities,
+            required_params: if self.unknown_param {
+                u64::MAX
+            } else {
+                self.params
+            },
+            rare: self.rare,
+            excluded: &state.live.excluded[..n],
+            context: &state.catalogue.context[..n],
+            modalities: &state.catalogue.modalities[..n],
+            params: &state.catalogue.params[..n],
+        }
+    }
+
+    fn rare_failure(&self, state: &State, i: usize, expected_cost: f64) -> Option<Constraint> {
         let raw = self.raw;
+        let cat = &*state.catalogue;
         let id = cat.ids[i].as_str();
         let author = cat.authors[i].as_str();
-        if cat.has_dynamic_price(i) {
-            return Some(Constraint::DynamicPrice);
-        }
-        if !cat.text_output[i] {
-            return Some(Constraint::NonTextOutput);
-        }
-        if cat.context[i] < needed_context {
-            return Some(Constraint::ContextWindow);
-        }
-        if cat.modalities[i] & self.modalities != self.modalities {
-            return Some(Constraint::InputModalities);
-        }
-        if self.unknown_param || cat.params[i] & self.params != self.params {
-            return Some(Constraint::RequiredParameters);
-        }
         if !raw.allow_models.is_empty() && !raw.allow_models.iter().any(|p| matches_model(p, id)) {
             return Some(Constraint::AllowModels);
         }
@@ -230,10 +250,52 @@ impl<'a> Compiled<'a> {
         {
             return Some(Constraint::MaxCompletionPrice);
         }
-        if self.max_ttft.is_some_and(|max| cat.ttft_s[i] > max) {
+        if self.max_ttft.is_some_and(|max| state.live.ttft_s[i] > max) {
             return Some(Constraint::MaxTimeToFirstToken);
         }
+        if self.max_request_cost.is_some_and(|max| expected_cost > max) {
+            return Some(Constraint::MaxRequestCost);
+        }
         None
+    }
+}
+
+/// The columns the common constraints read, sliced to the catalogue's length.
+pub struct Check<'s> {
+    compiled: &'s Compiled<'s>,
+    state: &'s State,
+    needed_context: u64,
+    required_modalities: u8,
+    /// All bits when a required parameter is unknown to the catalogue: then no model has them.
+    required_params: u64,
+    rare: bool,
+    excluded: &'s [Option<Constraint>],
+    context: &'s [u64],
+    modalities: &'s [u8],
+    params: &'s [u64],
+}
+
+impl Check<'_> {
+    /// The first constraint model `i` fails, given the expected cost of this request on it.
+    #[inline(always)]
+    pub fn first_failure(&self, i: usize, expected_cost: f64) -> Option<Constraint> {
+        if let Some(reason) = self.excluded[i] {
+            return Some(reason);
+        }
+        if self.context[i] < self.needed_context {
+            return Some(Constraint::ContextWindow);
+        }
+        if self.modalities[i] & self.required_modalities != self.required_modalities {
+            return Some(Constraint::InputModalities);
+        }
+        if self.params[i] & self.required_params != self.required_params {
+            return Some(Constraint::RequiredParameters);
+        }
+        if self.rare {
+            self.compiled.rare_failure(self.state, i, expected_cost)
+        } else {
+            None
+        }
     }
 }
 

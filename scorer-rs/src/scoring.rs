@@ -1,9 +1,12 @@
 //! Normalisation, the score formula and top-k selection.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
+use std::sync::OnceLock;
 
 use crate::catalogue::Catalogue;
-use crate::constraints::{Compiled, Constraint, Constraints};
+use crate::constraints::{Check, Compiled, Constraint, Constraints};
+use crate::engine::State;
 use crate::error::ScoreError;
 
 /// Expected costs below this (USD) count as this on the log scale, so free models stay finite.
@@ -110,16 +113,35 @@ pub struct Ranking {
     pub weights: Weights,
 }
 
-pub fn expected_cost(cat: &Catalogue, i: usize, profile: Profile) -> f64 {
-    profile.prompt_tokens as f64 * cat.prompt_price[i]
-        + profile.output_tokens as f64 * cat.completion_price[i]
+/// Bits of the mantissa that index the table of `approx_ln`.
+const LN_TABLE_BITS: u32 = 10;
+
+/// Bound on |approx_ln(x) − ln(x)| for every positive normal x: the table holds ln at the
+/// middle of each of its 1024 mantissa intervals, so the error is at most ln(1 + 1/2048) ≈ 4.9e-4.
+pub const APPROX_LN_ERROR: f64 = 1e-3;
+
+type LnTable = [f64; 1 << LN_TABLE_BITS];
+
+fn ln_table() -> &'static LnTable {
+    static TABLE: OnceLock<LnTable> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let size = f64::from(1u32 << LN_TABLE_BITS);
+        std::array::from_fn(|i| (1.0 + (i as f64 + 0.5) / size).ln())
+    })
 }
 
-pub fn expected_latency(cat: &Catalogue, i: usize, profile: Profile) -> f64 {
-    cat.ttft_s[i] + profile.output_tokens as f64 / cat.tokens_per_s[i]
+/// ln for positive normal x within `APPROX_LN_ERROR`, for the price of a table lookup: the
+/// exponent gives the multiple of ln 2, the top bits of the mantissa the rest.
+#[inline]
+pub fn approx_ln(table: &LnTable, x: f64) -> f64 {
+    let bits = x.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let slot = ((bits >> (52 - LN_TABLE_BITS)) & ((1 << LN_TABLE_BITS) - 1)) as usize;
+    exponent as f64 * std::f64::consts::LN_2 + table[slot]
 }
 
 /// Min–max normalisation that maps a degenerate range to zero instead of dividing by it.
+#[inline]
 fn normalise(x: f64, min: f64, max: f64) -> f64 {
     if max > min {
         (x - min) / (max - min)
@@ -135,8 +157,70 @@ fn better(cat: &Catalogue, a: &Candidate, b: &Candidate) -> Ordering {
         .then_with(|| cat.ids[a.index].cmp(&cat.ids[b.index]))
 }
 
+/// Scratch space of one ranking, reused across calls on a thread.
+#[derive(Default)]
+struct Pool {
+    /// Catalogue indices of the eligible models.
+    index: Vec<u32>,
+    estimate: Vec<f64>,
+    scratch: Vec<f64>,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+}
+
+/// What one request makes of each model, and the normalisation bounds over the eligible set.
+struct Terms<'a> {
+    state: &'a State,
+    prompt: f64,
+    output: f64,
+    log_cost_min: f64,
+    log_cost_max: f64,
+    latency_min: f64,
+    latency_max: f64,
+}
+
+impl Terms<'_> {
+    #[inline]
+    fn cost(&self, i: usize) -> f64 {
+        let cat = &self.state.catalogue;
+        self.prompt * cat.prompt_price[i] + self.output * cat.completion_price[i]
+    }
+
+    #[inline]
+    fn latency(&self, i: usize) -> f64 {
+        let live = &self.state.live;
+        live.ttft_s[i] + self.output * live.seconds_per_token[i]
+    }
+
+    fn candidate(&self, i: usize, weights: Weights) -> Candidate {
+        let cost = self.cost(i);
+        let latency = self.latency(i);
+        let latency_term = 1.0 - normalise(latency, self.latency_min, self.latency_max);
+        let cost_term = 1.0
+            - normalise(
+                cost.max(COST_FLOOR_USD).ln(),
+                self.log_cost_min,
+                self.log_cost_max,
+            );
+        let quality_term = self.state.catalogue.quality[i];
+        Candidate {
+            index: i,
+            score: weights.latency * latency_term
+                + weights.cost * cost_term
+                + weights.quality * quality_term,
+            latency_term,
+            cost_term,
+            quality_term,
+            expected_cost_usd: cost,
+            expected_latency_s: latency,
+        }
+    }
+}
+
 pub fn rank(
-    cat: &Catalogue,
+    state: &State,
     weights: Weights,
     profile: Profile,
     constraints: &Constraints,
@@ -147,70 +231,175 @@ pub fn rank(
             "top_k must be at least 1".to_string(),
         ));
     }
-    let compiled = Compiled::new(constraints, cat)?;
+    let compiled = Compiled::new(constraints, &state.catalogue)?;
     let needed_context = constraints
         .min_context
-        .max(profile.prompt_tokens + profile.output_tokens);
+        .max(profile.prompt_tokens.saturating_add(profile.output_tokens));
+    let check = compiled.bind(state, needed_context);
+    POOL.with_borrow_mut(|pool| rank_with(pool, state, &check, weights, profile, top_k))
+}
+
+fn rank_with(
+    pool: &mut Pool,
+    state: &State,
+    check: &Check<'_>,
+    weights: Weights,
+    profile: Profile,
+    top_k: usize,
+) -> Result<Ranking, ScoreError> {
+    let cat = &*state.catalogue;
+    let n = cat.len();
+    assert!(n <= u32::MAX as usize, "catalogue larger than u32 indices");
+    let mut terms = Terms {
+        state,
+        prompt: profile.prompt_tokens as f64,
+        output: profile.output_tokens as f64,
+        log_cost_min: 0.0,
+        log_cost_max: 0.0,
+        latency_min: f64::INFINITY,
+        latency_max: f64::NEG_INFINITY,
+    };
+    pool.index.resize(n, 0);
+    let index = &mut pool.index[..n];
+    let live = &state.live;
+    let (prompt_price, completion_price) = (&cat.prompt_price[..n], &cat.completion_price[..n]);
+    let (ttft, seconds_per_token) = (&live.ttft_s[..n], &live.seconds_per_token[..n]);
+    let (prompt, output) = (terms.prompt, terms.output);
     let mut removed = [0usize; Constraint::ALL.len()];
-    let mut pool: Vec<Candidate> = Vec::with_capacity(cat.len());
     let (mut cost_min, mut cost_max) = (f64::INFINITY, f64::NEG_INFINITY);
-    let (mut lat_min, mut lat_max) = (f64::INFINITY, f64::NEG_INFINITY);
-    for i in 0..cat.len() {
-        let expected_cost_usd = expected_cost(cat, i, profile);
-        let failure = compiled.first_failure(cat, i, needed_context).or_else(|| {
-            compiled
-                .max_request_cost
-                .filter(|max| expected_cost_usd > *max)
-                .map(|_| Constraint::MaxRequestCost)
-        });
-        if let Some(c) = failure {
+    let (mut latency_min, mut latency_max) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut eligible = 0;
+    for i in 0..n {
+        // The arithmetic of `Terms::cost` and `Terms::latency`, on pre-sliced columns.
+        let cost = prompt * prompt_price[i] + output * completion_price[i];
+        if let Some(c) = check.first_failure(i, cost) {
             removed[c as usize] += 1;
             continue;
         }
-        let log_cost = expected_cost_usd.max(COST_FLOOR_USD).ln();
-        let expected_latency_s = expected_latency(cat, i, profile);
-        cost_min = cost_min.min(log_cost);
-        cost_max = cost_max.max(log_cost);
-        lat_min = lat_min.min(expected_latency_s);
-        lat_max = lat_max.max(expected_latency_s);
-        pool.push(Candidate {
-            index: i,
-            score: 0.0,
-            latency_term: 0.0,
-            cost_term: log_cost,
-            quality_term: cat.quality[i],
-            expected_cost_usd,
-            expected_latency_s,
-        });
+        let latency = ttft[i] + output * seconds_per_token[i];
+        // Plain comparisons: the figures are never NaN, and f64::min's NaN rules cost more.
+        cost_min = if cost < cost_min { cost } else { cost_min };
+        cost_max = if cost > cost_max { cost } else { cost_max };
+        latency_min = if latency < latency_min {
+            latency
+        } else {
+            latency_min
+        };
+        latency_max = if latency > latency_max {
+            latency
+        } else {
+            latency_max
+        };
+        index[eligible] = i as u32;
+        eligible += 1;
     }
+    pool.index.truncate(eligible);
+    terms.latency_min = latency_min;
+    terms.latency_max = latency_max;
     let removed: Vec<(Constraint, usize)> = Constraint::ALL
         .iter()
         .zip(removed)
         .filter(|(_, n)| *n > 0)
         .map(|(c, n)| (*c, n))
         .collect();
-    if pool.is_empty() {
+    if eligible == 0 {
         return Err(ScoreError::NoEligibleModel(removed));
     }
-    for c in &mut pool {
-        c.cost_term = 1.0 - normalise(c.cost_term, cost_min, cost_max);
-        c.latency_term = 1.0 - normalise(c.expected_latency_s, lat_min, lat_max);
-        c.score = weights.latency * c.latency_term
-            + weights.cost * c.cost_term
-            + weights.quality * c.quality_term;
+    terms.log_cost_min = cost_min.max(COST_FLOOR_USD).ln();
+    terms.log_cost_max = cost_max.max(COST_FLOOR_USD).ln();
+    let mut best: Vec<Candidate> = if eligible <= top_k {
+        pool.index
+            .iter()
+            .map(|&i| terms.candidate(i as usize, weights))
+            .collect()
+    } else {
+        shortlist(pool, &terms, weights, top_k)
+            .map(|i| terms.candidate(i, weights))
+            .collect()
+    };
+    if best.len() > top_k {
+        best.select_nth_unstable_by(top_k - 1, |a, b| better(cat, a, b));
+        best.truncate(top_k);
     }
-    let eligible = pool.len();
-    if top_k < pool.len() {
-        pool.select_nth_unstable_by(top_k - 1, |a, b| better(cat, a, b));
-        pool.truncate(top_k);
-    }
-    pool.sort_unstable_by(|a, b| better(cat, a, b));
+    best.sort_unstable_by(|a, b| better(cat, a, b));
     Ok(Ranking {
-        candidates: pool,
+        candidates: best,
         eligible,
         removed,
         weights,
     })
+}
+
+/// Catalogue indices that may belong to the top k. Every score is first estimated with the
+/// cheap logarithm, within a known error; a model whose estimate falls more than twice that
+/// error below the k-th best estimate cannot make the top k, so only the rest are scored exactly.
+fn shortlist<'p>(
+    pool: &'p mut Pool,
+    terms: &Terms<'_>,
+    weights: Weights,
+    top_k: usize,
+) -> impl Iterator<Item = usize> + 'p {
+    let cat = &*terms.state.catalogue;
+    let live = &terms.state.live;
+    let n = cat.len();
+    let (prompt_price, completion_price) = (&cat.prompt_price[..n], &cat.completion_price[..n]);
+    let (ttft, seconds_per_token) = (&live.ttft_s[..n], &live.seconds_per_token[..n]);
+    let quality = &cat.quality[..n];
+    let (prompt, output) = (terms.prompt, terms.output);
+    let cost_range = terms.log_cost_max - terms.log_cost_min;
+    let latency_range = terms.latency_max - terms.latency_min;
+    let cost_scale = if cost_range > 0.0 {
+        1.0 / cost_range
+    } else {
+        0.0
+    };
+    let latency_scale = if latency_range > 0.0 {
+        1.0 / latency_range
+    } else {
+        0.0
+    };
+    // The logarithm's error, and rounding: the estimate multiplies where the score divides.
+    let slack = weights.cost * cost_scale * APPROX_LN_ERROR + 1e-9;
+    let table = ln_table();
+    let eligible = pool.index.len();
+    pool.estimate.resize(eligible, 0.0);
+    for (estimate, &i) in pool.estimate.iter_mut().zip(&pool.index) {
+        let i = i as usize;
+        let cost = prompt * prompt_price[i] + output * completion_price[i];
+        let log_cost = approx_ln(
+            table,
+            if cost > COST_FLOOR_USD {
+                cost
+            } else {
+                COST_FLOOR_USD
+            },
+        );
+        let latency = ttft[i] + output * seconds_per_token[i];
+        let cost_term = 1.0 - (log_cost - terms.log_cost_min) * cost_scale;
+        let latency_term = 1.0 - (latency - terms.latency_min) * latency_scale;
+        *estimate = weights.latency * latency_term
+            + weights.cost * cost_term
+            + weights.quality * quality[i];
+    }
+    let cutoff = kth_largest(&pool.estimate, &mut pool.scratch, top_k) - 2.0 * slack;
+    let (index, estimate) = (&pool.index, &pool.estimate);
+    index
+        .iter()
+        .zip(estimate)
+        .filter(move |(_, e)| **e >= cutoff)
+        .map(|(&i, _)| i as usize)
+}
+
+/// The k-th largest value (1 ≤ k ≤ len).
+fn kth_largest(values: &[f64], scratch: &mut Vec<f64>, k: usize) -> f64 {
+    if k == 1 {
+        return values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    }
+    scratch.clear();
+    scratch.extend_from_slice(values);
+    *scratch
+        .select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a))
+        .1
 }
 
 #[cfg(test)]
@@ -219,56 +408,66 @@ mod tests {
     use crate::catalogue::tests::spec;
     use crate::catalogue::ModelSpec;
 
+    fn state(specs: Vec<ModelSpec>) -> State {
+        State::fresh(Catalogue::new("v", specs).unwrap())
+    }
+
+    fn expected_cost(cat: &Catalogue, i: usize, p: Profile) -> f64 {
+        p.prompt_tokens as f64 * cat.prompt_price[i]
+            + p.output_tokens as f64 * cat.completion_price[i]
+    }
+
+    fn expected_latency(cat: &Catalogue, i: usize, p: Profile) -> f64 {
+        cat.ttft_s[i] + p.output_tokens as f64 * (1.0 / cat.tokens_per_s[i])
+    }
+
     const PROFILE: Profile = Profile {
         prompt_tokens: 1000,
         output_tokens: 500,
     };
 
-    fn ids(cat: &Catalogue, r: &Ranking) -> Vec<String> {
+    fn ids(st: &State, r: &Ranking) -> Vec<String> {
         r.candidates
             .iter()
-            .map(|c| cat.ids[c.index].clone())
+            .map(|c| st.catalogue.ids[c.index].clone())
             .collect()
     }
 
-    fn trio() -> Catalogue {
-        Catalogue::new(
-            "v",
-            vec![
-                ModelSpec {
-                    ttft_s: 0.1,
-                    tokens_per_s: 300.0,
-                    quality: 0.3,
-                    ..spec("fast/small")
-                },
-                ModelSpec {
-                    prompt_price: 0.0,
-                    completion_price: 0.0,
-                    ttft_s: 2.0,
-                    quality: 0.2,
-                    ..spec("free/model")
-                },
-                ModelSpec {
-                    prompt_price: 1e-5,
-                    completion_price: 5e-5,
-                    ttft_s: 1.5,
-                    tokens_per_s: 40.0,
-                    quality: 0.9,
-                    ..spec("big/frontier")
-                },
-            ],
-        )
-        .unwrap()
+    fn trio() -> State {
+        state(vec![
+            ModelSpec {
+                ttft_s: 0.1,
+                tokens_per_s: 300.0,
+                quality: 0.3,
+                ..spec("fast/small")
+            },
+            ModelSpec {
+                prompt_price: 0.0,
+                completion_price: 0.0,
+                ttft_s: 2.0,
+                quality: 0.2,
+                ..spec("free/model")
+            },
+            ModelSpec {
+                prompt_price: 1e-5,
+                completion_price: 5e-5,
+                ttft_s: 1.5,
+                tokens_per_s: 40.0,
+                quality: 0.9,
+                ..spec("big/frontier")
+            },
+        ])
     }
 
     #[test]
     fn formula_by_hand() {
-        let cat = trio();
+        let st = trio();
+        let cat = &*st.catalogue;
         let w = Mode::Balanced.weights();
-        let r = rank(&cat, w, PROFILE, &Constraints::default(), 3).unwrap();
-        let lat: Vec<f64> = (0..3).map(|i| expected_latency(&cat, i, PROFILE)).collect();
+        let r = rank(&st, w, PROFILE, &Constraints::default(), 3).unwrap();
+        let lat: Vec<f64> = (0..3).map(|i| expected_latency(cat, i, PROFILE)).collect();
         let cost: Vec<f64> = (0..3)
-            .map(|i| expected_cost(&cat, i, PROFILE).max(COST_FLOOR_USD).ln())
+            .map(|i| expected_cost(cat, i, PROFILE).max(COST_FLOOR_USD).ln())
             .collect();
         let (lmin, lmax) = (lat[0], lat[2]);
         let (cmin, cmax) = (cost[1], cost[2]);
@@ -285,10 +484,10 @@ mod tests {
 
     #[test]
     fn modes_pick_what_they_promise() {
-        let cat = trio();
+        let st = trio();
         let best = |m: Mode| {
-            let r = rank(&cat, m.weights(), PROFILE, &Constraints::default(), 1).unwrap();
-            ids(&cat, &r)[0].clone()
+            let r = rank(&st, m.weights(), PROFILE, &Constraints::default(), 1).unwrap();
+            ids(&st, &r)[0].clone()
         };
         assert_eq!(best(Mode::Speed), "fast/small");
         assert_eq!(best(Mode::Cost), "free/model");
@@ -323,9 +522,9 @@ mod tests {
 
     #[test]
     fn single_model_scores_without_dividing_by_zero() {
-        let cat = Catalogue::new("v", vec![spec("only/one")]).unwrap();
+        let st = state(vec![spec("only/one")]);
         let r = rank(
-            &cat,
+            &st,
             Mode::Speed.weights(),
             PROFILE,
             &Constraints::default(),
@@ -339,47 +538,43 @@ mod tests {
 
     #[test]
     fn ties_break_on_model_id() {
-        let cat = Catalogue::new("v", vec![spec("z/z"), spec("a/a"), spec("m/m")]).unwrap();
+        let st = state(vec![spec("z/z"), spec("a/a"), spec("m/m")]);
         let r = rank(
-            &cat,
+            &st,
             Mode::Balanced.weights(),
             PROFILE,
             &Constraints::default(),
             2,
         )
         .unwrap();
-        assert_eq!(ids(&cat, &r), vec!["a/a", "m/m"]);
+        assert_eq!(ids(&st, &r), vec!["a/a", "m/m"]);
         assert_eq!(r.eligible, 3);
     }
 
     #[test]
     fn constraints_remove_and_are_counted() {
-        let cat = Catalogue::new(
-            "v",
-            vec![
-                ModelSpec {
-                    prompt_price: -1.0,
-                    completion_price: -1.0,
-                    ..spec("openrouter/auto")
-                },
-                ModelSpec {
-                    context_length: 1000,
-                    ..spec("tiny/ctx")
-                },
-                ModelSpec {
-                    input_modalities: vec!["text".into(), "image".into()],
-                    ..spec("see/vision")
-                },
-                spec("plain/text"),
-            ],
-        )
-        .unwrap();
+        let st = state(vec![
+            ModelSpec {
+                prompt_price: -1.0,
+                completion_price: -1.0,
+                ..spec("openrouter/auto")
+            },
+            ModelSpec {
+                context_length: 1000,
+                ..spec("tiny/ctx")
+            },
+            ModelSpec {
+                input_modalities: vec!["text".into(), "image".into()],
+                ..spec("see/vision")
+            },
+            spec("plain/text"),
+        ]);
         let cons = Constraints {
             input_modalities: vec!["image".into()],
             ..Constraints::default()
         };
-        let r = rank(&cat, Mode::Cost.weights(), PROFILE, &cons, 5).unwrap();
-        assert_eq!(ids(&cat, &r), vec!["see/vision"]);
+        let r = rank(&st, Mode::Cost.weights(), PROFILE, &cons, 5).unwrap();
+        assert_eq!(ids(&st, &r), vec!["see/vision"]);
         assert_eq!(
             r.removed,
             vec![
@@ -392,13 +587,13 @@ mod tests {
 
     #[test]
     fn empty_set_is_an_error_naming_the_constraints() {
-        let cat = Catalogue::new("v", vec![spec("a/a"), spec("b/b")]).unwrap();
+        let st = state(vec![spec("a/a"), spec("b/b")]);
         let cons = Constraints {
             deny_models: vec!["a/*".into()],
             required_parameters: vec!["no-such-parameter".into()],
             ..Constraints::default()
         };
-        let err = rank(&cat, Mode::Cost.weights(), PROFILE, &cons, 1).unwrap_err();
+        let err = rank(&st, Mode::Cost.weights(), PROFILE, &cons, 1).unwrap_err();
         assert_eq!(
             err,
             ScoreError::NoEligibleModel(vec![(Constraint::RequiredParameters, 2)])
@@ -408,9 +603,9 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused() {
-        let cat = trio();
+        let st = trio();
         let w = Mode::Cost.weights();
-        assert!(rank(&cat, w, PROFILE, &Constraints::default(), 0).is_err());
+        assert!(rank(&st, w, PROFILE, &Constraints::default(), 0).is_err());
         for cons in [
             Constraints {
                 input_modalities: vec!["smell".into()],
@@ -426,9 +621,18 @@ mod tests {
             },
         ] {
             assert!(matches!(
-                rank(&cat, w, PROFILE, &cons, 1),
+                rank(&st, w, PROFILE, &cons, 1),
                 Err(ScoreError::InvalidRequest(_))
             ));
+        }
+    }
+
+    #[test]
+    fn approx_ln_stays_within_its_bound() {
+        let mut x = 1e-12;
+        while x < 1e6 {
+            assert!((approx_ln(ln_table(), x) - x.ln()).abs() < 5e-4, "{x}");
+            x *= 1.000_37;
         }
     }
 }
