@@ -32,8 +32,8 @@ pub struct Catalogue {
     pub context: Vec<u64>,
     pub prompt_price: Vec<f64>,
     pub completion_price: Vec<f64>,
-    pub modalities: Vec<u8>,
-    pub params: Vec<u64>,
+    /// Input modalities in the low `MODALITY_BITS` bits, supported parameters above them.
+    pub caps: Vec<u64>,
     pub quality: Vec<f64>,
     pub quality_estimated: Vec<bool>,
     pub ttft_s: Vec<f64>,
@@ -45,8 +45,32 @@ pub struct Catalogue {
     param_bits: HashMap<String, u64>,
 }
 
-pub fn modality_bit(name: &str) -> Option<u8> {
-    MODALITIES.iter().position(|m| *m == name).map(|i| 1u8 << i)
+/// Low bits of a capability word reserved for input modalities.
+pub const MODALITY_BITS: u32 = 8;
+
+pub fn modality_bit(name: &str) -> Option<u64> {
+    MODALITIES
+        .iter()
+        .position(|m| *m == name)
+        .map(|i| 1u64 << i)
+}
+
+/// Prices above this (a million USD per million tokens) are refused as nonsense.
+pub const MAX_PRICE_PER_TOKEN: f64 = 1.0;
+/// Time to first token is at most a day.
+pub const MAX_TTFT_S: f64 = 86_400.0;
+/// Throughput is at least one token in a thousand seconds.
+pub const MIN_TOKENS_PER_S: f64 = 1e-3;
+
+/// Bounds that keep every expected latency finite; the message names what is wrong.
+pub fn check_latency(ttft_s: Option<f64>, tokens_per_s: Option<f64>) -> Result<(), &'static str> {
+    if ttft_s.is_some_and(|t| !(0.0..=MAX_TTFT_S).contains(&t)) {
+        return Err("time to first token must lie in [0, 86400] seconds");
+    }
+    if tokens_per_s.is_some_and(|t| !(t.is_finite() && t >= MIN_TOKENS_PER_S)) {
+        return Err("throughput must be a number of at least 0.001 tokens per second");
+    }
+    Ok(())
 }
 
 fn invalid(id: &str, what: &str) -> ScoreError {
@@ -63,22 +87,17 @@ fn check_model(spec: &ModelSpec) -> Result<(), ScoreError> {
         (spec.prompt_price, "prompt price"),
         (spec.completion_price, "completion price"),
     ] {
-        if !price.is_finite() {
-            return Err(invalid(id, &format!("{what} must be a finite number")));
+        if !(price.is_finite() && price <= MAX_PRICE_PER_TOKEN) {
+            return Err(invalid(
+                id,
+                &format!("{what} must be a number of at most {MAX_PRICE_PER_TOKEN} USD per token"),
+            ));
         }
     }
     if !(0.0..=1.0).contains(&spec.quality) {
         return Err(invalid(id, "quality must lie in [0, 1]"));
     }
-    if !(spec.ttft_s.is_finite() && spec.ttft_s >= 0.0) {
-        return Err(invalid(
-            id,
-            "time to first token must be a non-negative number",
-        ));
-    }
-    if !(spec.tokens_per_s.is_finite() && spec.tokens_per_s > 0.0) {
-        return Err(invalid(id, "throughput must be a positive number"));
-    }
+    check_latency(Some(spec.ttft_s), Some(spec.tokens_per_s)).map_err(|what| invalid(id, what))?;
     Ok(())
 }
 
@@ -92,8 +111,7 @@ impl Catalogue {
             context: Vec::with_capacity(n),
             prompt_price: Vec::with_capacity(n),
             completion_price: Vec::with_capacity(n),
-            modalities: Vec::with_capacity(n),
-            params: Vec::with_capacity(n),
+            caps: Vec::with_capacity(n),
             quality: Vec::with_capacity(n),
             quality_estimated: Vec::with_capacity(n),
             ttft_s: Vec::with_capacity(n),
@@ -108,22 +126,20 @@ impl Catalogue {
             if cat.by_id.insert(spec.id.clone(), i).is_some() {
                 return Err(invalid(&spec.id, "listed twice"));
             }
-            let mut modalities = 0u8;
+            let mut caps = 0u64;
             for m in &spec.input_modalities {
-                modalities |= modality_bit(m)
+                caps |= modality_bit(m)
                     .ok_or_else(|| invalid(&spec.id, &format!("unknown input modality {m:?}")))?;
             }
-            let mut params = 0u64;
             for p in &spec.supported_parameters {
-                params |= cat.param_bit_or_insert(&spec.id, p)?;
+                caps |= cat.param_bit_or_insert(&spec.id, p)?;
             }
             let author = spec.id.split_once('/').map(|(a, _)| a).unwrap_or_default();
             cat.authors.push(author.to_string());
             cat.context.push(spec.context_length);
             cat.prompt_price.push(spec.prompt_price);
             cat.completion_price.push(spec.completion_price);
-            cat.modalities.push(modalities);
-            cat.params.push(params);
+            cat.caps.push(caps);
             cat.quality.push(spec.quality);
             cat.quality_estimated.push(spec.quality_estimated);
             cat.ttft_s.push(spec.ttft_s);
@@ -139,14 +155,14 @@ impl Catalogue {
         if let Some(bit) = self.param_bits.get(name) {
             return Ok(*bit);
         }
-        let count = self.param_bits.len();
-        if count >= 64 {
+        let count = self.param_bits.len() as u32;
+        if count >= 64 - MODALITY_BITS {
             return Err(invalid(
                 id,
-                "the catalogue names more than 64 distinct parameters",
+                "the catalogue names more than 56 distinct parameters",
             ));
         }
-        let bit = 1u64 << count;
+        let bit = 1u64 << (MODALITY_BITS + count);
         self.param_bits.insert(name.to_string(), bit);
         Ok(bit)
     }
@@ -201,7 +217,7 @@ pub(crate) mod tests {
         assert_eq!(cat.ids, vec!["b/two", "a/one"]);
         assert_eq!(cat.authors, vec!["b", "a"]);
         assert_eq!(cat.len(), 2);
-        assert_eq!(cat.param_bit("tools"), Some(1));
+        assert_eq!(cat.param_bit("tools"), Some(1 << MODALITY_BITS));
         assert_eq!(cat.param_bit("seed"), None);
     }
 

@@ -129,7 +129,7 @@ fn check_patterns(patterns: &[String], what: &str) -> Result<(), ScoreError> {
 /// Constraints resolved against one catalogue, ready for the per-model check.
 pub struct Compiled<'a> {
     raw: &'a Constraints,
-    modalities: u8,
+    modalities: u64,
     params: u64,
     /// A required parameter no model of the catalogue supports.
     unknown_param: bool,
@@ -143,7 +143,7 @@ pub struct Compiled<'a> {
 
 impl<'a> Compiled<'a> {
     pub fn new(raw: &'a Constraints, cat: &Catalogue) -> Result<Self, ScoreError> {
-        let mut modalities = 0u8;
+        let mut modalities = 0u64;
         for m in &raw.input_modalities {
             modalities |= modality_bit(m).ok_or_else(|| {
                 ScoreError::InvalidRequest(format!(
@@ -201,20 +201,19 @@ impl<'a> Compiled<'a> {
             compiled: self,
             state,
             needed_context,
-            required_modalities: self.modalities,
-            required_params: if self.unknown_param {
+            required_caps: if self.unknown_param {
                 u64::MAX
             } else {
-                self.params
+                self.modalities | self.params
             },
             rare: self.rare,
             excluded: &state.live.excluded[..n],
             context: &state.catalogue.context[..n],
-            modalities: &state.catalogue.modalities[..n],
-            params: &state.catalogue.params[..n],
+            caps: &state.catalogue.caps[..n],
         }
     }
 
+    #[inline(never)]
     fn rare_failure(&self, state: &State, i: usize, expected_cost: f64) -> Option<Constraint> {
         let raw = self.raw;
         let cat = &*state.catalogue;
@@ -265,31 +264,40 @@ pub struct Check<'s> {
     compiled: &'s Compiled<'s>,
     state: &'s State,
     needed_context: u64,
-    required_modalities: u8,
-    /// All bits when a required parameter is unknown to the catalogue: then no model has them.
-    required_params: u64,
+    /// Required modality and parameter bits; all bits when a required parameter is unknown
+    /// to the catalogue, which no model then has.
+    required_caps: u64,
     rare: bool,
     excluded: &'s [Option<Constraint>],
     context: &'s [u64],
-    modalities: &'s [u8],
-    params: &'s [u64],
+    caps: &'s [u64],
 }
 
 impl Check<'_> {
+    /// Which of the common constraints model `i` fails, once it is known to fail one.
+    #[cold]
+    #[inline(never)]
+    fn common_failure(&self, i: usize) -> Constraint {
+        let required_modalities = self.compiled.modalities;
+        if let Some(reason) = self.excluded[i] {
+            reason
+        } else if self.context[i] < self.needed_context {
+            Constraint::ContextWindow
+        } else if self.caps[i] & required_modalities != required_modalities {
+            Constraint::InputModalities
+        } else {
+            Constraint::RequiredParameters
+        }
+    }
+
     /// The first constraint model `i` fails, given the expected cost of this request on it.
     #[inline(always)]
     pub fn first_failure(&self, i: usize, expected_cost: f64) -> Option<Constraint> {
-        if let Some(reason) = self.excluded[i] {
-            return Some(reason);
-        }
-        if self.context[i] < self.needed_context {
-            return Some(Constraint::ContextWindow);
-        }
-        if self.modalities[i] & self.required_modalities != self.required_modalities {
-            return Some(Constraint::InputModalities);
-        }
-        if self.params[i] & self.required_params != self.required_params {
-            return Some(Constraint::RequiredParameters);
+        let fits = self.excluded[i].is_none()
+            & (self.context[i] >= self.needed_context)
+            & (self.caps[i] & self.required_caps == self.required_caps);
+        if !fits {
+            return Some(self.common_failure(i));
         }
         if self.rare {
             self.compiled.rare_failure(self.state, i, expected_cost)

@@ -1,6 +1,6 @@
 //! Live per-model statistics laid over the catalogue's priors.
 
-use crate::catalogue::Catalogue;
+use crate::catalogue::{check_latency, Catalogue};
 use crate::constraints::Constraint;
 use crate::error::ScoreError;
 
@@ -16,24 +16,11 @@ pub struct LiveStats {
 
 impl LiveStats {
     pub fn check(&self, id: &str) -> Result<(), ScoreError> {
-        let bad = |what: &str| {
-            Err(ScoreError::InvalidRequest(format!(
-                "stats for {id:?}: {what}"
-            )))
-        };
-        for (v, what) in [(self.ttft_s, "ttft_s"), (self.ttft_p95_s, "ttft_p95_s")] {
-            if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-                return bad(&format!("{what} must be a non-negative number"));
-            }
-        }
-        if self
-            .tokens_per_s
-            .is_some_and(|v| !(v.is_finite() && v > 0.0))
-        {
-            return bad("tokens_per_s must be a positive number");
-        }
+        let bad = |what: &str| ScoreError::InvalidRequest(format!("stats for {id:?}: {what}"));
+        check_latency(self.ttft_s, self.tokens_per_s).map_err(&bad)?;
+        check_latency(self.ttft_p95_s, None).map_err(&bad)?;
         if self.error_rate.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
-            return bad("error_rate must lie in [0, 1]");
+            return Err(bad("error_rate must lie in [0, 1]"));
         }
         Ok(())
     }

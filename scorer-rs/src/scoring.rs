@@ -259,41 +259,9 @@ fn rank_with(
         latency_min: f64::INFINITY,
         latency_max: f64::NEG_INFINITY,
     };
-    pool.index.resize(n, 0);
-    let index = &mut pool.index[..n];
-    let live = &state.live;
-    let (prompt_price, completion_price) = (&cat.prompt_price[..n], &cat.completion_price[..n]);
-    let (ttft, seconds_per_token) = (&live.ttft_s[..n], &live.seconds_per_token[..n]);
-    let (prompt, output) = (terms.prompt, terms.output);
     let mut removed = [0usize; Constraint::ALL.len()];
-    let (mut cost_min, mut cost_max) = (f64::INFINITY, f64::NEG_INFINITY);
-    let (mut latency_min, mut latency_max) = (f64::INFINITY, f64::NEG_INFINITY);
-    let mut eligible = 0;
-    for i in 0..n {
-        // The arithmetic of `Terms::cost` and `Terms::latency`, on pre-sliced columns.
-        let cost = prompt * prompt_price[i] + output * completion_price[i];
-        if let Some(c) = check.first_failure(i, cost) {
-            removed[c as usize] += 1;
-            continue;
-        }
-        let latency = ttft[i] + output * seconds_per_token[i];
-        // Plain comparisons: the figures are never NaN, and f64::min's NaN rules cost more.
-        cost_min = if cost < cost_min { cost } else { cost_min };
-        cost_max = if cost > cost_max { cost } else { cost_max };
-        latency_min = if latency < latency_min {
-            latency
-        } else {
-            latency_min
-        };
-        latency_max = if latency > latency_max {
-            latency
-        } else {
-            latency_max
-        };
-        index[eligible] = i as u32;
-        eligible += 1;
-    }
-    pool.index.truncate(eligible);
+    let (eligible, cost_min, cost_max, latency_min, latency_max) =
+        filter_eligible(&mut pool.index, state, check, &terms, &mut removed);
     terms.latency_min = latency_min;
     terms.latency_max = latency_max;
     let removed: Vec<(Constraint, usize)> = Constraint::ALL
@@ -302,6 +270,7 @@ fn rank_with(
         .filter(|(_, n)| *n > 0)
         .map(|(c, n)| (*c, n))
         .collect();
+    pool.index.truncate(eligible);
     if eligible == 0 {
         return Err(ScoreError::NoEligibleModel(removed));
     }
@@ -330,6 +299,55 @@ fn rank_with(
     })
 }
 
+/// Fills `index` with the models that pass the constraints, counts the others in `removed`,
+/// and returns how many passed with the min and max of their expected cost and latency.
+/// Kept out of line: a small loop of its own keeps its figures in registers.
+#[inline(never)]
+fn filter_eligible(
+    index: &mut Vec<u32>,
+    state: &State,
+    check: &Check<'_>,
+    terms: &Terms<'_>,
+    removed: &mut [usize; Constraint::ALL.len()],
+) -> (usize, f64, f64, f64, f64) {
+    let cat = &*state.catalogue;
+    let live = &state.live;
+    let n = cat.len();
+    index.resize(n, 0);
+    let index = &mut index[..n];
+    let (prompt_price, completion_price) = (&cat.prompt_price[..n], &cat.completion_price[..n]);
+    let (ttft, seconds_per_token) = (&live.ttft_s[..n], &live.seconds_per_token[..n]);
+    let (prompt, output) = (terms.prompt, terms.output);
+    // Eligible costs and latencies are finite and never negative, so their bit patterns order
+    // like their values: integer min and max are exact here, and cheaper than f64's.
+    let (mut cost_min, mut cost_max) = (u64::MAX, 0u64);
+    let (mut latency_min, mut latency_max) = (u64::MAX, 0u64);
+    let mut eligible = 0;
+    for i in 0..n {
+        // The arithmetic of `Terms::cost` and `Terms::latency`, on pre-sliced columns.
+        let cost = prompt * prompt_price[i] + output * completion_price[i];
+        if let Some(c) = check.first_failure(i, cost) {
+            removed[c as usize] += 1;
+            continue;
+        }
+        let latency = ttft[i] + output * seconds_per_token[i];
+        let (cost, latency) = (cost.to_bits(), latency.to_bits());
+        cost_min = cost_min.min(cost);
+        cost_max = cost_max.max(cost);
+        latency_min = latency_min.min(latency);
+        latency_max = latency_max.max(latency);
+        index[eligible] = i as u32;
+        eligible += 1;
+    }
+    (
+        eligible,
+        f64::from_bits(cost_min),
+        f64::from_bits(cost_max),
+        f64::from_bits(latency_min),
+        f64::from_bits(latency_max),
+    )
+}
+
 /// Catalogue indices that may belong to the top k. Every score is first estimated with the
 /// cheap logarithm, within a known error; a model whose estimate falls more than twice that
 /// error below the k-th best estimate cannot make the top k, so only the rest are scored exactly.
@@ -339,6 +357,27 @@ fn shortlist<'p>(
     weights: Weights,
     top_k: usize,
 ) -> impl Iterator<Item = usize> + 'p {
+    let cost_range = terms.log_cost_max - terms.log_cost_min;
+    let cost_scale = if cost_range > 0.0 {
+        1.0 / cost_range
+    } else {
+        0.0
+    };
+    // The logarithm's error, and rounding: the estimate multiplies where the score divides.
+    let slack = weights.cost * cost_scale * APPROX_LN_ERROR + 1e-9;
+    estimate_scores(&mut pool.estimate, &pool.index, terms, weights);
+    let cutoff = kth_largest(&pool.estimate, &mut pool.scratch, top_k) - 2.0 * slack;
+    let (index, estimate) = (&pool.index, &pool.estimate);
+    index
+        .iter()
+        .zip(estimate)
+        .filter(move |(_, e)| **e >= cutoff)
+        .map(|(&i, _)| i as usize)
+}
+
+/// Scores of the models in `index`, estimated with `approx_ln` instead of the exact logarithm.
+#[inline(never)]
+fn estimate_scores(estimate: &mut Vec<f64>, index: &[u32], terms: &Terms<'_>, weights: Weights) {
     let cat = &*terms.state.catalogue;
     let live = &terms.state.live;
     let n = cat.len();
@@ -358,36 +397,24 @@ fn shortlist<'p>(
     } else {
         0.0
     };
-    // The logarithm's error, and rounding: the estimate multiplies where the score divides.
-    let slack = weights.cost * cost_scale * APPROX_LN_ERROR + 1e-9;
+    let (log_cost_min, latency_min) = (terms.log_cost_min, terms.latency_min);
     let table = ln_table();
-    let eligible = pool.index.len();
-    pool.estimate.resize(eligible, 0.0);
-    for (estimate, &i) in pool.estimate.iter_mut().zip(&pool.index) {
+    estimate.resize(index.len(), 0.0);
+    for (estimate, &i) in estimate.iter_mut().zip(index) {
         let i = i as usize;
         let cost = prompt * prompt_price[i] + output * completion_price[i];
-        let log_cost = approx_ln(
-            table,
-            if cost > COST_FLOOR_USD {
-                cost
-            } else {
-                COST_FLOOR_USD
-            },
-        );
+        let floored = if cost > COST_FLOOR_USD {
+            cost
+        } else {
+            COST_FLOOR_USD
+        };
+        let cost_term = 1.0 - (approx_ln(table, floored) - log_cost_min) * cost_scale;
         let latency = ttft[i] + output * seconds_per_token[i];
-        let cost_term = 1.0 - (log_cost - terms.log_cost_min) * cost_scale;
-        let latency_term = 1.0 - (latency - terms.latency_min) * latency_scale;
+        let latency_term = 1.0 - (latency - latency_min) * latency_scale;
         *estimate = weights.latency * latency_term
             + weights.cost * cost_term
             + weights.quality * quality[i];
     }
-    let cutoff = kth_largest(&pool.estimate, &mut pool.scratch, top_k) - 2.0 * slack;
-    let (index, estimate) = (&pool.index, &pool.estimate);
-    index
-        .iter()
-        .zip(estimate)
-        .filter(move |(_, e)| **e >= cutoff)
-        .map(|(&i, _)| i as usize)
 }
 
 /// The k-th largest value (1 ≤ k ≤ len).

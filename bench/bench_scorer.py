@@ -1,0 +1,125 @@
+"""Routing speed of the native scorer, called from Python, next to the pure-Python reference.
+
+Cases: the embedded catalogue (best model; top 5 with every score term read), synthetic
+catalogues of 1k, 10k and 100k models, the reference on the same inputs with the speed-up, and
+routing while another thread replaces the live stats of every model. No decision cache.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.timing import HEADER, METHOD, measure, report, sample  # noqa: E402
+from service import catalogue  # noqa: E402
+from service.scorer import MODE_WEIGHTS, Ranking, Scorer  # noqa: E402
+from tests import reference_scorer  # noqa: E402
+
+SPEED = MODE_WEIGHTS["speed"]
+PROMPT, OUTPUT = 1000, 500
+
+
+def synthetic(base: list[dict[str, Any]], size: int, seed: int = 7) -> list[dict[str, Any]]:
+    """`size` models drawn from the real ones, with jittered prices, quality and latency."""
+    rng = random.Random(seed)
+    models = []
+    for k in range(size):
+        m = dict(rng.choice(base))
+        m["id"] = f"{m['id']}~{k}"
+        if m["prompt_price"] >= 0:
+            scale = rng.uniform(0.5, 2.0)
+            m["prompt_price"] *= scale
+            m["completion_price"] *= scale
+        m["quality"] = min(1.0, max(0.0, m["quality"] + rng.uniform(-0.05, 0.05)))
+        m["ttft_s"] = rng.uniform(0.2, 3.0)
+        m["tokens_per_s"] = rng.uniform(20.0, 300.0)
+        models.append(m)
+    return models
+
+
+def best(scorer: Scorer) -> str:
+    return scorer.rank(SPEED, prompt_tokens=PROMPT, output_tokens=OUTPUT, top_k=1).best
+
+
+def top5(scorer: Scorer) -> list[tuple[str, float, float, float, float]]:
+    ranking: Ranking = scorer.rank(SPEED, prompt_tokens=PROMPT, output_tokens=OUTPUT, top_k=5)
+    return [
+        (c.model_id, c.score, c.latency_term, c.cost_term, c.quality_term)
+        for c in ranking.candidates
+    ]
+
+
+def reference(models: list[dict[str, Any]], top_k: int) -> object:
+    return reference_scorer.rank(
+        models, {}, SPEED, prompt_tokens=PROMPT, output_tokens=OUTPUT, top_k=top_k, constraints={}
+    )
+
+
+def compare(name: str, models: list[dict[str, Any]], top_k: int, iterations: int) -> None:
+    scorer = Scorer("bench", models)
+    native = top5 if top_k == 5 else best
+    fast = measure(f"native   {name}", lambda: native(scorer), iterations)
+    slow = measure(
+        f"python   {name}",
+        lambda: reference(models, top_k),
+        max(5, iterations // 200),
+        warmup=2,
+    )
+    print(f"{'':<52} speed-up at p50: {slow / fast:,.0f}x")
+
+
+def during_updates(models: list[dict[str, Any]], iterations: int) -> None:
+    """Route on this thread while another replaces every model's stats, batch after batch."""
+    scorer = Scorer("bench", models)
+    rng = random.Random(11)
+    batches = [
+        [
+            {"id": m["id"], "ttft_s": rng.uniform(0.2, 3.0), "tokens_per_s": rng.uniform(20, 300)}
+            for m in models
+        ]
+        for _ in range(2)
+    ]
+    stop = threading.Event()
+    update_ns: list[int] = []
+
+    def update() -> None:
+        k = 0
+        while not stop.is_set():
+            start = time.perf_counter_ns()
+            scorer.update_stats(batches[k % 2])
+            update_ns.append(time.perf_counter_ns() - start)
+            k += 1
+            time.sleep(0.001)
+
+    measure("native   best, quiet (for comparison)", lambda: best(scorer), iterations)
+    updater = threading.Thread(target=update)
+    updater.start()
+    try:
+        routed = sample(lambda: best(scorer), iterations, warmup=100)
+    finally:
+        stop.set()
+        updater.join()
+    report("native   best, while all stats are replaced every ~1 ms", routed)
+    report(f"update_stats of all {len(models)} models (the other thread)", update_ns)
+
+
+def main() -> None:
+    base = [m.spec() for m in catalogue.load().models]
+    print(f"embedded catalogue: {len(base)} models; request {PROMPT} prompt + {OUTPUT} output tokens")
+    print(METHOD)
+    print(HEADER)
+    compare(f"best model, embedded ({len(base)})", base, 1, 100_000)
+    compare(f"top-5 with breakdowns, embedded ({len(base)})", base, 5, 100_000)
+    for size, iterations in ((1_000, 50_000), (10_000, 5_000), (100_000, 500)):
+        compare(f"best model, synthetic {size:,}", synthetic(base, size), 1, iterations)
+    during_updates(base, 50_000)
+
+
+if __name__ == "__main__":
+    main()
