@@ -57,8 +57,9 @@ test: install proto-check lint ## Install, check and run every test (Rust and Py
 	cd $(CRATE) && cargo test
 	$(BIN)/pytest
 
-bench: install ## Measure routing speed (p50, p99, p99.9)
-	$(PY) bench/bench_route.py
+bench: install ## Measure routing speed (p50, p99, p99.9): the scorer, then the service layers
+	$(PY) -m bench.bench_scorer
+	$(PY) -m bench.bench_route
 
 run: install ## Serve gRPC on :50051 and REST on :8000 on the embedded catalogue
 	$(BIN)/router serve

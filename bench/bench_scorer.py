@@ -8,18 +8,14 @@ routing while another thread replaces the live stats of every model. No decision
 from __future__ import annotations
 
 import random
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.timing import HEADER, METHOD, measure, report, sample  # noqa: E402
-from service import catalogue  # noqa: E402
-from service.scorer import MODE_WEIGHTS, Ranking, Scorer  # noqa: E402
-from tests import reference_scorer  # noqa: E402
+from bench.timing import HEADER, METHOD, measure, report, sample
+from service import catalogue
+from service.scorer import MODE_WEIGHTS, Ranking, Scorer
+from tests import reference_scorer
 
 SPEED = MODE_WEIGHTS["speed"]
 PROMPT, OUTPUT = 1000, 500
@@ -111,7 +107,9 @@ def during_updates(models: list[dict[str, Any]], iterations: int) -> None:
 
 def main() -> None:
     base = [m.spec() for m in catalogue.load().models]
-    print(f"embedded catalogue: {len(base)} models; request {PROMPT} prompt + {OUTPUT} output tokens")
+    print(
+        f"embedded catalogue: {len(base)} models; request {PROMPT} prompt + {OUTPUT} output tokens"
+    )
     print(METHOD)
     print(HEADER)
     compare(f"best model, embedded ({len(base)})", base, 1, 100_000)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from typing import Literal
 
 from service.catalogue import Catalogue, ModelRecord
@@ -105,36 +105,37 @@ class ModelRouter:
             prompt_tokens=profile.prompt_tokens,
             output_tokens=profile.output_tokens,
             top_k=request.top_k or self._settings.default_top_k,
-            constraints=_constraints(request.constraints),
+            constraints=(
+                _constraints(request.constraints) if request.HasField("constraints") else None
+            ),
         )
         return ranking, profile
 
     def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
         ranking, profile = self.rank(request)
         latency, cost, quality = ranking.weights
-        return pb.RouteResponse(
-            model=ranking.candidates[0].model_id,
-            candidates=[
-                pb.Candidate(
-                    model=c.model_id,
-                    score=c.score,
-                    terms=pb.ScoreTerms(
-                        latency=c.latency_term, cost=c.cost_term, quality=c.quality_term
-                    ),
-                    expected_cost_usd=c.expected_cost_usd,
-                    expected_latency_seconds=c.expected_latency_s,
-                    quality_estimated=c.quality_estimated,
-                    latency_estimated=c.latency_estimated,
-                )
-                for c in ranking.candidates
-            ],
-            decision_id=uuid.uuid4().hex,
+        response = pb.RouteResponse(
+            model=ranking.best,
+            decision_id=secrets.token_hex(16),
             catalogue_version=ranking.catalogue_version,
             weights=pb.Weights(latency=latency, cost=cost, quality=quality),
             eligible_models=ranking.eligible,
             removed_by_constraint=ranking.removed,
             profile=profile,
         )
+        for c in ranking.candidates:
+            response.candidates.add(
+                model=c.model_id,
+                score=c.score,
+                terms=pb.ScoreTerms(
+                    latency=c.latency_term, cost=c.cost_term, quality=c.quality_term
+                ),
+                expected_cost_usd=c.expected_cost_usd,
+                expected_latency_seconds=c.expected_latency_s,
+                quality_estimated=c.quality_estimated,
+                latency_estimated=c.latency_estimated,
+            )
+        return response
 
     def list_models(self, request: pb.ListModelsRequest) -> pb.ListModelsResponse:
         query = request.query.lower()

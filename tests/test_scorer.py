@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 
@@ -141,3 +142,91 @@ def test_embedded_catalogue_loads_into_the_scorer() -> None:
     ranking = scorer.rank(MODE_WEIGHTS["speed"], prompt_tokens=1000, output_tokens=500, top_k=5)
     assert len(ranking.candidates) == 5
     assert ranking.candidates[0].model_id in set(scorer.model_ids())
+
+
+def test_live_stats_override_priors() -> None:
+    scorer = Scorer("t", TRIO)
+    scorer.update_stats([{"id": "big/frontier", "ttft_s": 0.01, "tokens_per_s": 1000.0}])
+    ranking = scorer.rank(MODE_WEIGHTS["speed"], prompt_tokens=1000, output_tokens=500, top_k=3)
+    assert ranking.best == "big/frontier"
+    by_id = {c.model_id: c for c in ranking.candidates}
+    assert by_id["big/frontier"].expected_latency_s == pytest.approx(0.01 + 500 / 1000.0)
+    assert by_id["fast/small"].latency_estimated is False
+
+
+def test_live_stats_mark_latency_measured() -> None:
+    scorer = Scorer("t", [model("a/a", latency_estimated=True), model("b/b")])
+    ranking = scorer.rank((1, 0, 0), prompt_tokens=10, output_tokens=10, top_k=2)
+    assert {c.model_id: c.latency_estimated for c in ranking.candidates}["a/a"] is True
+    scorer.update_stats([{"id": "a/a", "tokens_per_s": 80.0}])
+    ranking = scorer.rank((1, 0, 0), prompt_tokens=10, output_tokens=10, top_k=2)
+    assert {c.model_id: c.latency_estimated for c in ranking.candidates}["a/a"] is False
+
+
+def test_open_circuit_removes_the_model() -> None:
+    scorer = Scorer("t", TRIO)
+    scorer.update_stats([{"id": "fast/small", "circuit_open": True}])
+    ranking = scorer.rank(MODE_WEIGHTS["speed"], prompt_tokens=1000, output_tokens=500)
+    assert "fast/small" not in [c.model_id for c in ranking.candidates]
+    assert ranking.removed == {"circuit_open": 1}
+    scorer.update_stats([{"id": "fast/small", "circuit_open": False}])
+    ranking = scorer.rank(MODE_WEIGHTS["speed"], prompt_tokens=1000, output_tokens=500)
+    assert ranking.best == "fast/small"
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        ([{"id": "fast/small", "ttft_s": 1.0}, {"id": "no/such"}], "no such model"),
+        ([{"id": "fast/small", "tokens_per_s": 0.0}], "throughput"),
+        ([{"id": "fast/small", "ttft_s": -1.0}], "time to first token"),
+        ([{"id": "fast/small", "error_rate": 2.0}], "error_rate"),
+    ],
+)
+def test_bad_stats_apply_nothing(batch: list[dict[str, object]], message: str) -> None:
+    scorer = Scorer("t", TRIO)
+    before = scorer.rank((1, 0, 0), prompt_tokens=1000, output_tokens=500, top_k=3)
+    with pytest.raises(InvalidRequest, match=message):
+        scorer.update_stats(batch)
+    after = scorer.rank((1, 0, 0), prompt_tokens=1000, output_tokens=500, top_k=3)
+    assert [c.expected_latency_s for c in after.candidates] == [
+        c.expected_latency_s for c in before.candidates
+    ]
+
+
+def test_stats_survive_a_catalogue_replacement() -> None:
+    scorer = Scorer("one", TRIO)
+    scorer.update_stats([{"id": "free/model", "circuit_open": True}])
+    scorer.replace_catalogue("two", [*TRIO, model("new/model")])
+    ranking = scorer.rank((1, 1, 1), prompt_tokens=10, output_tokens=10, top_k=10)
+    assert ranking.removed == {"circuit_open": 1}
+    assert ranking.eligible == 3
+
+
+def test_readers_never_see_half_a_stats_update() -> None:
+    """Rank on one thread while another swaps every model's stats between two whole sets."""
+    size = 3_000  # above the size at which ranking releases the GIL, so the threads overlap
+    models = [model(f"m{i % 7}/n{i}", tokens_per_s=100.0) for i in range(size)]
+    scorer = Scorer("t", models)
+    batches = [[{"id": m["id"], "ttft_s": ttft} for m in models] for ttft in (1.0, 2.0)]
+    done = threading.Event()
+
+    def swap() -> None:
+        for k in range(200):
+            scorer.update_stats(batches[k % 2])
+        done.set()
+
+    writer = threading.Thread(target=swap)
+    writer.start()
+    seen = set()
+    reads = 0
+    while reads < 2_000 and not (done.is_set() and reads > 100):
+        ranking = scorer.rank((1, 0, 0), prompt_tokens=10, output_tokens=100, top_k=size)
+        ttfts = {round(c.expected_latency_s - 1.0, 9) for c in ranking.candidates}
+        assert len(ttfts) == 1, f"a ranking mixed two stats batches: {sorted(ttfts)}"
+        seen |= ttfts
+        reads += 1
+    writer.join(timeout=30)
+    assert done.is_set()
+    assert seen <= {0.5, 1.0, 2.0}  # the prior, then either whole batch
+    assert seen & {1.0, 2.0}
