@@ -14,13 +14,15 @@ from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from service.router import ModelRouter
+from service.runtime import Runtime
 
 
 async def grpc_round_trips(
-    settings: Settings, router: ModelRouter, request: pb.RouteRequest, iterations: int
+    settings: Settings, request: pb.RouteRequest, iterations: int
 ) -> list[int]:
     """Client and server share one event loop, so this is the whole round trip on one core."""
-    running = await grpc_server.start(settings, router)
+    runtime = Runtime.build(settings)
+    running = await grpc_server.start(settings, runtime)
     samples = []
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         stub = RouterStub(channel)
@@ -32,6 +34,7 @@ async def grpc_round_trips(
                 await stub.Route(request)
                 samples.append(time.perf_counter_ns() - start)
     await running.stop(0)
+    await runtime.aclose()
     return samples
 
 
@@ -44,7 +47,7 @@ def main() -> None:
     print(METHOD)
     print(HEADER)
     measure("in-process Route (proto in, proto out)", lambda: router.route(request), 20_000)
-    samples = asyncio.run(grpc_round_trips(settings, router, request, 3_000))
+    samples = asyncio.run(grpc_round_trips(settings, request, 3_000))
     report("gRPC Route over loopback (aio client and server)", samples)
 
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli import serve as serve_cmd
-from service import catalogue
+from service.catalogue_keeper import initial_catalogue
 from service.config import NAMED_MODES, Settings
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
@@ -50,7 +50,7 @@ def _call(target: str | None, method: str, request: Message) -> Any:
     try:
         if target is None:
             settings = Settings()
-            router = ModelRouter(catalogue.load(settings.catalogue_path), settings)
+            router = ModelRouter(initial_catalogue(settings)[0], settings)
             return getattr(router, {"Route": "route", "ListModels": "list_models"}[method])(request)
         with grpc.insecure_channel(target) as channel:
             return getattr(RouterStub(channel), method)(request, timeout=10)

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import uvicorn
 
 from rest_gateway.app import create_app
-from service import catalogue, grpc_server
+from service import grpc_server
 from service.config import Settings
-from service.router import ModelRouter
+from service.runtime import Runtime
 
 log = logging.getLogger("router")
 
@@ -26,8 +26,8 @@ class _Gateway(uvicorn.Server):
 
 
 async def run(settings: Settings) -> None:
-    router = ModelRouter(catalogue.load(settings.catalogue_path), settings)
-    grpc_running = await grpc_server.start(settings, router)
+    runtime = Runtime.build(settings)
+    grpc_running = await grpc_server.start(settings, runtime)
     target = f"{settings.grpc_host}:{grpc_running.port}"
     gateway = _Gateway(
         uvicorn.Config(
@@ -46,3 +46,4 @@ async def run(settings: Settings) -> None:
     finally:
         log.info("stopping: draining gRPC calls for up to %.1fs", settings.shutdown_grace_s)
         await grpc_running.stop(settings.shutdown_grace_s)
+        await runtime.aclose()

@@ -1,13 +1,17 @@
-"""The catalogue snapshot the router serves, and its conversion for the scorer."""
+"""The catalogue snapshot the router serves: loading, operator changes, saving."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from service.config import ExtraModel, ModelOverride
 from service.scorer import Scorer
 
 
@@ -30,6 +34,9 @@ class ModelRecord:
     ttft_s: float
     tokens_per_s: float
     latency_estimated: bool
+    realtime: bool = True
+    quality_source: str = ""
+    latency_source: str = ""
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ModelRecord:
@@ -49,7 +56,17 @@ class ModelRecord:
             ttft_s=float(raw["ttft_s"]),
             tokens_per_s=float(raw["tokens_per_s"]),
             latency_estimated=bool(raw["latency_estimated"]),
+            realtime=bool(raw.get("realtime", True)),
+            quality_source=str(raw.get("quality_source", "")),
+            latency_source=str(raw.get("latency_source", "")),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        raw = dataclasses.asdict(self)
+        for key, value in raw.items():
+            if isinstance(value, tuple):
+                raw[key] = list(value)
+        return raw
 
     def spec(self) -> dict[str, object]:
         return {
@@ -59,6 +76,7 @@ class ModelRecord:
             "completion_price": self.completion_price,
             "input_modalities": self.input_modalities,
             "text_output": "text" in self.output_modalities,
+            "realtime": self.realtime,
             "supported_parameters": self.supported_parameters,
             "quality": self.quality,
             "quality_estimated": self.quality_estimated,
@@ -68,25 +86,109 @@ class ModelRecord:
         }
 
 
+def content_version(snapshot_date: str, models: list[dict[str, Any]]) -> str:
+    """`<date>.<12 hex>`: the hash covers every model's figures, so any change shows."""
+    digest = hashlib.sha256(json.dumps(models, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{snapshot_date}.{digest}"
+
+
 @dataclass(frozen=True, slots=True)
 class Catalogue:
     version: str
     snapshot_date: str
     models: tuple[ModelRecord, ...]
 
+    @classmethod
+    def of(cls, snapshot_date: str, models: list[ModelRecord]) -> Catalogue:
+        ordered = sorted(models, key=lambda m: m.id)
+        version = content_version(snapshot_date, [m.to_json() for m in ordered])
+        return cls(version=version, snapshot_date=snapshot_date, models=tuple(ordered))
+
     def scorer(self) -> Scorer:
         return Scorer(self.version, [m.spec() for m in self.models])
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "snapshot_date": self.snapshot_date,
+            "models": [m.to_json() for m in self.models],
+        }
 
-def load(path: Path | None = None) -> Catalogue:
-    """The snapshot at `path`, or the one shipped inside the package."""
-    if path is None:
-        text = resources.files("service").joinpath("data/catalogue.json").read_text("utf-8")
-    else:
-        text = path.read_text("utf-8")
+    def with_operator_changes(
+        self, overrides: dict[str, ModelOverride], extras: list[ExtraModel]
+    ) -> Catalogue:
+        """The catalogue with the operator's figures and models; unchanged when there are none."""
+        if not overrides and not extras:
+            return self
+        models = {m.id: m for m in self.models}
+        for extra in extras:
+            models[extra.id] = _extra_record(extra)
+        for model_id, override in overrides.items():
+            if model_id in models:
+                models[model_id] = _overridden(models[model_id], override)
+        return Catalogue.of(self.snapshot_date, list(models.values()))
+
+
+def _overridden(model: ModelRecord, override: ModelOverride) -> ModelRecord:
+    record = model
+    if override.quality is not None:
+        record = dataclasses.replace(
+            record, quality=override.quality, quality_estimated=False, quality_source="operator"
+        )
+    if override.ttft_s is not None or override.tokens_per_s is not None:
+        record = dataclasses.replace(
+            record,
+            ttft_s=override.ttft_s if override.ttft_s is not None else record.ttft_s,
+            tokens_per_s=(
+                override.tokens_per_s if override.tokens_per_s is not None else record.tokens_per_s
+            ),
+            latency_estimated=False,
+            latency_source="operator",
+        )
+    return record
+
+
+def _extra_record(extra: ExtraModel) -> ModelRecord:
+    return ModelRecord(
+        id=extra.id,
+        name=extra.name or extra.id,
+        author=extra.id.split("/", 1)[0],
+        context_length=extra.context_length,
+        max_output_tokens=extra.max_output_tokens,
+        prompt_price=extra.prompt_price_per_mtok / 1e6,
+        completion_price=extra.completion_price_per_mtok / 1e6,
+        input_modalities=tuple(sorted(set(extra.input_modalities))),
+        output_modalities=("text",),
+        supported_parameters=tuple(sorted(set(extra.supported_parameters))),
+        quality=extra.quality,
+        quality_estimated=False,
+        ttft_s=extra.ttft_s,
+        tokens_per_s=extra.tokens_per_s,
+        latency_estimated=False,
+        quality_source="operator",
+        latency_source="operator",
+    )
+
+
+def parse(text: str) -> Catalogue:
     raw = json.loads(text)
     return Catalogue(
         version=raw["version"],
         snapshot_date=raw["snapshot_date"],
         models=tuple(ModelRecord.from_json(m) for m in raw["models"]),
     )
+
+
+def load(path: Path | None = None) -> Catalogue:
+    """The snapshot at `path`, or the one shipped inside the package."""
+    if path is None:
+        return parse(resources.files("service").joinpath("data/catalogue.json").read_text("utf-8"))
+    return parse(path.read_text("utf-8"))
+
+
+def save(catalogue: Catalogue, path: Path) -> None:
+    """Write atomically: a reader (or the next start) sees the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(catalogue.to_json(), indent=1, sort_keys=True) + "\n", "utf-8")
+    os.replace(tmp, path)

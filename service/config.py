@@ -1,22 +1,64 @@
-"""Settings of the router, read from `ROUTER_*` environment variables and a `.env` file."""
+"""Settings of the router: `ROUTER_*` environment variables, a `.env` file, and a TOML file.
+
+The TOML file is `ROUTER_CONFIG_FILE`, else `router.toml` in the working directory if present.
+Environment variables win over the file. The OpenRouter key is also read from the usual
+`OPENROUTER_API_KEY`.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 NAMED_MODES = ("speed", "cost", "quality", "balanced")
+DEFAULT_CONFIG_FILE = Path("router.toml")
 
 
 class ModeWeights(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     latency: float = Field(ge=0)
     cost: float = Field(ge=0)
     quality: float = Field(ge=0)
 
     def as_tuple(self) -> tuple[float, float, float]:
         return (self.latency, self.cost, self.quality)
+
+
+class ModelOverride(BaseModel):
+    """An operator's figures for one model; they replace the catalogue's and count as measured."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quality: float | None = Field(default=None, ge=0, le=1)
+    ttft_s: float | None = Field(default=None, ge=0, le=86_400)
+    tokens_per_s: float | None = Field(default=None, ge=0.001)
+
+
+class ExtraModel(BaseModel):
+    """A model the operator adds to the catalogue (e.g. one OpenRouter does not list yet)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[^/\s]+/\S+$")
+    name: str = ""
+    context_length: int = Field(gt=0)
+    max_output_tokens: int = Field(default=0, ge=0)
+    prompt_price_per_mtok: float = Field(ge=0, le=1e6)
+    completion_price_per_mtok: float = Field(ge=0, le=1e6)
+    input_modalities: list[str] = Field(default_factory=lambda: ["text"])
+    supported_parameters: list[str] = Field(default_factory=list)
+    quality: float = Field(ge=0, le=1)
+    ttft_s: float = Field(ge=0, le=86_400)
+    tokens_per_s: float = Field(ge=0.001)
 
 
 class Settings(BaseSettings):
@@ -27,12 +69,43 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     catalogue_path: Path | None = None
+    state_dir: Path = Path(".router-state")
     default_mode: str = "balanced"
     default_top_k: int = Field(default=5, ge=1, le=1000)
     default_prompt_tokens: int = Field(default=1000, ge=0)
     default_output_tokens: int = Field(default=500, ge=0)
     custom_modes: dict[str, ModeWeights] = Field(default_factory=dict)
+    model_overrides: dict[str, ModelOverride] = Field(default_factory=dict)
+    extra_models: list[ExtraModel] = Field(default_factory=list)
     shutdown_grace_s: float = Field(default=5.0, ge=0)
+
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    openrouter_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ROUTER_OPENROUTER_API_KEY", "OPENROUTER_API_KEY"),
+    )
+    openrouter_timeout_s: float = Field(default=30.0, gt=0)
+    refresh_interval_s: float = Field(default=600.0, ge=0, description="0 disables refreshes")
+    # A refreshed catalogue smaller than this share of the current one is refused as implausible.
+    refresh_min_share: float = Field(default=0.5, gt=0, le=1)
+    endpoint_stats_models: int = Field(default=10, ge=0, description="top models per mode")
+    endpoint_stats_concurrency: int = Field(default=4, ge=1)
+    endpoint_stats_per_second: float = Field(default=5.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = Path(os.environ.get("ROUTER_CONFIG_FILE", DEFAULT_CONFIG_FILE))
+        sources = [init_settings, env_settings, dotenv_settings, file_secret_settings]
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
 
     @field_validator("custom_modes")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,10 +15,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from service.catalogue_keeper import CatalogueStatus
 from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1 import router_pb2_grpc
-from service.router import ModelRouter
+from service.runtime import Runtime
 from service.scorer import InvalidRequest, NoEligibleModel
 
 log = logging.getLogger(__name__)
@@ -51,9 +54,23 @@ def _statuses(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
     return wrapper
 
 
+def catalogue_status(status: CatalogueStatus) -> pb.CatalogueStatus:
+    return pb.CatalogueStatus(
+        version=status.version,
+        models=status.models,
+        source=status.source,
+        last_refresh_attempt=status.last_refresh_attempt,
+        last_refresh_success=status.last_refresh_success,
+        last_refresh_error=status.last_refresh_error,
+        consecutive_refresh_failures=status.consecutive_refresh_failures,
+        stale=status.stale,
+    )
+
+
 class RouterServicer(router_pb2_grpc.RouterServicer):
-    def __init__(self, router: ModelRouter) -> None:
-        self._router = router
+    def __init__(self, runtime: Runtime) -> None:
+        self._router = runtime.router
+        self._keeper = runtime.keeper
 
     @_statuses
     async def Route(
@@ -70,6 +87,30 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         context: grpc.aio.ServicerContext[pb.ListModelsRequest, pb.ListModelsResponse],
     ) -> pb.ListModelsResponse:
         return self._router.list_models(request)
+
+    @_statuses
+    async def GetStatus(
+        self,
+        request: pb.GetStatusRequest,
+        context: grpc.aio.ServicerContext[pb.GetStatusRequest, pb.RouterStatus],
+    ) -> pb.RouterStatus:
+        return pb.RouterStatus(catalogue=catalogue_status(self._keeper.status()))
+
+    @_statuses
+    async def RefreshCatalogue(
+        self,
+        request: pb.RefreshCatalogueRequest,
+        context: grpc.aio.ServicerContext[pb.RefreshCatalogueRequest, pb.RefreshCatalogueResponse],
+    ) -> pb.RefreshCatalogueResponse:
+        previous = self._router.catalogue.version
+        replaced = await self._keeper.refresh()
+        if replaced:
+            await self._keeper.refresh_endpoint_stats()
+        return pb.RefreshCatalogueResponse(
+            replaced=replaced,
+            previous_version=previous,
+            catalogue=catalogue_status(self._keeper.status()),
+        )
 
     @_statuses
     async def Complete(
@@ -100,16 +141,22 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     health: HealthServicer
+    refresher: asyncio.Task[None]
 
     async def stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
+        self.refresher.cancel()
         await self.server.stop(grace)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.refresher
 
 
-async def start(settings: Settings, router: ModelRouter) -> RunningServer:
-    """Start serving on `settings.grpc_host:grpc_port` (port 0 picks a free one)."""
+async def start(settings: Settings, runtime: Runtime) -> RunningServer:
+    """Start serving on `settings.grpc_host:grpc_port` (port 0 picks a free one), and the
+    periodic catalogue refresh."""
+    router = runtime.router
     server = grpc.aio.server()
-    router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(router), server)
+    router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(runtime), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
@@ -131,4 +178,5 @@ async def start(settings: Settings, router: ModelRouter) -> RunningServer:
         router.catalogue.version,
         len(router.catalogue.models),
     )
-    return RunningServer(server=server, port=port, health=health)
+    refresher = asyncio.create_task(runtime.keeper.run(), name="catalogue-refresh")
+    return RunningServer(server=server, port=port, health=health, refresher=refresher)

@@ -72,6 +72,26 @@ class ModelRouter:
     def catalogue(self) -> Catalogue:
         return self._catalogue
 
+    def replace_catalogue(self, catalogue: Catalogue) -> None:
+        """Serve `catalogue` from now on; live stats of models that remain are kept."""
+        self._scorer.replace_catalogue(catalogue.version, [m.spec() for m in catalogue.models])
+        self._catalogue = catalogue
+
+    def update_live_stats(self, stats: list[dict[str, object]]) -> None:
+        """Apply live figures, all at once; models no longer in the catalogue are skipped."""
+        known = set(self._scorer.model_ids())
+        self._scorer.update_stats([s for s in stats if s["id"] in known])
+
+    def top_models(self, mode: str, count: int) -> list[str]:
+        """The ids of the best `count` models of a named mode for the default request."""
+        ranking = self._scorer.rank(
+            MODE_WEIGHTS[mode],
+            prompt_tokens=self._settings.default_prompt_tokens,
+            output_tokens=self._settings.default_output_tokens,
+            top_k=max(count, 1),
+        )
+        return [c.model_id for c in ranking.candidates][:count]
+
     def weights(self, request: pb.RouteRequest) -> tuple[float, float, float]:
         """The (latency, cost, quality) weights the request asks for, before scaling."""
         policy = request.WhichOneof("policy")

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rest_gateway.app import create_app
-from service import catalogue, grpc_server
+from service import grpc_server
 from service.config import ModeWeights, Settings
-from service.router import ModelRouter
+from service.runtime import Runtime
 
 CUSTOM_MODES = {"frugal-genius": ModeWeights(latency=0.0, cost=0.5, quality=0.5)}
 
@@ -27,23 +27,30 @@ class ServerThread:
 
     def __enter__(self) -> str:
         self.thread.start()
-        router = ModelRouter(catalogue.load(), self.settings)
+        self.runtime = Runtime.build(self.settings)
         started = asyncio.run_coroutine_threadsafe(
-            grpc_server.start(self.settings, router), self.loop
+            grpc_server.start(self.settings, self.runtime), self.loop
         )
         self.running = started.result(timeout=10)
         return f"127.0.0.1:{self.running.port}"
 
     def __exit__(self, *exc: object) -> None:
         asyncio.run_coroutine_threadsafe(self.running.stop(0), self.loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(self.runtime.aclose(), self.loop).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
-    return Settings(grpc_host="127.0.0.1", grpc_port=0, custom_modes=CUSTOM_MODES)
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        custom_modes=CUSTOM_MODES,
+        state_dir=tmp_path_factory.mktemp("state"),
+        refresh_interval_s=0,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -28,8 +29,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
     grpc_port, http_port = free_port(), free_port()
+    env = {**os.environ, "ROUTER_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -45,6 +49,7 @@ def served() -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        env=env,
     )
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:

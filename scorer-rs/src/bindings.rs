@@ -59,6 +59,8 @@ struct PyModelSpec {
     completion_price: f64,
     input_modalities: Vec<String>,
     text_output: bool,
+    #[pyo3(default = true)]
+    realtime: bool,
     supported_parameters: Vec<String>,
     quality: f64,
     quality_estimated: bool,
@@ -76,6 +78,7 @@ impl From<PyModelSpec> for ModelSpec {
             completion_price: m.completion_price,
             input_modalities: m.input_modalities,
             text_output: m.text_output,
+            realtime: m.realtime,
             supported_parameters: m.supported_parameters,
             quality: m.quality,
             quality_estimated: m.quality_estimated,

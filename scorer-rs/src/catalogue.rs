@@ -16,6 +16,8 @@ pub struct ModelSpec {
     pub completion_price: f64,
     pub input_modalities: Vec<String>,
     pub text_output: bool,
+    /// False for rows not served in real time (batch endpoints, moving aliases).
+    pub realtime: bool,
     pub supported_parameters: Vec<String>,
     pub quality: f64,
     pub quality_estimated: bool,
@@ -40,6 +42,7 @@ pub struct Catalogue {
     pub tokens_per_s: Vec<f64>,
     pub latency_estimated: Vec<bool>,
     pub text_output: Vec<bool>,
+    pub realtime: Vec<bool>,
     /// Model id to index.
     pub by_id: HashMap<String, usize>,
     param_bits: HashMap<String, u64>,
@@ -118,6 +121,7 @@ impl Catalogue {
             tokens_per_s: Vec::with_capacity(n),
             latency_estimated: Vec::with_capacity(n),
             text_output: Vec::with_capacity(n),
+            realtime: Vec::with_capacity(n),
             by_id: HashMap::with_capacity(n),
             param_bits: HashMap::new(),
         };
@@ -146,6 +150,7 @@ impl Catalogue {
             cat.tokens_per_s.push(spec.tokens_per_s);
             cat.latency_estimated.push(spec.latency_estimated);
             cat.text_output.push(spec.text_output);
+            cat.realtime.push(spec.realtime);
             cat.ids.push(spec.id);
         }
         Ok(cat)
@@ -202,6 +207,7 @@ pub(crate) mod tests {
             completion_price: 2e-6,
             input_modalities: vec!["text".into()],
             text_output: true,
+            realtime: true,
             supported_parameters: vec!["tools".into()],
             quality: 0.5,
             quality_estimated: false,

@@ -10,6 +10,7 @@ use crate::error::ScoreError;
 pub enum Constraint {
     DynamicPrice,
     NonTextOutput,
+    NotRealtime,
     CircuitOpen,
     ContextWindow,
     InputModalities,
@@ -27,9 +28,10 @@ pub enum Constraint {
 }
 
 impl Constraint {
-    pub const ALL: [Constraint; 16] = [
+    pub const ALL: [Constraint; 17] = [
         Constraint::DynamicPrice,
         Constraint::NonTextOutput,
+        Constraint::NotRealtime,
         Constraint::CircuitOpen,
         Constraint::ContextWindow,
         Constraint::InputModalities,
@@ -50,6 +52,7 @@ impl Constraint {
         match self {
             Constraint::DynamicPrice => "dynamic_price",
             Constraint::NonTextOutput => "non_text_output",
+            Constraint::NotRealtime => "not_realtime",
             Constraint::CircuitOpen => "circuit_open",
             Constraint::ContextWindow => "context_window",
             Constraint::InputModalities => "input_modalities",

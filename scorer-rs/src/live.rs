@@ -31,6 +31,8 @@ fn static_exclusion(cat: &Catalogue, i: usize, circuit_open: bool) -> Option<Con
         Some(Constraint::DynamicPrice)
     } else if !cat.text_output[i] {
         Some(Constraint::NonTextOutput)
+    } else if !cat.realtime[i] {
+        Some(Constraint::NotRealtime)
     } else if circuit_open {
         Some(Constraint::CircuitOpen)
     } else {

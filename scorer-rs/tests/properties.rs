@@ -52,6 +52,7 @@ fn model(k: usize) -> impl Strategy<Value = ModelSpec> {
                     completion_price,
                     input_modalities: mods.into_iter().map(String::from).collect(),
                     text_output: text || !k.is_multiple_of(3),
+                    realtime: k % 5 != 4,
                     supported_parameters: params.into_iter().map(String::from).collect(),
                     quality,
                     quality_estimated: false,
@@ -129,6 +130,7 @@ fn satisfies(spec: &ModelSpec, c: &Constraints, p: Profile, cost: f64) -> bool {
     spec.prompt_price >= 0.0
         && spec.completion_price >= 0.0
         && spec.text_output
+        && spec.realtime
         && spec.context_length >= c.min_context.max(p.prompt_tokens + p.output_tokens)
         && c.input_modalities
             .iter()
@@ -214,6 +216,7 @@ proptest! {
                 completion_price: 2e-6 * (1.0 + u * 1e-3),
                 input_modalities: vec![],
                 text_output: true,
+                realtime: true,
                 supported_parameters: vec![],
                 quality: 0.5 + v * 1e-4,
                 quality_estimated: false,

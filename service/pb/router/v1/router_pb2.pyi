@@ -875,3 +875,124 @@ class ListModelsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
+
+@_typing.final
+class GetStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatusRequest: _TypeAlias = GetStatusRequest  # noqa: Y015
+
+@_typing.final
+class CatalogueStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    LAST_REFRESH_ATTEMPT_FIELD_NUMBER: _builtins.int
+    LAST_REFRESH_SUCCESS_FIELD_NUMBER: _builtins.int
+    LAST_REFRESH_ERROR_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_REFRESH_FAILURES_FIELD_NUMBER: _builtins.int
+    STALE_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    models: _builtins.int
+    source: _builtins.str
+    """"embedded", "persisted" or "refreshed" """
+    last_refresh_attempt: _builtins.float
+    """Unix seconds; 0 when it never happened."""
+    last_refresh_success: _builtins.float
+    last_refresh_error: _builtins.str
+    """empty after a good refresh"""
+    consecutive_refresh_failures: _builtins.int
+    stale: _builtins.bool
+    """refreshes are failing and the catalogue is older than the refresh interval"""
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        models: _builtins.int = ...,
+        source: _builtins.str = ...,
+        last_refresh_attempt: _builtins.float = ...,
+        last_refresh_success: _builtins.float = ...,
+        last_refresh_error: _builtins.str = ...,
+        consecutive_refresh_failures: _builtins.int = ...,
+        stale: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_refresh_failures", b"consecutive_refresh_failures", "last_refresh_attempt", b"last_refresh_attempt", "last_refresh_error", b"last_refresh_error", "last_refresh_success", b"last_refresh_success", "models", b"models", "source", b"source", "stale", b"stale", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CatalogueStatus: _TypeAlias = CatalogueStatus  # noqa: Y015
+
+@_typing.final
+class RouterStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATALOGUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def catalogue(self) -> Global___CatalogueStatus: ...
+    def __init__(
+        self,
+        *,
+        catalogue: Global___CatalogueStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RouterStatus: _TypeAlias = RouterStatus  # noqa: Y015
+
+@_typing.final
+class RefreshCatalogueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefreshCatalogueRequest: _TypeAlias = RefreshCatalogueRequest  # noqa: Y015
+
+@_typing.final
+class RefreshCatalogueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLACED_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VERSION_FIELD_NUMBER: _builtins.int
+    CATALOGUE_FIELD_NUMBER: _builtins.int
+    replaced: _builtins.bool
+    """false when the fetched catalogue was refused and the last good one kept"""
+    previous_version: _builtins.str
+    @_builtins.property
+    def catalogue(self) -> Global___CatalogueStatus: ...
+    def __init__(
+        self,
+        *,
+        replaced: _builtins.bool = ...,
+        previous_version: _builtins.str = ...,
+        catalogue: Global___CatalogueStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue", "previous_version", b"previous_version", "replaced", b"replaced"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefreshCatalogueResponse: _TypeAlias = RefreshCatalogueResponse  # noqa: Y015

@@ -54,6 +54,16 @@ class RouterStub:
                 request_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.GetStatus = channel.unary_unary(
+                '/router.v1.Router/GetStatus',
+                request_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.GetStatusRequest.SerializeToString,
+                response_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.RouterStatus.FromString,
+                _registered_method=True)
+        self.RefreshCatalogue = channel.unary_unary(
+                '/router.v1.Router/RefreshCatalogue',
+                request_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.RefreshCatalogueRequest.SerializeToString,
+                response_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.RefreshCatalogueResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -83,6 +93,20 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStatus(self, request, context):
+        """The catalogue the router serves and how its last refresh went.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefreshCatalogue(self, request, context):
+        """Fetch OpenRouter's catalogue now; a failed or implausible one keeps the current catalogue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +129,16 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.ListModelsRequest.FromString,
                     response_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'GetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatus,
+                    request_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.GetStatusRequest.FromString,
+                    response_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.RouterStatus.SerializeToString,
+            ),
+            'RefreshCatalogue': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshCatalogue,
+                    request_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.RefreshCatalogueRequest.FromString,
+                    response_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.RefreshCatalogueResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +249,60 @@ class Router:
             '/router.v1.Router/ListModels',
             service_dot_pb_dot_router_dot_v1_dot_router__pb2.ListModelsRequest.SerializeToString,
             service_dot_pb_dot_router_dot_v1_dot_router__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/router.v1.Router/GetStatus',
+            service_dot_pb_dot_router_dot_v1_dot_router__pb2.GetStatusRequest.SerializeToString,
+            service_dot_pb_dot_router_dot_v1_dot_router__pb2.RouterStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshCatalogue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/router.v1.Router/RefreshCatalogue',
+            service_dot_pb_dot_router_dot_v1_dot_router__pb2.RefreshCatalogueRequest.SerializeToString,
+            service_dot_pb_dot_router_dot_v1_dot_router__pb2.RefreshCatalogueResponse.FromString,
             options,
             channel_credentials,
             insecure,

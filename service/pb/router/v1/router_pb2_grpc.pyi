@@ -39,6 +39,10 @@ class RouterStub:
     Complete: _grpc.UnaryUnaryMultiCallable[_router_pb2.CompleteRequest, _router_pb2.CompleteResponse]
     StreamComplete: _grpc.UnaryStreamMultiCallable[_router_pb2.CompleteRequest, _router_pb2.CompleteChunk]
     ListModels: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsResponse]
+    GetStatus: _grpc.UnaryUnaryMultiCallable[_router_pb2.GetStatusRequest, _router_pb2.RouterStatus]
+    """The catalogue the router serves and how its last refresh went."""
+    RefreshCatalogue: _grpc.UnaryUnaryMultiCallable[_router_pb2.RefreshCatalogueRequest, _router_pb2.RefreshCatalogueResponse]
+    """Fetch OpenRouter's catalogue now; a failed or implausible one keeps the current catalogue."""
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -47,6 +51,10 @@ class RouterAsyncStub(RouterStub):
     Complete: _aio.UnaryUnaryMultiCallable[_router_pb2.CompleteRequest, _router_pb2.CompleteResponse]  # type: ignore[assignment]
     StreamComplete: _aio.UnaryStreamMultiCallable[_router_pb2.CompleteRequest, _router_pb2.CompleteChunk]  # type: ignore[assignment]
     ListModels: _aio.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsResponse]  # type: ignore[assignment]
+    GetStatus: _aio.UnaryUnaryMultiCallable[_router_pb2.GetStatusRequest, _router_pb2.RouterStatus]  # type: ignore[assignment]
+    """The catalogue the router serves and how its last refresh went."""
+    RefreshCatalogue: _aio.UnaryUnaryMultiCallable[_router_pb2.RefreshCatalogueRequest, _router_pb2.RefreshCatalogueResponse]  # type: ignore[assignment]
+    """Fetch OpenRouter's catalogue now; a failed or implausible one keeps the current catalogue."""
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -76,5 +84,21 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         request: _router_pb2.ListModelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.ListModelsResponse, _abc.Awaitable[_router_pb2.ListModelsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStatus(
+        self,
+        request: _router_pb2.GetStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.RouterStatus, _abc.Awaitable[_router_pb2.RouterStatus]]:
+        """The catalogue the router serves and how its last refresh went."""
+
+    @_abc_1.abstractmethod
+    def RefreshCatalogue(
+        self,
+        request: _router_pb2.RefreshCatalogueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.RefreshCatalogueResponse, _abc.Awaitable[_router_pb2.RefreshCatalogueResponse]]:
+        """Fetch OpenRouter's catalogue now; a failed or implausible one keeps the current catalogue."""
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

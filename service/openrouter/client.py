@@ -1,0 +1,111 @@
+"""One pooled async HTTP client for OpenRouter. The API key never leaves the request headers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from service.openrouter.models import (
+    EndpointStats,
+    ListedModel,
+    PayloadError,
+    parse_endpoints,
+    parse_models,
+)
+
+APP_HEADERS = {"X-Title": "model-router", "HTTP-Referer": "https://github.com/model-router"}
+
+
+class OpenRouterError(Exception):
+    """OpenRouter answered with an error, or did not answer usably."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The `error.message` of an error body, else a short description of the response."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, Mapping) else None
+    message = error.get("message") if isinstance(error, Mapping) else None
+    if isinstance(message, str) and message:
+        return f"HTTP {response.status_code}: {message}"
+    return f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+
+
+class OpenRouterClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr | None,
+        *,
+        timeout_s: float = 30.0,
+        max_connections: int = 100,
+    ) -> None:
+        self._key = api_key
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=max_connections),
+            headers=APP_HEADERS,
+        )
+
+    def __repr__(self) -> str:
+        key = "with key" if self._key else "without key"
+        return f"OpenRouterClient({str(self._http.base_url)!r}, {key})"
+
+    @property
+    def has_key(self) -> bool:
+        return self._key is not None and bool(self._key.get_secret_value())
+
+    def _auth(self) -> dict[str, str]:
+        if not self.has_key:
+            return {}
+        assert self._key is not None
+        return {"Authorization": f"Bearer {self._key.get_secret_value()}"}
+
+    async def _get_json(self, path: str, *, authorised: bool) -> Any:
+        headers = self._auth() if authorised else {}
+        try:
+            response = await self._http.get(path, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise OpenRouterError(f"GET {path}: timed out ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise OpenRouterError(f"GET {path}: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise OpenRouterError(
+                f"GET {path}: {_error_message(response)}", status=response.status_code
+            )
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise OpenRouterError(f"GET {path}: the body is not JSON", status=200) from None
+
+    async def list_models(self) -> list[ListedModel]:
+        """Every text model OpenRouter lists (the public `GET /models`)."""
+        payload = await self._get_json("/models", authorised=True)
+        try:
+            return parse_models(payload)
+        except PayloadError as exc:
+            raise OpenRouterError(f"GET /models: {exc}", status=200) from None
+
+    async def endpoints(self, model_id: str) -> list[EndpointStats]:
+        """The provider endpoints of one model; latency and throughput need the API key."""
+        base = model_id.removeprefix("~").split(":", 1)[0]
+        path = f"/models/{base}/endpoints"
+        payload = await self._get_json(path, authorised=True)
+        try:
+            return parse_endpoints(payload)
+        except PayloadError as exc:
+            raise OpenRouterError(f"GET {path}: {exc}", status=200) from None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
