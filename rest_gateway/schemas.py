@@ -195,6 +195,23 @@ class ModelList(BaseModel):
     catalogue_version: str
 
 
+class CatalogueStatus(BaseModel):
+    version: str
+    models: int
+    source: str
+    last_refresh_attempt: float
+    last_refresh_success: float
+    last_refresh_error: str
+    consecutive_refresh_failures: int
+    stale: bool
+
+
+class RefreshResult(BaseModel):
+    replaced: bool
+    previous_version: str
+    catalogue: CatalogueStatus
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str

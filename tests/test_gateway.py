@@ -86,7 +86,18 @@ def test_models(gateway: TestClient) -> None:
 def test_health(gateway: TestClient) -> None:
     reply = gateway.get("/health")
     assert reply.status_code == 200
-    assert reply.json() == {"status": "SERVING"}
+    body = reply.json()
+    assert body["status"] == "SERVING"
+    assert body["catalogue"]["version"] == catalogue.load().version
+    assert body["catalogue"]["source"] == "embedded"
+    assert body["catalogue"]["stale"] is False
+
+
+def test_metrics_are_prometheus_text(gateway: TestClient) -> None:
+    reply = gateway.get("/metrics")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    assert "router_catalogue_models " in reply.text
 
 
 def test_health_when_the_router_is_down() -> None:

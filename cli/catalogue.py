@@ -1,0 +1,115 @@
+"""`router models` and `router catalogue …`: what the router knows of the models."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.common import AsJson, Target, call, out, print_json
+from service.config import Settings
+from service.grpc_server import catalogue_status
+from service.pb.router.v1 import router_pb2 as pb
+from service.runtime import Runtime
+
+catalogue_app = typer.Typer(help="Show or refresh the catalogue the router serves.")
+
+
+def models(
+    query: Annotated[str, typer.Option(help="Substring of the id or name.")] = "",
+    author: Annotated[str, typer.Option(help="Exact author, e.g. openai.")] = "",
+    limit: Annotated[int, typer.Option(min=0, help="At most this many; 0: all.")] = 20,
+    target: Target = None,
+    as_json: AsJson = False,
+) -> None:
+    """List the catalogue the router ranks."""
+    request = pb.ListModelsRequest(query=query, author=author, limit=limit)
+    response: pb.ListModelsResponse = call(target, "ListModels", request)
+    if as_json:
+        print_json(response)
+        return
+    table = Table(
+        title=f"{len(response.models)} of {response.total} models",
+        caption=f"catalogue {response.catalogue_version}; * estimated",
+    )
+    for column in ("model", "context", "$/M in", "$/M out", "quality"):
+        table.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
+    for m in response.models:
+        table.add_row(
+            m.id,
+            f"{m.context_length:,}",
+            f"{m.prompt_price_per_mtok:.3f}",
+            f"{m.completion_price_per_mtok:.3f}",
+            f"{m.quality:.3f}" + ("*" if m.quality_estimated else ""),
+        )
+    out.print(table)
+
+
+def _when(unix: float) -> str:
+    if not unix:
+        return "never"
+    return dt.datetime.fromtimestamp(unix, dt.UTC).isoformat(timespec="seconds")
+
+
+def _print_status(status: pb.CatalogueStatus) -> None:
+    out.print(f"catalogue {status.version}: {status.models} models ({status.source})")
+    out.print(
+        f"last refresh attempt {_when(status.last_refresh_attempt)}, "
+        f"last success {_when(status.last_refresh_success)}"
+    )
+    if status.last_refresh_error:
+        out.print(
+            f"[yellow]last refresh failed[/yellow] ({status.consecutive_refresh_failures} in a "
+            f"row{', catalogue stale' if status.stale else ''}): {status.last_refresh_error}",
+            highlight=False,
+        )
+
+
+async def _refresh_here() -> pb.RefreshCatalogueResponse:
+    runtime = Runtime.build(Settings())
+    try:
+        previous = runtime.router.catalogue.version
+        replaced = await runtime.keeper.refresh()
+        return pb.RefreshCatalogueResponse(
+            replaced=replaced,
+            previous_version=previous,
+            catalogue=catalogue_status(runtime.keeper.status()),
+        )
+    finally:
+        await runtime.aclose()
+
+
+@catalogue_app.command()
+def status(target: Target = None, as_json: AsJson = False) -> None:
+    """The catalogue being served and how its refreshes go."""
+    if target is None:
+        settings = Settings()
+        runtime = Runtime.build(settings)
+        reply = pb.RouterStatus(catalogue=catalogue_status(runtime.keeper.status()))
+    else:
+        reply = call(target, "GetStatus", pb.GetStatusRequest())
+    if as_json:
+        print_json(reply)
+        return
+    _print_status(reply.catalogue)
+
+
+@catalogue_app.command()
+def refresh(target: Target = None, as_json: AsJson = False) -> None:
+    """Fetch OpenRouter's catalogue now (in a running router with --target, else here, saving
+    it for the next start). A failed or implausible listing keeps the current catalogue."""
+    if target is None:
+        reply = asyncio.run(_refresh_here())
+    else:
+        reply = call(target, "RefreshCatalogue", pb.RefreshCatalogueRequest())
+    if as_json:
+        print_json(reply)
+    else:
+        verdict = "replaced" if reply.replaced else "kept"
+        out.print(f"{verdict} catalogue {reply.previous_version}")
+        _print_status(reply.catalogue)
+    if reply.catalogue.last_refresh_error:
+        raise typer.Exit(code=1)

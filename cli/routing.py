@@ -1,0 +1,144 @@
+"""`router route` and `router explore`: rank the catalogue for a request."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.common import AsJson, Target, call, fail, out, print_json
+from service.config import NAMED_MODES
+from service.pb.router.v1 import router_pb2 as pb
+
+MODES = {
+    "speed": pb.MODE_SPEED,
+    "cost": pb.MODE_COST,
+    "quality": pb.MODE_QUALITY,
+    "balanced": pb.MODE_BALANCED,
+}
+
+Mode = Annotated[str | None, typer.Option(help=f"One of {', '.join(NAMED_MODES)}.")]
+CustomMode = Annotated[str | None, typer.Option(help="A named mode from the config.")]
+WeightsOption = Annotated[
+    str | None, typer.Option(help="Explicit weights latency,cost,quality, e.g. 0.5,0.3,0.2.")
+]
+PromptTokens = Annotated[int, typer.Option(min=0, help="Expected prompt tokens; 0: default.")]
+OutputTokens = Annotated[int, typer.Option(min=0, help="Expected output tokens; 0: default.")]
+
+
+def route_request(
+    mode: str | None,
+    custom_mode: str | None,
+    weights: str | None,
+    top_k: int,
+    prompt_tokens: int,
+    output_tokens: int,
+) -> pb.RouteRequest:
+    if sum(x is not None for x in (mode, custom_mode, weights)) > 1:
+        raise fail("give at most one of --mode, --custom-mode, --weights")
+    request = pb.RouteRequest(
+        top_k=top_k,
+        profile=pb.RequestProfile(prompt_tokens=prompt_tokens, output_tokens=output_tokens),
+    )
+    if mode is not None:
+        if mode not in MODES:
+            raise fail(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        request.mode = MODES[mode]
+    elif custom_mode is not None:
+        request.custom_mode = custom_mode
+    elif weights is not None:
+        try:
+            latency, cost, quality = (float(x) for x in weights.split(","))
+        except ValueError:
+            raise fail(
+                f"--weights takes latency,cost,quality (three numbers), got {weights!r}"
+            ) from None
+        request.weights.CopyFrom(pb.Weights(latency=latency, cost=cost, quality=quality))
+    return request
+
+
+def _caption(response: pb.RouteResponse) -> str:
+    w = response.weights
+    return (
+        f"weights latency {w.latency:.2f} cost {w.cost:.2f} quality {w.quality:.2f}; "
+        f"{response.eligible_models} eligible; catalogue {response.catalogue_version}; "
+        "* estimated"
+    )
+
+
+def _table(title: str, caption: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, caption=caption)
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
+    return table
+
+
+def _star(value: str, estimated: bool) -> str:
+    return value + ("*" if estimated else "")
+
+
+def route(
+    mode: Mode = None,
+    custom_mode: CustomMode = None,
+    weights: WeightsOption = None,
+    top_k: Annotated[int, typer.Option(min=0, help="Candidates to show; 0: default.")] = 0,
+    prompt_tokens: PromptTokens = 0,
+    output_tokens: OutputTokens = 0,
+    target: Target = None,
+    as_json: AsJson = False,
+) -> None:
+    """Pick the best model for a request and show the ranked candidates with their scores."""
+    request = route_request(mode, custom_mode, weights, top_k, prompt_tokens, output_tokens)
+    response: pb.RouteResponse = call(target, "Route", request)
+    if as_json:
+        print_json(response)
+        return
+    columns = ("model", "score", "latency", "cost", "quality", "exp. cost $", "exp. time s")
+    table = _table(f"best: {response.model}", _caption(response), columns)
+    for c in response.candidates:
+        table.add_row(
+            c.model,
+            f"{c.score:.3f}",
+            f"{c.terms.latency:.3f}",
+            f"{c.terms.cost:.3f}",
+            _star(f"{c.terms.quality:.3f}", c.quality_estimated),
+            f"{c.expected_cost_usd:.6f}",
+            _star(f"{c.expected_latency_seconds:.2f}", c.latency_estimated),
+        )
+    out.print(table)
+
+
+def explore(
+    mode: Mode = None,
+    custom_mode: CustomMode = None,
+    weights: WeightsOption = None,
+    top_k: Annotated[int, typer.Option(min=1, help="Models to show.")] = 15,
+    prompt_tokens: PromptTokens = 0,
+    output_tokens: OutputTokens = 0,
+    target: Target = None,
+    as_json: AsJson = False,
+) -> None:
+    """Rank the catalogue for a mode and show what each model brings: quality, speed, price."""
+    request = route_request(mode, custom_mode, weights, top_k, prompt_tokens, output_tokens)
+    response: pb.RouteResponse = call(target, "Route", request)
+    if as_json:
+        print_json(response)
+        return
+    listing: pb.ListModelsResponse = call(target, "ListModels", pb.ListModelsRequest())
+    models = {m.id: m for m in listing.models}
+    columns = ("model", "score", "quality", "ttft s", "tok/s", "$/M in", "$/M out", "context")
+    table = _table(f"top {len(response.candidates)}", _caption(response), columns)
+    for c in response.candidates:
+        m = models.get(c.model, pb.ModelInfo(id=c.model))
+        table.add_row(
+            c.model,
+            f"{c.score:.3f}",
+            _star(f"{m.quality:.3f}", m.quality_estimated),
+            _star(f"{m.ttft_seconds:.2f}", m.latency_estimated),
+            _star(f"{m.tokens_per_second:.0f}", m.latency_estimated),
+            f"{m.prompt_price_per_mtok:.3f}",
+            f"{m.completion_price_per_mtok:.3f}",
+            f"{m.context_length:,}",
+        )
+    out.print(table)
