@@ -45,8 +45,6 @@ fn static_exclusion(cat: &Catalogue, i: usize, circuit_open: bool) -> Option<Con
 pub struct Live {
     pub ttft_s: Vec<f64>,
     pub tokens_per_s: Vec<f64>,
-    /// 1 / tokens_per_s: a multiplication on the hot path instead of a division.
-    pub seconds_per_token: Vec<f64>,
     pub latency_estimated: Vec<bool>,
     pub circuit_open: Vec<bool>,
     /// Why a model can never be a candidate whatever the request, if it cannot.
@@ -60,7 +58,6 @@ impl Live {
         Live {
             ttft_s: cat.ttft_s.clone(),
             tokens_per_s: cat.tokens_per_s.clone(),
-            seconds_per_token: cat.tokens_per_s.iter().map(|t| 1.0 / t).collect(),
             latency_estimated: cat.latency_estimated.clone(),
             circuit_open: vec![false; cat.len()],
             excluded: (0..cat.len())
@@ -73,7 +70,6 @@ impl Live {
     fn set(&mut self, cat: &Catalogue, i: usize, stats: LiveStats) {
         self.ttft_s[i] = stats.ttft_s.unwrap_or(cat.ttft_s[i]);
         self.tokens_per_s[i] = stats.tokens_per_s.unwrap_or(cat.tokens_per_s[i]);
-        self.seconds_per_token[i] = 1.0 / self.tokens_per_s[i];
         self.latency_estimated[i] =
             cat.latency_estimated[i] && stats.ttft_s.is_none() && stats.tokens_per_s.is_none();
         self.circuit_open[i] = stats.circuit_open;

@@ -191,7 +191,7 @@ impl Terms<'_> {
     #[inline]
     fn latency(&self, i: usize) -> f64 {
         let live = &self.state.live;
-        live.ttft_s[i] + self.output * live.seconds_per_token[i]
+        live.ttft_s[i] + self.output / live.tokens_per_s[i]
     }
 
     fn candidate(&self, i: usize, weights: Weights) -> Candidate {
@@ -316,7 +316,7 @@ fn filter_eligible(
     index.resize(n, 0);
     let index = &mut index[..n];
     let (prompt_price, completion_price) = (&cat.prompt_price[..n], &cat.completion_price[..n]);
-    let (ttft, seconds_per_token) = (&live.ttft_s[..n], &live.seconds_per_token[..n]);
+    let (ttft, tokens_per_s) = (&live.ttft_s[..n], &live.tokens_per_s[..n]);
     let (prompt, output) = (terms.prompt, terms.output);
     // Eligible costs and latencies are finite and never negative, so their bit patterns order
     // like their values: integer min and max are exact here, and cheaper than f64's.
@@ -330,7 +330,7 @@ fn filter_eligible(
             removed[c as usize] += 1;
             continue;
         }
-        let latency = ttft[i] + output * seconds_per_token[i];
+        let latency = ttft[i] + output / tokens_per_s[i];
         let (cost, latency) = (cost.to_bits(), latency.to_bits());
         cost_min = cost_min.min(cost);
         cost_max = cost_max.max(cost);
@@ -382,7 +382,7 @@ fn estimate_scores(estimate: &mut Vec<f64>, index: &[u32], terms: &Terms<'_>, we
     let live = &terms.state.live;
     let n = cat.len();
     let (prompt_price, completion_price) = (&cat.prompt_price[..n], &cat.completion_price[..n]);
-    let (ttft, seconds_per_token) = (&live.ttft_s[..n], &live.seconds_per_token[..n]);
+    let (ttft, tokens_per_s) = (&live.ttft_s[..n], &live.tokens_per_s[..n]);
     let quality = &cat.quality[..n];
     let (prompt, output) = (terms.prompt, terms.output);
     let cost_range = terms.log_cost_max - terms.log_cost_min;
@@ -409,7 +409,7 @@ fn estimate_scores(estimate: &mut Vec<f64>, index: &[u32], terms: &Terms<'_>, we
             COST_FLOOR_USD
         };
         let cost_term = 1.0 - (approx_ln(table, floored) - log_cost_min) * cost_scale;
-        let latency = ttft[i] + output * seconds_per_token[i];
+        let latency = ttft[i] + output / tokens_per_s[i];
         let latency_term = 1.0 - (latency - latency_min) * latency_scale;
         *estimate = weights.latency * latency_term
             + weights.cost * cost_term
@@ -445,7 +445,7 @@ mod tests {
     }
 
     fn expected_latency(cat: &Catalogue, i: usize, p: Profile) -> f64 {
-        cat.ttft_s[i] + p.output_tokens as f64 * (1.0 / cat.tokens_per_s[i])
+        cat.ttft_s[i] + p.output_tokens as f64 / cat.tokens_per_s[i]
     }
 
     const PROFILE: Profile = Profile {

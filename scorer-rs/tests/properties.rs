@@ -297,7 +297,7 @@ proptest! {
         engine.update_stats(&[(id.clone(), slow)]).unwrap();
         if let Ok((st, r)) = engine.rank(Mode::Speed.weights(), p, &Constraints::default(), usize::MAX) {
             if let Some(c) = r.candidates.iter().find(|c| st.catalogue.ids[c.index] == id) {
-                prop_assert_eq!(c.expected_latency_s, ttft + p.output_tokens as f64 * (1.0 / specs[c.index].tokens_per_s));
+                prop_assert_eq!(c.expected_latency_s, ttft + p.output_tokens as f64 / specs[c.index].tokens_per_s);
             }
         }
         let open = LiveStats { circuit_open: true, ..LiveStats::default() };
