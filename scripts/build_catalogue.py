@@ -1,16 +1,34 @@
 """Build the catalogue snapshot shipped inside the `service` package.
 
-Reads OpenRouter's `GET /api/v1/models` response saved in the shared data folder and writes
-`service/data/catalogue.json`, the catalogue the router serves with no network and no key.
+Reads two files of the shared data folder (build time only; nothing reads them at run time):
+- OpenRouter's `GET /api/v1/models` response (`openrouter-models.json`): the models, their
+  prices, limits, modalities and parameters, and for some an Artificial Analysis (AA)
+  intelligence index under `benchmarks.artificial_analysis`;
+- the Artificial Analysis LLM leaderboard snapshot (`artificial-analysis-llms-*.json`):
+  intelligence indices and speed measurements, joined through `open_weights.openrouter_api_id`;
 
-Interim priors (until the measured-priors pipeline replaces them):
-- quality: the Artificial Analysis intelligence index that OpenRouter's catalogue carries in
-  `benchmarks.artificial_analysis.intelligence_index`, divided by 100; models without it get the
-  median of the measured values and are marked estimated;
-- latency: every model gets the same prior (1.0 s to first token, 60 output tokens/s), marked
-  estimated.
+and writes `service/data/catalogue.json`, the catalogue the router serves with no network and no
+key. Every rule below is documented in `service/data/PROVENANCE.md`.
 
-Usage: python scripts/build_catalogue.py [--source ../shared/data/openrouter-models.json]
+Quality (in [0, 1]), first rule that applies:
+1. the model's own `benchmarks.artificial_analysis.intelligence_index` (openrouter-benchmarks);
+2. the AA leaderboard row with this OpenRouter id; when several rows share the id
+   (reasoning-effort variants) the one with the highest index, then not deprecated, then the
+   newest release, then the name (aa-leaderboard);
+3. `:free`, `:batch` and `:extended` rows take their base model's figure, `~…-latest` alias rows
+   their `alias_target`'s (`<source>:base-model`, `<source>:alias-target`), estimated only when
+   the base model's figure is;
+4. the median of the measured models of the same family: same author and name stem (family-prior);
+5. the median of the measured models in the same completion-price tier (price-tier-prior);
+6. the median of all measured models, for dynamic-price routers (global-prior).
+The index is mapped to quality by a fixed min-max: (index - 5) / (65 - 5), clamped to [0, 1].
+
+Latency (time to first answer token in seconds, output tokens per second): the same rules except
+rule 1 (OpenRouter's catalogue has no speed figures); AA's time to first *answer* token is used,
+so reasoning time counts, falling back to its time to first token.
+
+Usage: python scripts/build_catalogue.py [--source …/openrouter-models.json]
+       [--leaderboard …/artificial-analysis-llms-2026-07-10.json] [--output …/catalogue.json]
 """
 
 from __future__ import annotations
@@ -19,42 +37,262 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import math
+import re
 import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "openrouter-models.json"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_SOURCE = SHARED_DATA / "openrouter-models.json"
+DEFAULT_LEADERBOARD = SHARED_DATA / "artificial-analysis-llms-2026-07-10.json"
 OUTPUT = ROOT / "service" / "data" / "catalogue.json"
 
-PRIOR_TTFT_S = 1.0
-PRIOR_TOKENS_PER_S = 60.0
 DYNAMIC_PRICE = -1.0
+MAX_PRICE_PER_TOKEN = 1.0  # the scorer refuses prices above this
+MAX_TTFT_S = 86_400.0  # the scorer's bounds on latency figures
+MIN_TOKENS_PER_S = 1e-3
+
+# Fixed bounds of the index -> quality min-max (see PROVENANCE.md for the choice).
+INDEX_FLOOR = 5.0
+INDEX_CEILING = 65.0
+
+# Row suffixes that are the same model served differently: they inherit the base model's figures.
+INHERITING_SUFFIXES = frozenset({"free", "batch", "extended"})
+# Row suffixes that are not for the router's realtime path.
+NON_REALTIME_SUFFIXES = frozenset({"batch"})
+
+# Completion-price tiers, upper bounds in USD per million output tokens (free is in the first).
+PRICE_TIERS: tuple[tuple[float, str], ...] = (
+    (0.5, "0-0.5"),
+    (2.0, "0.5-2"),
+    (8.0, "2-8"),
+    (30.0, "8-30"),
+    (math.inf, "30+"),
+)
+
+OPENROUTER_BENCHMARKS = "openrouter-benchmarks"
+AA_LEADERBOARD = "aa-leaderboard"
+FAMILY_PRIOR = "family-prior"
+PRICE_TIER_PRIOR = "price-tier-prior"
+GLOBAL_PRIOR = "global-prior"
+
+# Name-stem tokens dropped whole: versions (3, 4.5, v2, 4o), sizes (70b, a3b, 8x22b is kept as
+# "xb"), dates (2512, 20260420), and release-stage or packaging words.
+_DROPPED_TOKEN = re.compile(
+    r"^(v?\d+(\.\d+)*[a-z]?|a?\d+(\.\d+)?[bmkt]|e\d+b|\d{4,8}"
+    r"|latest|preview|exp|instruct|it|chat)$"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
 
 
 def parse_price(value: Any) -> float:
-    """USD per token from a string, a number or null; unknown or negative means dynamic."""
-    if value is None:
+    """USD per token from a string, a number or null.
+
+    Null, booleans, unparsable text, NaN, infinities, negative values (OpenRouter's "-1" for
+    dynamic routers) and values above the scorer's 1 USD/token bound all become -1 (dynamic),
+    which the scorer never routes to.
+    """
+    if value is None or isinstance(value, bool):
         return DYNAMIC_PRICE
     try:
-        price = float(value)
+        price = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
         return DYNAMIC_PRICE
-    return price if price >= 0 else DYNAMIC_PRICE
+    if not math.isfinite(price) or price < 0 or price > MAX_PRICE_PER_TOKEN:
+        return DYNAMIC_PRICE
+    return price
 
 
-def intelligence_index(raw: dict[str, Any]) -> float | None:
+def _number(value: Any) -> float | None:
+    """A finite number, or None for null, booleans, text and NaN/inf."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def quality_from_index(index: float) -> float:
+    """Monotone map of the AA intelligence index onto [0, 1]: min-max against fixed bounds."""
+    scaled = (index - INDEX_FLOOR) / (INDEX_CEILING - INDEX_FLOOR)
+    return round(min(max(scaled, 0.0), 1.0), 6)
+
+
+def openrouter_index(raw: dict[str, Any]) -> float | None:
+    """The AA intelligence index OpenRouter's catalogue carries for this row, if any."""
     aa = (raw.get("benchmarks") or {}).get("artificial_analysis") or {}
-    value = aa.get("intelligence_index")
-    return float(value) if isinstance(value, int | float) else None
+    value = _number(aa.get("intelligence_index"))
+    return value if value is not None and value >= 0 else None
 
 
-def convert(raw: dict[str, Any], quality_prior: float) -> dict[str, Any]:
+def aa_index(row: dict[str, Any]) -> float | None:
+    value = _number((row.get("evaluations") or {}).get("artificial_analysis_intelligence_index"))
+    return value if value is not None and value >= 0 else None
+
+
+def aa_flags_index_estimated(row: dict[str, Any]) -> bool:
+    """Whether AA marks the row's index as its own estimate (from a partial set of evaluations)."""
+    evaluations = row.get("evaluations") or {}
+    return evaluations.get("artificial_analysis_intelligence_index_is_estimated") is True
+
+
+def aa_speed(row: dict[str, Any]) -> tuple[float, float] | None:
+    """(seconds to first answer token, output tokens per second) of an AA row, if measured.
+
+    The time to first answer token includes a reasoning model's thinking time; rows without it
+    fall back to the time to first token.
+    """
+    speed = row.get("speed") or {}
+    ttft = _number(speed.get("time_to_first_answer_token_seconds"))
+    if ttft is None:
+        ttft = _number(speed.get("time_to_first_token_seconds"))
+    tokens_per_s = _number(speed.get("output_tokens_per_second"))
+    if ttft is None or tokens_per_s is None:
+        return None
+    if not (0.0 <= ttft <= MAX_TTFT_S and tokens_per_s >= MIN_TOKENS_PER_S):
+        return None
+    return ttft, tokens_per_s
+
+
+def _row_rank(row: dict[str, Any]) -> tuple[float, bool, str, str]:
+    index = aa_index(row)
+    return (
+        -1.0 if index is None else index,
+        not row.get("deprecated"),
+        str(row.get("release_date") or ""),
+        str(row.get("name") or ""),
+    )
+
+
+def pick_row(
+    rows: Iterable[dict[str, Any]], has: Callable[[dict[str, Any]], Any]
+) -> dict[str, Any] | None:
+    """Of the AA rows that have a figure, the one with the highest index (then not deprecated,
+    newest release, name): the maximum-effort configuration, which is what OpenRouter's own
+    `benchmarks` field reports."""
+    candidates = [r for r in rows if has(r) is not None]
+    return max(candidates, key=_row_rank) if candidates else None
+
+
+def aa_rows_by_openrouter_id(leaderboard: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in leaderboard.get("models") or []:
+        model_id = (row.get("open_weights") or {}).get("openrouter_api_id")
+        if isinstance(model_id, str) and model_id:
+            rows[model_id].append(row)
+    return rows
+
+
+def split_variant(model_id: str) -> tuple[str, str | None]:
+    """("author/slug", "suffix") for "author/slug:suffix", else (model_id, None)."""
+    base, sep, suffix = model_id.partition(":")
+    return (base, suffix) if sep else (model_id, None)
+
+
+def base_of(raw: dict[str, Any], ids: set[str]) -> tuple[str, str] | None:
+    """(base id, relation) when this row inherits another catalogue row's figures."""
+    model_id = raw["id"]
+    if model_id.startswith("~"):
+        target = (raw.get("alias_target") or {}).get("slug")
+        if isinstance(target, str) and target in ids and target != model_id:
+            return target, "alias-target"
+        return None
+    base, suffix = split_variant(model_id)
+    if suffix in INHERITING_SUFFIXES and base in ids:
+        return base, "base-model"
+    return None
+
+
+def is_realtime(model_id: str) -> bool:
+    """False for `:batch` rows and `~…-latest` alias rows, which are not for a realtime path."""
+    return not model_id.startswith("~") and split_variant(model_id)[1] not in NON_REALTIME_SUFFIXES
+
+
+def family_of(model_id: str) -> str:
+    """Family key `author/stem`: the slug without suffix, versions, sizes, dates, stage words."""
+    author, _, slug = model_id.lstrip("~").partition("/")
+    slug = split_variant(slug)[0].lower()
+    words = []
+    for token in re.split(r"[-_]", slug):
+        if _DROPPED_TOKEN.match(token):
+            continue
+        word = re.sub(r"[\d.]+", "", token)
+        if word:
+            words.append(word)
+    return f"{author}/{'-'.join(words) or slug}"
+
+
+def price_tier_of(completion_price: float) -> str | None:
+    """The completion-price tier, or None for dynamic pricing."""
+    if completion_price < 0:
+        return None
+    per_million = completion_price * 1e6
+    return next(label for bound, label in PRICE_TIERS if per_million <= bound)
+
+
+# ---------------------------------------------------------------------------------------------
+# Priors
+
+
+@dataclass(frozen=True)
+class Figure:
+    value: Any
+    source: str
+    estimated: bool
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+class Priors:
+    """Medians of measured figures per family, per price tier and overall.
+
+    The pools hold one entry per distinct measured model: rows that inherit (`:free`, `:batch`,
+    `:extended` of a listed base, aliases) are left out so a model is not counted twice.
+    """
+
+    def __init__(self, pool: list[tuple[str, str | None, tuple[float, ...]]], digits: int | None):
+        self.digits = digits
+        family: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+        tier: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+        for fam, price_tier, value in pool:
+            family[fam].append(value)
+            if price_tier is not None:
+                tier[price_tier].append(value)
+        self.family = {k: self._combine(v) for k, v in sorted(family.items())}
+        self.tier = {k: self._combine(v) for k, v in sorted(tier.items())}
+        self.overall = self._combine([v for _, _, v in pool])
+
+    def _combine(self, values: list[tuple[float, ...]]) -> tuple[float, ...]:
+        medians = tuple(_median([v[i] for v in values]) for i in range(len(values[0])))
+        return medians if self.digits is None else tuple(round(m, self.digits) for m in medians)
+
+    def figure(self, family: str, price_tier: str | None) -> Figure:
+        if family in self.family:
+            return Figure(self.family[family], FAMILY_PRIOR, True)
+        if price_tier in self.tier:
+            return Figure(self.tier[price_tier], PRICE_TIER_PRIOR, True)
+        return Figure(self.overall, GLOBAL_PRIOR, True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion
+
+
+def convert(raw: dict[str, Any]) -> dict[str, Any]:
+    """The static fields of one OpenRouter row (everything but the priors)."""
     arch = raw.get("architecture") or {}
     pricing = raw.get("pricing") or {}
     top = raw.get("top_provider") or {}
-    index = intelligence_index(raw)
     model_id = raw["id"]
+    completion_price = parse_price(pricing.get("completion"))
     return {
         "id": model_id,
         "name": raw.get("name") or model_id,
@@ -63,50 +301,189 @@ def convert(raw: dict[str, Any], quality_prior: float) -> dict[str, Any]:
         "context_length": int(raw.get("context_length") or top.get("context_length") or 0),
         "max_output_tokens": int(top.get("max_completion_tokens") or 0),
         "prompt_price": parse_price(pricing.get("prompt")),
-        "completion_price": parse_price(pricing.get("completion")),
+        "completion_price": completion_price,
         "input_modalities": sorted(arch.get("input_modalities") or ["text"]),
         "output_modalities": sorted(arch.get("output_modalities") or ["text"]),
         "supported_parameters": sorted(raw.get("supported_parameters") or []),
-        "quality": quality_prior if index is None else round(min(max(index / 100, 0.0), 1.0), 6),
-        "quality_estimated": index is None,
-        "ttft_s": PRIOR_TTFT_S,
-        "tokens_per_s": PRIOR_TOKENS_PER_S,
-        "latency_estimated": True,
+        "realtime": is_realtime(model_id),
+        "family": family_of(model_id),
+        "price_tier": price_tier_of(completion_price),
     }
 
 
-def build(source: Path) -> dict[str, Any]:
-    raw_bytes = source.read_bytes()
-    rows = json.loads(raw_bytes)["data"]
-    measured = [i for i in map(intelligence_index, rows) if i is not None]
-    quality_prior = round(statistics.median(measured) / 100, 6)
-    models = sorted((convert(r, quality_prior) for r in rows), key=lambda m: m["id"])
+def _resolve(
+    model_id: str,
+    direct: dict[str, Figure],
+    bases: dict[str, tuple[str, str]],
+    prior: Callable[[str], Figure],
+    seen: frozenset[str] = frozenset(),
+) -> Figure:
+    if model_id in direct:
+        return direct[model_id]
+    if model_id in bases and bases[model_id][0] not in seen:
+        base, relation = bases[model_id]
+        inherited = _resolve(base, direct, bases, prior, seen | {model_id})
+        origin = inherited.source.split(":", 1)[0]
+        return Figure(inherited.value, f"{origin}:{relation}", inherited.estimated)
+    return prior(model_id)
+
+
+def coverage_of(models: list[dict[str, Any]], aa_flagged: int) -> dict[str, Any]:
+    text = [m for m in models if "text" in m["output_modalities"]]
+    realtime = [m for m in models if m["realtime"]]
+
+    def measured(ms: list[dict[str, Any]], what: str) -> int:
+        return sum(not m[f"{what}_estimated"] for m in ms)
+
+    return {
+        "models": len(models),
+        "text_output_models": len(text),
+        "realtime_models": len(realtime),
+        "quality_measured": measured(models, "quality"),
+        "latency_measured": measured(models, "latency"),
+        "both_measured": sum(
+            not (m["quality_estimated"] or m["latency_estimated"]) for m in models
+        ),
+        "text_output_quality_measured": measured(text, "quality"),
+        "text_output_latency_measured": measured(text, "latency"),
+        "realtime_quality_measured": measured(realtime, "quality"),
+        "realtime_latency_measured": measured(realtime, "latency"),
+        "quality_sources": dict(sorted(Counter(m["quality_source"] for m in models).items())),
+        "latency_sources": dict(sorted(Counter(m["latency_source"] for m in models).items())),
+        "aa_leaderboard_quality_flagged_estimated_by_aa": aa_flagged,
+    }
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def build(source: Path, leaderboard: Path) -> dict[str, Any]:
+    source_bytes, leaderboard_bytes = source.read_bytes(), leaderboard.read_bytes()
+    rows = json.loads(source_bytes)["data"]
+    board = json.loads(leaderboard_bytes)
+    aa_rows = aa_rows_by_openrouter_id(board)
+    ids = {r["id"] for r in rows}
+    static = {r["id"]: convert(r) for r in rows}
+    bases = {r["id"]: b for r in rows if (b := base_of(r, ids)) is not None}
+
+    # Direct measurements of each row: (quality, index) and (ttft, tokens/s).
+    direct_quality: dict[str, Figure] = {}
+    direct_latency: dict[str, Figure] = {}
+    aa_flagged = 0  # direct AA indices that AA itself marks as estimated
+    for raw in rows:
+        model_id = raw["id"]
+        index = openrouter_index(raw)
+        source_name = OPENROUTER_BENCHMARKS
+        if index is None and (row := pick_row(aa_rows.get(model_id, []), aa_index)) is not None:
+            index, source_name = aa_index(row), AA_LEADERBOARD
+            aa_flagged += aa_flags_index_estimated(row)
+        if index is not None:
+            quality = quality_from_index(index)
+            direct_quality[model_id] = Figure((quality, index), source_name, False)
+        if (row := pick_row(aa_rows.get(model_id, []), aa_speed)) is not None:
+            direct_latency[model_id] = Figure(aa_speed(row), AA_LEADERBOARD, False)
+
+    def pool(direct: dict[str, Figure], pick: Callable[[Any], tuple[float, ...]]):
+        return [
+            (static[i]["family"], static[i]["price_tier"], pick(f.value))
+            for i, f in sorted(direct.items())
+            if i not in bases
+        ]
+
+    quality_priors = Priors(pool(direct_quality, lambda v: (v[0],)), digits=6)
+    latency_priors = Priors(pool(direct_latency, lambda v: v), digits=None)
+
+    def quality_prior(model_id: str) -> Figure:
+        found = quality_priors.figure(static[model_id]["family"], static[model_id]["price_tier"])
+        return Figure((found.value[0], None), found.source, True)
+
+    def latency_prior(model_id: str) -> Figure:
+        return latency_priors.figure(static[model_id]["family"], static[model_id]["price_tier"])
+
+    models = []
+    for model_id in sorted(static):
+        quality = _resolve(model_id, direct_quality, bases, quality_prior)
+        latency = _resolve(model_id, direct_latency, bases, latency_prior)
+        models.append(
+            {
+                **static[model_id],
+                "quality": quality.value[0],
+                "intelligence_index": quality.value[1],
+                "quality_estimated": quality.estimated,
+                "quality_source": quality.source,
+                "ttft_s": latency.value[0],
+                "tokens_per_s": latency.value[1],
+                "latency_estimated": latency.estimated,
+                "latency_source": latency.source,
+            }
+        )
+
     newest = max(m["created"] for m in models)
     snapshot_date = dt.datetime.fromtimestamp(newest, dt.UTC).date().isoformat()
-    digest = hashlib.sha256(json.dumps(models, sort_keys=True).encode()).hexdigest()[:12]
-    return {
-        "version": f"{snapshot_date}.{digest}",
+    content = {
         "source": "OpenRouter GET /api/v1/models (see PROVENANCE.md)",
-        "source_sha256": hashlib.sha256(raw_bytes).hexdigest(),
+        "source_sha256": _sha256(source_bytes),
+        "leaderboard_source": "Artificial Analysis LLM leaderboard (see PROVENANCE.md)",
+        "leaderboard_sha256": _sha256(leaderboard_bytes),
+        "leaderboard_fetched_at": (board.get("meta") or {}).get("fetched_at"),
         "snapshot_date": snapshot_date,
+        "quality_index_bounds": [INDEX_FLOOR, INDEX_CEILING],
+        "price_tiers_usd_per_million_output_tokens": [
+            [label, None if math.isinf(bound) else bound] for bound, label in PRICE_TIERS
+        ],
         "priors": {
-            "quality": quality_prior,
-            "ttft_s": PRIOR_TTFT_S,
-            "tokens_per_s": PRIOR_TOKENS_PER_S,
+            "quality": {
+                "family": {k: v[0] for k, v in quality_priors.family.items()},
+                "price_tier": {k: v[0] for k, v in quality_priors.tier.items()},
+                "global": quality_priors.overall[0],
+            },
+            "latency": {
+                "family": {k: list(v) for k, v in latency_priors.family.items()},
+                "price_tier": {k: list(v) for k, v in latency_priors.tier.items()},
+                "global": list(latency_priors.overall),
+            },
         },
+        "coverage": coverage_of(models, aa_flagged),
         "models": models,
     }
+    digest = _sha256(json.dumps(content, sort_keys=True).encode())[:12]
+    return {"version": f"{snapshot_date}.{digest}", **content}
+
+
+def format_coverage(coverage: dict[str, Any]) -> str:
+    n = coverage["models"]
+    lines = [
+        f"models: {n} ({coverage['text_output_models']} with text output, "
+        f"{coverage['realtime_models']} realtime)",
+        f"measured quality: {coverage['quality_measured']}/{n} "
+        f"(text output: {coverage['text_output_quality_measured']})",
+        f"measured latency: {coverage['latency_measured']}/{n} "
+        f"(text output: {coverage['text_output_latency_measured']})",
+        f"both measured: {coverage['both_measured']}/{n}",
+        f"realtime rows: quality measured {coverage['realtime_quality_measured']}, "
+        f"latency measured {coverage['realtime_latency_measured']} "
+        f"of {coverage['realtime_models']}",
+        f"AA indices flagged estimated by AA itself: "
+        f"{coverage['aa_leaderboard_quality_flagged_estimated_by_aa']}",
+    ]
+    for what in ("quality", "latency"):
+        counts = coverage[f"{what}_sources"]
+        lines.append(f"{what} sources: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--leaderboard", type=Path, default=DEFAULT_LEADERBOARD)
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args()
-    snapshot = build(args.source)
+    snapshot = build(args.source, args.leaderboard)
     args.output.write_text(json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
     count, version = len(snapshot["models"]), snapshot["version"]
     print(f"wrote {count} models, version {version}, to {args.output}")
+    print(format_coverage(snapshot["coverage"]))
 
 
 if __name__ == "__main__":
