@@ -38,13 +38,26 @@ import datetime as dt
 import hashlib
 import json
 import math
-import re
-import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from service.openrouter.models import INHERITING_SUFFIXES, is_realtime, parse_price, split_variant
+from service.priors import (
+    FALLBACK_LATENCY,
+    FALLBACK_QUALITY,
+    INDEX_CEILING,
+    INDEX_FLOOR,
+    OPENROUTER_BENCHMARKS,
+    PRICE_TIERS,
+    Figure,
+    Priors,
+    family_of,
+    price_tier_of,
+    quality_from_index,
+)
+from service.scorer import MAX_TTFT_S, MIN_TOKENS_PER_S
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -52,63 +65,10 @@ DEFAULT_SOURCE = SHARED_DATA / "openrouter-models.json"
 DEFAULT_LEADERBOARD = SHARED_DATA / "artificial-analysis-llms-2026-07-10.json"
 OUTPUT = ROOT / "service" / "data" / "catalogue.json"
 
-DYNAMIC_PRICE = -1.0
-MAX_PRICE_PER_TOKEN = 1.0  # the scorer refuses prices above this
-MAX_TTFT_S = 86_400.0  # the scorer's bounds on latency figures
-MIN_TOKENS_PER_S = 1e-3
-
-# Fixed bounds of the index -> quality min-max (see PROVENANCE.md for the choice).
-INDEX_FLOOR = 5.0
-INDEX_CEILING = 65.0
-
-# Row suffixes that are the same model served differently: they inherit the base model's figures.
-INHERITING_SUFFIXES = frozenset({"free", "batch", "extended"})
-# Row suffixes that are not for the router's realtime path.
-NON_REALTIME_SUFFIXES = frozenset({"batch"})
-
-# Completion-price tiers, upper bounds in USD per million output tokens (free is in the first).
-PRICE_TIERS: tuple[tuple[float, str], ...] = (
-    (0.5, "0-0.5"),
-    (2.0, "0.5-2"),
-    (8.0, "2-8"),
-    (30.0, "8-30"),
-    (math.inf, "30+"),
-)
-
-OPENROUTER_BENCHMARKS = "openrouter-benchmarks"
 AA_LEADERBOARD = "aa-leaderboard"
-FAMILY_PRIOR = "family-prior"
-PRICE_TIER_PRIOR = "price-tier-prior"
-GLOBAL_PRIOR = "global-prior"
-
-# Name-stem tokens dropped whole: versions (3, 4.5, v2, 4o), sizes (70b, a3b, 8x22b is kept as
-# "xb"), dates (2512, 20260420), and release-stage or packaging words.
-_DROPPED_TOKEN = re.compile(
-    r"^(v?\d+(\.\d+)*[a-z]?|a?\d+(\.\d+)?[bmkt]|e\d+b|\d{4,8}"
-    r"|latest|preview|exp|instruct|it|chat)$"
-)
-
 
 # ---------------------------------------------------------------------------------------------
 # Parsing
-
-
-def parse_price(value: Any) -> float:
-    """USD per token from a string, a number or null.
-
-    Null, booleans, unparsable text, NaN, infinities, negative values (OpenRouter's "-1" for
-    dynamic routers) and values above the scorer's 1 USD/token bound all become -1 (dynamic),
-    which the scorer never routes to.
-    """
-    if value is None or isinstance(value, bool):
-        return DYNAMIC_PRICE
-    try:
-        price = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        return DYNAMIC_PRICE
-    if not math.isfinite(price) or price < 0 or price > MAX_PRICE_PER_TOKEN:
-        return DYNAMIC_PRICE
-    return price
 
 
 def _number(value: Any) -> float | None:
@@ -116,12 +76,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
-
-
-def quality_from_index(index: float) -> float:
-    """Monotone map of the AA intelligence index onto [0, 1]: min-max against fixed bounds."""
-    scaled = (index - INDEX_FLOOR) / (INDEX_CEILING - INDEX_FLOOR)
-    return round(min(max(scaled, 0.0), 1.0), 6)
 
 
 def openrouter_index(raw: dict[str, Any]) -> float | None:
@@ -189,12 +143,6 @@ def aa_rows_by_openrouter_id(leaderboard: dict[str, Any]) -> dict[str, list[dict
     return rows
 
 
-def split_variant(model_id: str) -> tuple[str, str | None]:
-    """("author/slug", "suffix") for "author/slug:suffix", else (model_id, None)."""
-    base, sep, suffix = model_id.partition(":")
-    return (base, suffix) if sep else (model_id, None)
-
-
 def base_of(raw: dict[str, Any], ids: set[str]) -> tuple[str, str] | None:
     """(base id, relation) when this row inherits another catalogue row's figures."""
     model_id = raw["id"]
@@ -209,77 +157,8 @@ def base_of(raw: dict[str, Any], ids: set[str]) -> tuple[str, str] | None:
     return None
 
 
-def is_realtime(model_id: str) -> bool:
-    """False for `:batch` rows and `~…-latest` alias rows, which are not for a realtime path."""
-    return not model_id.startswith("~") and split_variant(model_id)[1] not in NON_REALTIME_SUFFIXES
-
-
-def family_of(model_id: str) -> str:
-    """Family key `author/stem`: the slug without suffix, versions, sizes, dates, stage words."""
-    author, _, slug = model_id.lstrip("~").partition("/")
-    slug = split_variant(slug)[0].lower()
-    words = []
-    for token in re.split(r"[-_]", slug):
-        if _DROPPED_TOKEN.match(token):
-            continue
-        word = re.sub(r"[\d.]+", "", token)
-        if word:
-            words.append(word)
-    return f"{author}/{'-'.join(words) or slug}"
-
-
-def price_tier_of(completion_price: float) -> str | None:
-    """The completion-price tier, or None for dynamic pricing."""
-    if completion_price < 0:
-        return None
-    per_million = completion_price * 1e6
-    return next(label for bound, label in PRICE_TIERS if per_million <= bound)
-
-
 # ---------------------------------------------------------------------------------------------
 # Priors
-
-
-@dataclass(frozen=True)
-class Figure:
-    value: Any
-    source: str
-    estimated: bool
-
-
-def _median(values: list[float]) -> float:
-    return float(statistics.median(values))
-
-
-class Priors:
-    """Medians of measured figures per family, per price tier and overall.
-
-    The pools hold one entry per distinct measured model: rows that inherit (`:free`, `:batch`,
-    `:extended` of a listed base, aliases) are left out so a model is not counted twice.
-    """
-
-    def __init__(self, pool: list[tuple[str, str | None, tuple[float, ...]]], digits: int | None):
-        self.digits = digits
-        family: dict[str, list[tuple[float, ...]]] = defaultdict(list)
-        tier: dict[str, list[tuple[float, ...]]] = defaultdict(list)
-        for fam, price_tier, value in pool:
-            family[fam].append(value)
-            if price_tier is not None:
-                tier[price_tier].append(value)
-        self.family = {k: self._combine(v) for k, v in sorted(family.items())}
-        self.tier = {k: self._combine(v) for k, v in sorted(tier.items())}
-        self.overall = self._combine([v for _, _, v in pool])
-
-    def _combine(self, values: list[tuple[float, ...]]) -> tuple[float, ...]:
-        medians = tuple(_median([v[i] for v in values]) for i in range(len(values[0])))
-        return medians if self.digits is None else tuple(round(m, self.digits) for m in medians)
-
-    def figure(self, family: str, price_tier: str | None) -> Figure:
-        if family in self.family:
-            return Figure(self.family[family], FAMILY_PRIOR, True)
-        if price_tier in self.tier:
-            return Figure(self.tier[price_tier], PRICE_TIER_PRIOR, True)
-        return Figure(self.overall, GLOBAL_PRIOR, True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,8 +270,8 @@ def build(source: Path, leaderboard: Path) -> dict[str, Any]:
             if i not in bases
         ]
 
-    quality_priors = Priors(pool(direct_quality, lambda v: (v[0],)), digits=6)
-    latency_priors = Priors(pool(direct_latency, lambda v: v), digits=None)
+    quality_priors = Priors(pool(direct_quality, lambda v: (v[0],)), 6, FALLBACK_QUALITY)
+    latency_priors = Priors(pool(direct_latency, lambda v: v), None, FALLBACK_LATENCY)
 
     def quality_prior(model_id: str) -> Figure:
         found = quality_priors.figure(static[model_id]["family"], static[model_id]["price_tier"])

@@ -15,6 +15,9 @@ from typing import Final, Literal, Self, final
 
 __all__ = [
     "COST_FLOOR_USD",
+    "MAX_PRICE_PER_TOKEN",
+    "MAX_TTFT_S",
+    "MIN_TOKENS_PER_S",
     "MODE_WEIGHTS",
     "Candidate",
     "Constraints",
@@ -31,6 +34,15 @@ MODE_WEIGHTS: Final[dict[str, tuple[float, float, float]]]
 
 COST_FLOOR_USD: Final[float]
 """Expected costs below this count as this on the log scale."""
+
+MAX_PRICE_PER_TOKEN: Final[float]
+"""The largest price (USD per token) a catalogue may list."""
+
+MAX_TTFT_S: Final[float]
+"""The largest time to first token (seconds) a catalogue or live stats may give."""
+
+MIN_TOKENS_PER_S: Final[float]
+"""The smallest throughput (output tokens per second) a catalogue or live stats may give."""
 
 class ScorerError(ValueError):
     """Base of every error the scorer raises."""

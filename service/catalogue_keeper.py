@@ -20,14 +20,11 @@ from service.config import Settings
 from service.openrouter import EndpointStats, OpenRouterClient, OpenRouterError
 from service.priors import catalogue_from_listing
 from service.router import ModelRouter
-from service.scorer import MODE_WEIGHTS
+from service.scorer import MAX_TTFT_S, MIN_TOKENS_PER_S, MODE_WEIGHTS
 
 log = logging.getLogger(__name__)
 
 PERSISTED_NAME = "catalogue.json"
-# The scorer's bounds on latency figures.
-MAX_TTFT_S = 86_400.0
-MIN_TOKENS_PER_S = 1e-3
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from service.scorer import MAX_PRICE_PER_TOKEN, MAX_TTFT_S, MIN_TOKENS_PER_S
+
 NAMED_MODES = ("speed", "cost", "quality", "balanced")
 DEFAULT_CONFIG_FILE = Path("router.toml")
 
@@ -39,8 +41,8 @@ class ModelOverride(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     quality: float | None = Field(default=None, ge=0, le=1)
-    ttft_s: float | None = Field(default=None, ge=0, le=86_400)
-    tokens_per_s: float | None = Field(default=None, ge=0.001)
+    ttft_s: float | None = Field(default=None, ge=0, le=MAX_TTFT_S)
+    tokens_per_s: float | None = Field(default=None, ge=MIN_TOKENS_PER_S)
 
 
 class ExtraModel(BaseModel):
@@ -52,13 +54,13 @@ class ExtraModel(BaseModel):
     name: str = ""
     context_length: int = Field(gt=0)
     max_output_tokens: int = Field(default=0, ge=0)
-    prompt_price_per_mtok: float = Field(ge=0, le=1e6)
-    completion_price_per_mtok: float = Field(ge=0, le=1e6)
+    prompt_price_per_mtok: float = Field(ge=0, le=MAX_PRICE_PER_TOKEN * 1e6)
+    completion_price_per_mtok: float = Field(ge=0, le=MAX_PRICE_PER_TOKEN * 1e6)
     input_modalities: list[str] = Field(default_factory=lambda: ["text"])
     supported_parameters: list[str] = Field(default_factory=list)
     quality: float = Field(ge=0, le=1)
-    ttft_s: float = Field(ge=0, le=86_400)
-    tokens_per_s: float = Field(ge=0.001)
+    ttft_s: float = Field(ge=0, le=MAX_TTFT_S)
+    tokens_per_s: float = Field(ge=MIN_TOKENS_PER_S)
 
 
 class Settings(BaseSettings):

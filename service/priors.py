@@ -1,89 +1,180 @@
-"""Quality and latency for models the catalogue has no figure for, and catalogues from listings.
+"""Priors: the figures a model gets when nothing measured it, and catalogues from listings.
 
-A model OpenRouter lists keeps the figures the current catalogue has for it (or for its base
-model, for variants such as `:free`), and takes OpenRouter's own benchmark figure for quality
-when the listing carries one. A model new to the router gets the median figures of measured
-models in the same completion-price band, marked estimated.
+Shared by the build script of the embedded catalogue and by the catalogue refresh, so a model
+gets the same kind of figure whichever way it arrives (see service/data/PROVENANCE.md):
+quality maps the Artificial Analysis intelligence index onto [0, 1] with fixed bounds;
+unmeasured models get the median measured figures of their family, else of their
+completion-price tier, else of every measured model, marked estimated.
 """
 
 from __future__ import annotations
 
-import bisect
-import dataclasses
+import math
+import re
 import statistics
-from collections.abc import Iterable
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from service.catalogue import Catalogue, ModelRecord
-from service.openrouter.models import ListedModel
+from service.openrouter.models import ListedModel, split_variant
 
-# Completion prices (USD per million tokens) that separate the price bands of the tier prior.
-PRICE_BAND_EDGES = (0.0, 0.5, 2.0, 8.0, 30.0)
-INDEX_CEILING = 70.0
+T = TypeVar("T")
+
+# Fixed bounds of the index -> quality min-max (see PROVENANCE.md for the choice).
+INDEX_FLOOR = 5.0
+INDEX_CEILING = 65.0
+
+# Completion-price tiers, upper bounds in USD per million output tokens (free is in the first).
+PRICE_TIERS: tuple[tuple[float, str], ...] = (
+    (0.5, "0-0.5"),
+    (2.0, "0.5-2"),
+    (8.0, "2-8"),
+    (30.0, "8-30"),
+    (math.inf, "30+"),
+)
+
+OPENROUTER_BENCHMARKS = "openrouter-benchmarks"
+FAMILY_PRIOR = "family-prior"
+PRICE_TIER_PRIOR = "price-tier-prior"
+GLOBAL_PRIOR = "global-prior"
+
+# When nothing at all is measured: a middling model.
+FALLBACK_QUALITY = (0.4,)
+FALLBACK_LATENCY = (1.0, 60.0)
+
+# Name-stem tokens dropped whole: versions (3, 4.5, v2, 4o), sizes (70b, a3b, 8x22b is kept as
+# "xb"), dates (2512, 20260420), and release-stage or packaging words.
+_DROPPED_TOKEN = re.compile(
+    r"^(v?\d+(\.\d+)*[a-z]?|a?\d+(\.\d+)?[bmkt]|e\d+b|\d{4,8}"
+    r"|latest|preview|exp|instruct|it|chat)$"
+)
 
 
 def quality_from_index(index: float) -> float:
-    """The Artificial Analysis intelligence index mapped onto [0, 1]."""
-    return round(min(max(index / INDEX_CEILING, 0.0), 1.0), 6)
+    """Monotone map of the AA intelligence index onto [0, 1]: min-max against fixed bounds."""
+    scaled = (index - INDEX_FLOOR) / (INDEX_CEILING - INDEX_FLOOR)
+    return round(min(max(scaled, 0.0), 1.0), 6)
 
 
-def price_band(completion_price_per_token: float) -> int:
-    return bisect.bisect_right(PRICE_BAND_EDGES, completion_price_per_token * 1e6)
+def price_tier_of(completion_price: float) -> str | None:
+    """The completion-price tier, or None for dynamic pricing."""
+    if completion_price < 0:
+        return None
+    per_million = completion_price * 1e6
+    return next(label for bound, label in PRICE_TIERS if per_million <= bound)
 
 
-@dataclasses.dataclass(frozen=True)
-class TierPrior:
-    quality: float
-    ttft_s: float
-    tokens_per_s: float
+def family_of(model_id: str) -> str:
+    """Family key `author/stem`: the slug without suffix, versions, sizes, dates, stage words."""
+    author, _, slug = model_id.lstrip("~").partition("/")
+    slug = split_variant(slug)[0].lower()
+    words = []
+    for token in re.split(r"[-_]", slug):
+        if _DROPPED_TOKEN.match(token):
+            continue
+        word = re.sub(r"[\d.]+", "", token)
+        if word:
+            words.append(word)
+    return f"{author}/{'-'.join(words) or slug}"
 
 
-def tier_priors(models: Iterable[ModelRecord]) -> dict[int, TierPrior]:
-    """Per price band, the medians of the measured figures (overall medians fill empty bands)."""
-    models = list(models)
+@dataclass(frozen=True)
+class Figure(Generic[T]):
+    value: T
+    source: str
+    estimated: bool
 
-    def medians(group: list[ModelRecord]) -> TierPrior | None:
-        quality = [m.quality for m in group if not m.quality_estimated]
-        latency = [m for m in group if not m.latency_estimated]
-        if not quality or not latency:
-            return None
-        return TierPrior(
-            quality=statistics.median(quality),
-            ttft_s=statistics.median(m.ttft_s for m in latency),
-            tokens_per_s=statistics.median(m.tokens_per_s for m in latency),
+
+class Priors:
+    """Medians of measured figures per family, per price tier and overall.
+
+    `pool` holds (family, price tier, figures) once per distinct measured model.
+    """
+
+    def __init__(
+        self,
+        pool: list[tuple[str, str | None, tuple[float, ...]]],
+        digits: int | None,
+        fallback: tuple[float, ...],
+    ) -> None:
+        self.digits = digits
+        family: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+        tier: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+        for fam, price_tier, value in pool:
+            family[fam].append(value)
+            if price_tier is not None:
+                tier[price_tier].append(value)
+        self.family = {k: self._combine(v) for k, v in sorted(family.items())}
+        self.tier = {k: self._combine(v) for k, v in sorted(tier.items())}
+        self.overall = self._combine([v for _, _, v in pool]) if pool else fallback
+
+    def _combine(self, values: list[tuple[float, ...]]) -> tuple[float, ...]:
+        medians = tuple(
+            float(statistics.median(v[i] for v in values)) for i in range(len(values[0]))
         )
+        return medians if self.digits is None else tuple(round(m, self.digits) for m in medians)
 
-    overall = medians(models) or TierPrior(quality=0.4, ttft_s=1.0, tokens_per_s=60.0)
-    bands = {}
-    for band in range(len(PRICE_BAND_EDGES) + 1):
-        group = [m for m in models if price_band(m.completion_price) == band]
-        bands[band] = medians(group) or overall
-    return bands
+    def figure(self, family: str, price_tier: str | None) -> Figure[tuple[float, ...]]:
+        if family in self.family:
+            return Figure(self.family[family], FAMILY_PRIOR, True)
+        if price_tier in self.tier:
+            return Figure(self.tier[price_tier], PRICE_TIER_PRIOR, True)
+        return Figure(self.overall, GLOBAL_PRIOR, True)
+
+
+def _pool(
+    models: list[ModelRecord], estimated: str, figures: str
+) -> list[tuple[str, str | None, tuple[float, ...]]]:
+    return [
+        (
+            family_of(m.id),
+            price_tier_of(m.completion_price),
+            tuple(getattr(m, f) for f in figures.split()),
+        )
+        for m in models
+        if not getattr(m, estimated) and split_variant(m.id)[1] is None and not m.id.startswith("~")
+    ]
 
 
 def catalogue_from_listing(
     listed: list[ListedModel], previous: Catalogue, snapshot_date: str
 ) -> Catalogue:
+    """The catalogue a fresh listing makes. Each model keeps the figures the previous
+    catalogue had for it (or for the row it shares figures with); quality takes the index the
+    listing carries, if any; a new model gets the priors of the previous catalogue's measured
+    models."""
     known = {m.id: m for m in previous.models}
-    priors = tier_priors(previous.models)
+    quality_priors = Priors(
+        _pool(list(previous.models), "quality_estimated", "quality"), 6, FALLBACK_QUALITY
+    )
+    latency_priors = Priors(
+        _pool(list(previous.models), "latency_estimated", "ttft_s tokens_per_s"),
+        None,
+        FALLBACK_LATENCY,
+    )
     records = []
     for model in listed:
-        before = known.get(model.id) or known.get(model.base_id)
-        prior = priors[price_band(model.completion_price)]
+        before = known.get(model.id) or (known.get(model.base_id) if model.base_id else None)
+        family, tier = family_of(model.id), price_tier_of(model.completion_price)
+        quality: Figure[tuple[float, ...]]
+        latency: Figure[tuple[float, ...]]
         if model.intelligence_index is not None:
-            quality = (quality_from_index(model.intelligence_index), False, "openrouter-benchmarks")
+            quality = Figure(
+                (quality_from_index(model.intelligence_index),), OPENROUTER_BENCHMARKS, False
+            )
         elif before is not None:
-            quality = (before.quality, before.quality_estimated, before.quality_source)
+            quality = Figure((before.quality,), before.quality_source, before.quality_estimated)
         else:
-            quality = (prior.quality, True, "price-tier-prior")
+            quality = quality_priors.figure(family, tier)
         if before is not None:
-            latency = (
-                before.ttft_s,
-                before.tokens_per_s,
-                before.latency_estimated,
+            latency = Figure(
+                (before.ttft_s, before.tokens_per_s),
                 before.latency_source,
+                before.latency_estimated,
             )
         else:
-            latency = (prior.ttft_s, prior.tokens_per_s, True, "price-tier-prior")
+            latency = latency_priors.figure(family, tier)
         records.append(
             ModelRecord(
                 id=model.id,
@@ -96,13 +187,13 @@ def catalogue_from_listing(
                 input_modalities=model.input_modalities,
                 output_modalities=model.output_modalities,
                 supported_parameters=model.supported_parameters,
-                quality=quality[0],
-                quality_estimated=quality[1],
-                quality_source=quality[2],
-                ttft_s=latency[0],
-                tokens_per_s=latency[1],
-                latency_estimated=latency[2],
-                latency_source=latency[3],
+                quality=quality.value[0],
+                quality_estimated=quality.estimated,
+                quality_source=quality.source,
+                ttft_s=latency.value[0],
+                tokens_per_s=latency.value[1],
+                latency_estimated=latency.estimated,
+                latency_source=latency.source,
                 realtime=model.realtime,
             )
         )

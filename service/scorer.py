@@ -2,6 +2,9 @@
 
 from service._scorer import (
     COST_FLOOR_USD,
+    MAX_PRICE_PER_TOKEN,
+    MAX_TTFT_S,
+    MIN_TOKENS_PER_S,
     MODE_WEIGHTS,
     Candidate,
     Constraints,
@@ -15,6 +18,9 @@ from service._scorer import (
 
 __all__ = [
     "COST_FLOOR_USD",
+    "MAX_PRICE_PER_TOKEN",
+    "MAX_TTFT_S",
+    "MIN_TOKENS_PER_S",
     "MODE_WEIGHTS",
     "Candidate",
     "Constraints",

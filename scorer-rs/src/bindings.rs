@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::catalogue::{Catalogue, ModelSpec};
+use crate::catalogue::{self, Catalogue, ModelSpec};
 use crate::constraints::{Constraints, FreeFilter};
 use crate::engine::{Engine, State};
 use crate::error::ScoreError;
@@ -370,6 +370,9 @@ fn _scorer(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("MODE_WEIGHTS", modes)?;
     m.add("COST_FLOOR_USD", scoring::COST_FLOOR_USD)?;
+    m.add("MAX_PRICE_PER_TOKEN", catalogue::MAX_PRICE_PER_TOKEN)?;
+    m.add("MAX_TTFT_S", catalogue::MAX_TTFT_S)?;
+    m.add("MIN_TOKENS_PER_S", catalogue::MIN_TOKENS_PER_S)?;
     m.add("ScorerError", py.get_type::<ScorerError>())?;
     m.add("InvalidCatalogue", py.get_type::<InvalidCatalogue>())?;
     m.add("InvalidRequest", py.get_type::<InvalidRequest>())?;

@@ -10,8 +10,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from service.scorer import MAX_PRICE_PER_TOKEN
+
 DYNAMIC_PRICE = -1.0
 """The price of a model priced per request (e.g. `openrouter/auto`), or of an unknown price."""
+
+# Row suffixes that are the same model served differently: they share the base model's figures.
+INHERITING_SUFFIXES = frozenset({"free", "batch", "extended"})
+# Row suffixes that are not for a realtime path.
+NON_REALTIME_SUFFIXES = frozenset({"batch"})
 
 INPUT_MODALITIES = frozenset({"text", "image", "file", "audio", "video"})
 
@@ -21,17 +28,32 @@ class PayloadError(ValueError):
 
 
 def parse_price(value: object) -> float:
-    """USD per token from a string, a number or null; unknown or negative means dynamic."""
-    if isinstance(value, bool) or value is None:
+    """USD per token from a string, a number or null.
+
+    Null, booleans, unparsable text, NaN, infinities, negative values (OpenRouter's "-1" for
+    dynamic routers) and values above `MAX_PRICE_PER_TOKEN` all become `DYNAMIC_PRICE`, which
+    the scorer never routes to.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return DYNAMIC_PRICE
-    if isinstance(value, int | float | str):
-        try:
-            price = float(value)
-        except ValueError:
-            return DYNAMIC_PRICE
-        if math.isfinite(price) and price >= 0:
-            return price
+    try:
+        price = float(value)
+    except ValueError:
+        return DYNAMIC_PRICE
+    if math.isfinite(price) and 0 <= price <= MAX_PRICE_PER_TOKEN:
+        return price
     return DYNAMIC_PRICE
+
+
+def split_variant(model_id: str) -> tuple[str, str | None]:
+    """("author/slug", "suffix") for "author/slug:suffix", else (model_id, None)."""
+    base, sep, suffix = model_id.partition(":")
+    return (base, suffix) if sep else (model_id, None)
+
+
+def is_realtime(model_id: str) -> bool:
+    """False for `:batch` rows and `~…-latest` alias rows, which are not for a realtime path."""
+    return not model_id.startswith("~") and split_variant(model_id)[1] not in NON_REALTIME_SUFFIXES
 
 
 def _mapping(value: object) -> Mapping[str, object]:
@@ -79,14 +101,17 @@ class ListedModel:
     alias_target: str | None
 
     @property
-    def base_id(self) -> str:
-        """The id without its variant suffix (`:free`, `:batch`, …) or alias marker."""
-        return self.id.removeprefix("~").split(":", 1)[0]
+    def base_id(self) -> str | None:
+        """The row whose figures this one shares: an alias's target, or the base model of a
+        `:free`, `:batch` or `:extended` row."""
+        if self.id.startswith("~"):
+            return self.alias_target
+        base, suffix = split_variant(self.id)
+        return base if suffix in INHERITING_SUFFIXES else None
 
     @property
     def realtime(self) -> bool:
-        """Batch endpoints and moving aliases are not for a realtime path."""
-        return not (self.id.startswith("~") or self.id.endswith(":batch"))
+        return is_realtime(self.id)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object]) -> ListedModel | None:
