@@ -21,7 +21,9 @@ catalogue_app = typer.Typer(help="Show or refresh the catalogue the router serve
 def models(
     query: Annotated[str, typer.Option(help="Substring of the id or name.")] = "",
     author: Annotated[str, typer.Option(help="Exact author, e.g. openai.")] = "",
-    limit: Annotated[int, typer.Option(min=0, help="At most this many; 0: all.")] = 20,
+    limit: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="At most this many; 0: all.")
+    ] = 20,
     target: Target = None,
     as_json: AsJson = False,
 ) -> None:

@@ -57,4 +57,13 @@ def call(target: str | None, method: str, request: Message) -> Any:
 
 
 def print_json(message: Message) -> None:
-    out.print_json(json.dumps(MessageToDict(message, preserving_proto_field_name=True)))
+    """The message as the REST gateway would answer it: proto field names, every field."""
+    out.print_json(
+        json.dumps(
+            MessageToDict(
+                message,
+                preserving_proto_field_name=True,
+                always_print_fields_with_no_presence=True,
+            )
+        )
+    )

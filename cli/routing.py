@@ -23,8 +23,13 @@ CustomMode = Annotated[str | None, typer.Option(help="A named mode from the conf
 WeightsOption = Annotated[
     str | None, typer.Option(help="Explicit weights latency,cost,quality, e.g. 0.5,0.3,0.2.")
 ]
-PromptTokens = Annotated[int, typer.Option(min=0, help="Expected prompt tokens; 0: default.")]
-OutputTokens = Annotated[int, typer.Option(min=0, help="Expected output tokens; 0: default.")]
+UINT32_MAX = 2**32 - 1
+PromptTokens = Annotated[
+    int, typer.Option(min=0, max=UINT32_MAX, help="Expected prompt tokens; 0: default.")
+]
+OutputTokens = Annotated[
+    int, typer.Option(min=0, max=UINT32_MAX, help="Expected output tokens; 0: default.")
+]
 
 
 def route_request(
@@ -82,7 +87,9 @@ def route(
     mode: Mode = None,
     custom_mode: CustomMode = None,
     weights: WeightsOption = None,
-    top_k: Annotated[int, typer.Option(min=0, help="Candidates to show; 0: default.")] = 0,
+    top_k: Annotated[
+        int, typer.Option(min=0, max=UINT32_MAX, help="Candidates to show; 0: default.")
+    ] = 0,
     prompt_tokens: PromptTokens = 0,
     output_tokens: OutputTokens = 0,
     target: Target = None,
@@ -113,7 +120,7 @@ def explore(
     mode: Mode = None,
     custom_mode: CustomMode = None,
     weights: WeightsOption = None,
-    top_k: Annotated[int, typer.Option(min=1, help="Models to show.")] = 15,
+    top_k: Annotated[int, typer.Option(min=1, max=UINT32_MAX, help="Models to show.")] = 15,
     prompt_tokens: PromptTokens = 0,
     output_tokens: OutputTokens = 0,
     target: Target = None,

@@ -40,6 +40,9 @@ def as_json(message: Message) -> dict[str, object]:
     )
 
 
+UINT32_MAX = 2**32 - 1
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -51,7 +54,7 @@ class WeightsBody(Strict):
 
 
 class ConstraintsBody(Strict):
-    min_context_tokens: int = Field(default=0, ge=0)
+    min_context_tokens: int = Field(default=0, ge=0, le=UINT32_MAX)
     input_modalities: list[ModalityName] = Field(default_factory=list)
     required_parameters: list[str] = Field(default_factory=list)
     max_prompt_price_per_mtok: float | None = None
@@ -88,8 +91,12 @@ class ConstraintsBody(Strict):
 
 
 class ProfileBody(Strict):
-    prompt_tokens: int = Field(default=0, ge=0, description="0: the router's default estimate")
-    output_tokens: int = Field(default=0, ge=0, description="0: the router's default estimate")
+    prompt_tokens: int = Field(
+        default=0, ge=0, le=UINT32_MAX, description="0: the router's default estimate"
+    )
+    output_tokens: int = Field(
+        default=0, ge=0, le=UINT32_MAX, description="0: the router's default estimate"
+    )
 
 
 class RouteBody(Strict):

@@ -31,7 +31,7 @@ def test_route_in_process() -> None:
 def test_route_through_grpc(grpc_address: str) -> None:
     decision = run_json("route", "--weights", "0,1,1", "--target", grpc_address)
     assert decision["model"] in CATALOGUE_IDS
-    assert decision["weights"] == pytest.approx({"cost": 0.5, "quality": 0.5})
+    assert decision["weights"] == pytest.approx({"latency": 0.0, "cost": 0.5, "quality": 0.5})
 
 
 def test_route_table_names_the_best_model() -> None:

@@ -52,7 +52,8 @@ def test_route_with_weights_constraints_and_profile(gateway: TestClient) -> None
         ({"mode": "speed", "weights": {"cost": 1}}, 422, "at most one"),
         ({"custom_mode": "nope"}, 400, "unknown custom mode"),
         ({"constraints": {"input_modalities": ["smell"]}}, 422, "input_modalities"),
-        ({"constraints": {"min_context_tokens": 10**12}}, 422, "no model satisfies"),
+        ({"constraints": {"min_context_tokens": 4_000_000_000}}, 422, "no model satisfies"),
+        ({"profile": {"prompt_tokens": 2**32}}, 422, "profile.prompt_tokens"),
     ],
 )
 def test_bad_input_is_a_clear_4xx(
@@ -81,6 +82,7 @@ def test_models(gateway: TestClient) -> None:
     assert body["total"] >= 3
     assert all(m["author"] == "anthropic" for m in body["models"])
     assert gateway.get("/models", params={"limit": -1}).status_code == 422
+    assert gateway.get("/models", params={"offset": 2**40}).status_code == 422
 
 
 def test_health(gateway: TestClient) -> None:

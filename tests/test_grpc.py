@@ -114,7 +114,7 @@ def test_bad_input_is_invalid_argument(
 
 
 def test_unsatisfiable_constraints_fail_precondition(stub: RouterStub) -> None:
-    request = pb.RouteRequest(constraints=pb.Constraints(min_context_tokens=10**12))
+    request = pb.RouteRequest(constraints=pb.Constraints(min_context_tokens=4_000_000_000))
     with pytest.raises(grpc.RpcError) as caught:
         stub.Route(request)
     code, details = status_of(caught.value)
