@@ -102,7 +102,7 @@ def during_updates(models: list[dict[str, Any]], iterations: int) -> None:
         stop.set()
         updater.join()
     report("native   best, while all stats are replaced every ~1 ms", routed)
-    report(f"update_stats of all {len(models)} models (the other thread)", update_ns)
+    report(f"update_stats of all {len(models)} models, incl. waiting for the GIL", update_ns)
 
 
 def main() -> None:
