@@ -1,0 +1,45 @@
+"""Serve the fake by hand: `python -m tests.fake_openrouter --port 8089` from the repo root."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from types import FrameType
+
+from . import DEFAULT_KEY, FakeOpenRouter, load_models
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_openrouter", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--models", help="a saved /models response or JSON list (default: fixture)")
+    parser.add_argument("--key", action="append", help="an accepted API key (repeatable)")
+    parser.add_argument("--management-key", action="append", default=[])
+    parser.add_argument("--balance", type=float, default=100.0, help="account balance in USD")
+    args = parser.parse_args(argv)
+
+    def terminate(signum: int, _: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    fake = FakeOpenRouter(
+        load_models(args.models),
+        api_keys=args.key or [DEFAULT_KEY],
+        management_keys=args.management_key,
+        balance_usd=args.balance,
+        host=args.host,
+        port=args.port,
+    )
+    with fake:
+        print(f"fake OpenRouter at {fake.base_url} ({len(fake.models)} models)", flush=True)
+        print(f"API key: {(args.key or [DEFAULT_KEY])[0]}", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
+
+
+if __name__ == "__main__":
+    main()
