@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from service.runtime import Runtime
-from service.scorer import MODE_WEIGHTS
 from tests.conftest import ServerThread
 from tests.fake_openrouter import (
     DEFAULT_KEY,
@@ -300,11 +300,24 @@ def test_refresh_through_grpc_rest_and_cli(settings: Settings, fake: FakeOpenRou
         assert "last refresh failed" in status.stdout
 
 
-def test_router_speed_weights_are_used(runtime: Runtime) -> None:
+def test_the_server_refreshes_periodically(settings: Settings, fake: FakeOpenRouter) -> None:
+    periodic = settings.model_copy(update={"refresh_interval_s": 0.1})
+    with ServerThread(periodic) as address, grpc.insecure_channel(address) as channel:
+        stub = RouterStub(channel)
+        for _ in range(100):
+            status = stub.GetStatus(pb.GetStatusRequest()).catalogue
+            if status.source == "refreshed":
+                break
+            time.sleep(0.05)
+        assert status.source == "refreshed"
+        assert status.models == 42
+        assert status.last_refresh_success > 0
+
+
+def test_top_models_are_the_mode_ranking(runtime: Runtime) -> None:
     assert runtime.router.top_models("speed", 3) == [
         c.model
         for c in runtime.router.route(
             pb.RouteRequest(weights=pb.Weights(latency=0.7, cost=0.2, quality=0.1), top_k=3)
         ).candidates
     ]
-    assert MODE_WEIGHTS["speed"] == (0.7, 0.2, 0.1)
