@@ -83,6 +83,15 @@ def _star(value: str, estimated: bool) -> str:
     return value + ("*" if estimated else "")
 
 
+def _ranked(request: pb.RouteRequest, target: str | None, as_json: bool) -> pb.RouteResponse | None:
+    """The router's answer, or None once it has been printed as JSON."""
+    response: pb.RouteResponse = call(target, "Route", request)
+    if as_json:
+        print_json(response)
+        return None
+    return response
+
+
 def route(
     mode: Mode = None,
     custom_mode: CustomMode = None,
@@ -97,9 +106,8 @@ def route(
 ) -> None:
     """Pick the best model for a request and show the ranked candidates with their scores."""
     request = route_request(mode, custom_mode, weights, top_k, prompt_tokens, output_tokens)
-    response: pb.RouteResponse = call(target, "Route", request)
-    if as_json:
-        print_json(response)
+    response = _ranked(request, target, as_json)
+    if response is None:
         return
     columns = ("model", "score", "latency", "cost", "quality", "exp. cost $", "exp. time s")
     table = _table(f"best: {response.model}", _caption(response), columns)
@@ -128,9 +136,8 @@ def explore(
 ) -> None:
     """Rank the catalogue for a mode and show what each model brings: quality, speed, price."""
     request = route_request(mode, custom_mode, weights, top_k, prompt_tokens, output_tokens)
-    response: pb.RouteResponse = call(target, "Route", request)
-    if as_json:
-        print_json(response)
+    response = _ranked(request, target, as_json)
+    if response is None:
         return
     listing: pb.ListModelsResponse = call(target, "ListModels", pb.ListModelsRequest())
     models = {m.id: m for m in listing.models}

@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "CONSTRAINT_ORDER",
     "COST_FLOOR_USD",
+    "LIMITS",
     "MODALITIES",
     "NoEligible",
     "RefCandidate",
@@ -49,7 +50,7 @@ CONSTRAINT_ORDER = (
 )
 """Every reason a model can be removed, in the order they are checked."""
 
-_LIMITS = (
+LIMITS = (
     "max_prompt_price_per_mtok",
     "max_completion_price_per_mtok",
     "max_request_cost_usd",
@@ -177,7 +178,7 @@ def rank(
     free_filter = constraints.get("free", "any")
     if free_filter not in ("any", "only", "exclude"):
         raise ValueError(f"free must be one of any, only, exclude; got {free_filter!r}")
-    max_prompt, max_completion, max_cost, max_ttft = (_limit(constraints, k) for k in _LIMITS)
+    max_prompt, max_completion, max_cost, max_ttft = (_limit(constraints, k) for k in LIMITS)
     max_prompt_price = None if max_prompt is None else max_prompt / 1e6
     max_completion_price = None if max_completion is None else max_completion / 1e6
 

@@ -223,17 +223,11 @@ def stats_batch(ids: Sequence[str], p: Palettes, pick: Picker, *, bad: bool = Fa
 
 BAD_LIMITS = [-1.0, -1e-300, math.inf, -math.inf, math.nan]
 BAD_PATTERNS = ["", "*", "/*", "a*", "a/*/*", "*/m", "a/m*"]
-LIMITS = (
-    "max_prompt_price_per_mtok",
-    "max_completion_price_per_mtok",
-    "max_request_cost_usd",
-    "max_ttft_s",
-)
 CONSTRAINTS = (
     "min_context",
     "input_modalities",
     "required_parameters",
-    *LIMITS,
+    *ref.LIMITS,
     "allow_models",
     "deny_models",
     "allow_providers",
@@ -260,7 +254,7 @@ def constraint_value(
     model = pick.pick(models)
     ids = [str(m["id"]) for m in models]
     authors = sorted({i.split("/", 1)[0] for i in ids})
-    if name in LIMITS:
+    if name in ref.LIMITS:
         if pick.one_in(12):
             return pick.pick(BAD_LIMITS)
         if name == "max_prompt_price_per_mtok":
