@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
+from service.openrouter import chat
 from service.openrouter.models import (
     EndpointStats,
     ListedModel,
@@ -106,6 +107,29 @@ class OpenRouterClient:
             return parse_endpoints(payload)
         except PayloadError as exc:
             raise OpenRouterError(f"GET {path}: {exc}", status=200) from None
+
+    def _chat_headers(self) -> dict[str, str]:
+        if not self.has_key:
+            raise chat.UpstreamError(
+                chat.Failure.AUTH, "no_key", "no OpenRouter API key is configured"
+            )
+        return self._auth()
+
+    async def chat(self, body: Mapping[str, Any], timeout_s: float) -> chat.ChatResult:
+        """One completion; raises chat.UpstreamError, classified for failover."""
+        return await chat.complete(self._http, self._chat_headers(), body, timeout_s)
+
+    def chat_stream(
+        self, body: Mapping[str, Any], *, first_token_timeout_s: float, idle_timeout_s: float
+    ) -> AsyncIterator[chat.StreamEvent]:
+        """A streamed completion; see chat.stream for its errors."""
+        return chat.stream(
+            self._http,
+            self._chat_headers(),
+            body,
+            first_token_timeout_s=first_token_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
