@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from service.openrouter import chat
+from service.openrouter import chat as chat_api
 from service.openrouter.models import (
     EndpointStats,
     ListedModel,
@@ -110,20 +110,20 @@ class OpenRouterClient:
 
     def _chat_headers(self) -> dict[str, str]:
         if not self.has_key:
-            raise chat.UpstreamError(
-                chat.Failure.AUTH, "no_key", "no OpenRouter API key is configured"
+            raise chat_api.UpstreamError(
+                chat_api.Failure.AUTH, "no_key", "no OpenRouter API key is configured"
             )
         return self._auth()
 
-    async def chat(self, body: Mapping[str, Any], timeout_s: float) -> chat.ChatResult:
-        """One completion; raises chat.UpstreamError, classified for failover."""
-        return await chat.complete(self._http, self._chat_headers(), body, timeout_s)
+    async def chat(self, body: Mapping[str, Any], timeout_s: float) -> chat_api.ChatResult:
+        """One completion; raises UpstreamError, classified for failover."""
+        return await chat_api.complete(self._http, self._chat_headers(), body, timeout_s)
 
     def chat_stream(
         self, body: Mapping[str, Any], *, first_token_timeout_s: float, idle_timeout_s: float
-    ) -> AsyncIterator[chat.StreamEvent]:
-        """A streamed completion; see chat.stream for its errors."""
-        return chat.stream(
+    ) -> AsyncIterator[chat_api.StreamEvent]:
+        """A streamed completion; see service.openrouter.chat.stream for its errors."""
+        return chat_api.stream(
             self._http,
             self._chat_headers(),
             body,
