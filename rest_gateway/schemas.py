@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+from google.protobuf.struct_pb2 import ListValue
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.pb.router.v1 import router_pb2 as pb
@@ -138,6 +139,140 @@ class RouteBody(Strict):
                 )
             )
         return request
+
+
+def _fill(target: ListValue, objects: list[dict[str, Any]]) -> None:
+    for item in objects:
+        target.add_struct().update(item)
+
+
+class ImageUrlBody(Strict):
+    url: str
+    detail: str = ""
+
+
+class PartBody(Strict):
+    type: Literal["text", "image_url"]
+    text: str | None = None
+    image_url: ImageUrlBody | None = None
+
+    def to_pb(self) -> pb.ContentPart:
+        if self.type == "text":
+            return pb.ContentPart(text=self.text or "")
+        if self.image_url is None:
+            raise ValueError("an image_url part needs image_url")
+        return pb.ContentPart(
+            image_url=pb.ImageUrl(url=self.image_url.url, detail=self.image_url.detail)
+        )
+
+
+class MessageBody(Strict):
+    role: str
+    content: str | list[PartBody] = ""
+    name: str = ""
+    tool_call_id: str = ""
+    tool_calls: list[dict[str, Any]] | None = None
+
+    def to_pb(self) -> pb.ChatMessage:
+        message = pb.ChatMessage(role=self.role, name=self.name, tool_call_id=self.tool_call_id)
+        if isinstance(self.content, str):
+            message.content = self.content
+        else:
+            message.parts.extend(p.to_pb() for p in self.content)
+        if self.tool_calls is not None:
+            _fill(message.tool_calls, self.tool_calls)
+        return message
+
+
+class ParamsBody(BaseModel):
+    """OpenAI-style generation parameters; any other field is passed to the model unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+
+    max_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    seed: int | None = None
+
+    def to_pb(self) -> pb.GenerationParams:
+        params = pb.GenerationParams()
+        for name in ("max_tokens", "temperature", "top_p", "seed"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(params, name, value)
+        if self.stop is not None:
+            params.stop.extend([self.stop] if isinstance(self.stop, str) else self.stop)
+        if self.tools is not None:
+            _fill(params.tools, self.tools)
+        if isinstance(self.tool_choice, str):
+            params.tool_choice.string_value = self.tool_choice
+        elif self.tool_choice is not None:
+            params.tool_choice.struct_value.update(self.tool_choice)
+        if self.response_format is not None:
+            params.response_format.update(self.response_format)
+        if self.model_extra:
+            params.extra.update(self.model_extra)
+        return params
+
+
+class CompleteBody(RouteBody):
+    """The routing fields of `/route`, plus OpenAI-style messages and parameters."""
+
+    messages: list[MessageBody]
+    params: ParamsBody = Field(default_factory=ParamsBody)
+
+    def to_complete_pb(self) -> pb.CompleteRequest:
+        return pb.CompleteRequest(
+            routing=self.to_pb(),
+            messages=[m.to_pb() for m in self.messages],
+            params=self.params.to_pb(),
+        )
+
+
+class AttemptResult(BaseModel):
+    model: str
+    outcome: str
+    http_status: int
+    error: str
+    ttft_seconds: float
+    total_seconds: float
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+class MessageResult(BaseModel):
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ChoiceResult(BaseModel):
+    index: int
+    message: MessageResult
+    finish_reason: str
+
+
+class UsageResult(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+
+
+class CompleteResult(BaseModel):
+    id: str
+    model: str
+    provider: str
+    choices: list[ChoiceResult]
+    usage: UsageResult
+    attempts: list[AttemptResult]
+    decision_id: str
+    catalogue_version: str
 
 
 class ScoreTerms(BaseModel):

@@ -17,6 +17,7 @@ from service import catalogue as catalogue_files
 from service import metrics
 from service.catalogue import Catalogue
 from service.config import Settings
+from service.live_figures import LiveFigures
 from service.openrouter import EndpointStats, OpenRouterClient, OpenRouterError
 from service.priors import catalogue_from_listing
 from service.router import ModelRouter
@@ -60,6 +61,7 @@ class CatalogueKeeper:
     def __init__(
         self,
         router: ModelRouter,
+        figures: LiveFigures,
         client: OpenRouterClient | None,
         settings: Settings,
         source: str,
@@ -67,6 +69,7 @@ class CatalogueKeeper:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._router = router
+        self._figures = figures
         self._client = client
         self._settings = settings
         self._clock = clock
@@ -203,7 +206,7 @@ class CatalogueKeeper:
         updates = [
             folded for model_id, endpoints in fetched if (folded := fold(model_id, endpoints))
         ]
-        self._router.update_live_stats(updates)
+        self._figures.set_endpoint_figures(updates)
         return len(updates)
 
     async def run(self) -> None:

@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     endpoint_stats_concurrency: int = Field(default=4, ge=1)
     endpoint_stats_per_second: float = Field(default=5.0, gt=0)
 
+    max_attempts: int = Field(default=4, ge=1, le=20, description="candidates tried per call")
+    completion_timeout_s: float = Field(default=60.0, gt=0, description="when no deadline is set")
+    attempt_timeout_s: float = Field(default=30.0, gt=0, description="one non-streamed attempt")
+    first_token_timeout_s: float = Field(default=20.0, gt=0)
+    stream_idle_timeout_s: float = Field(default=30.0, gt=0)
+    daily_spend_limit_usd: float | None = Field(default=None, ge=0)
+    redis_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0")
+
     @classmethod
     def settings_customise_sources(
         cls,

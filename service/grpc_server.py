@@ -16,6 +16,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from service.catalogue_keeper import CatalogueStatus
+from service.completion.failover import CompletionError
 from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1 import router_pb2_grpc
@@ -44,6 +45,8 @@ def _statuses(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except NoEligibleModel as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except CompletionError as exc:
+            await context.abort(exc.code, str(exc))
         except grpc.aio.AbortError:
             raise
         except Exception:
@@ -71,6 +74,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     def __init__(self, runtime: Runtime) -> None:
         self._router = runtime.router
         self._keeper = runtime.keeper
+        self._completer = runtime.completer
 
     @_statuses
     async def Route(
@@ -118,22 +122,22 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         request: pb.CompleteRequest,
         context: grpc.aio.ServicerContext[pb.CompleteRequest, pb.CompleteResponse],
     ) -> pb.CompleteResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "Complete is not served by this version of the router; use Route",
-        )
-        raise AssertionError("context.abort returned")
+        return await self._completer.complete(request, context.time_remaining())
 
     async def StreamComplete(
         self,
         request: pb.CompleteRequest,
         context: grpc.aio.ServicerContext[pb.CompleteRequest, pb.CompleteChunk],
     ) -> AsyncIterator[pb.CompleteChunk]:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "StreamComplete is not served by this version of the router; use Route",
-        )
-        yield pb.CompleteChunk()
+        try:
+            async for chunk in self._completer.stream(request, context.time_remaining()):
+                yield chunk
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except NoEligibleModel as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except CompletionError as exc:
+            await context.abort(exc.code, str(exc))
 
 
 @dataclass

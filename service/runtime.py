@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
+
 from service.catalogue_keeper import CatalogueKeeper, initial_catalogue
+from service.completion.failover import Completer
 from service.config import Settings
+from service.live_figures import LiveFigures
 from service.openrouter import OpenRouterClient
+from service.resilience import CircuitBreakers, RetryBudget
 from service.router import ModelRouter
+from service.spend import SpendLedger, connect
 
 
 @dataclass(frozen=True)
@@ -15,9 +23,13 @@ class Runtime:
     router: ModelRouter
     keeper: CatalogueKeeper
     client: OpenRouterClient
+    completer: Completer
+    redis: Redis | None
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> Runtime:
+        """`clock` drives circuit cooldowns, the retry budget's window and how long
+        observations count (tests pass their own)."""
         catalogue, source = initial_catalogue(settings)
         router = ModelRouter(catalogue, settings)
         client = OpenRouterClient(
@@ -25,7 +37,22 @@ class Runtime:
             settings.openrouter_api_key,
             timeout_s=settings.openrouter_timeout_s,
         )
-        return cls(router, CatalogueKeeper(router, client, settings, source), client)
+        figures = LiveFigures(router, clock=clock)
+        redis = connect(settings.redis_url) if settings.redis_url else None
+        ledger = SpendLedger(settings.daily_spend_limit_usd, redis)
+        completer = Completer(
+            router,
+            client,
+            figures,
+            CircuitBreakers(clock=clock),
+            RetryBudget(clock=clock),
+            ledger,
+            settings,
+        )
+        keeper = CatalogueKeeper(router, figures, client, settings, source)
+        return cls(router, keeper, client, completer, redis)
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()

@@ -122,13 +122,16 @@ def test_unsatisfiable_constraints_fail_precondition(stub: RouterStub) -> None:
     assert "context_window" in details
 
 
-def test_complete_is_unimplemented_with_a_message(stub: RouterStub) -> None:
+def test_complete_needs_an_openrouter_key(stub: RouterStub) -> None:
+    request = pb.CompleteRequest(messages=[pb.ChatMessage(role="user", content="hi")])
     with pytest.raises(grpc.RpcError) as caught:
-        stub.Complete(pb.CompleteRequest())
-    assert status_of(caught.value)[0] == grpc.StatusCode.UNIMPLEMENTED
+        stub.Complete(request)
+    code, details = status_of(caught.value)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "OPENROUTER_API_KEY" in details
     with pytest.raises(grpc.RpcError) as caught:
-        list(stub.StreamComplete(pb.CompleteRequest()))
-    assert status_of(caught.value)[0] == grpc.StatusCode.UNIMPLEMENTED
+        list(stub.StreamComplete(request))
+    assert status_of(caught.value)[0] == grpc.StatusCode.FAILED_PRECONDITION
 
 
 def test_list_models_filters_and_pages(stub: RouterStub) -> None:

@@ -22,10 +22,10 @@ from cli.main import app as cli
 from rest_gateway.app import create_app
 from service.catalogue_keeper import CatalogueKeeper
 from service.config import Settings
+from service.live_figures import LiveFigures
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from service.runtime import Runtime
-from tests.conftest import ServerThread
 from tests.fake_openrouter import (
     DEFAULT_KEY,
     Drop,
@@ -38,6 +38,7 @@ from tests.fake_openrouter import (
     load_models,
     make_model,
 )
+from tests.servers import ServerThread
 
 LISTED = load_models()
 
@@ -176,7 +177,12 @@ async def test_refreshes_that_keep_failing_mark_the_catalogue_stale(
     periodic = settings.model_copy(update={"refresh_interval_s": 600})
     runtime = Runtime.build(periodic)
     keeper = CatalogueKeeper(
-        runtime.router, runtime.client, periodic, "embedded", clock=lambda: now[0]
+        runtime.router,
+        LiveFigures(runtime.router),
+        runtime.client,
+        periodic,
+        "embedded",
+        clock=lambda: now[0],
     )
     try:
         fake.script_models(HttpError.internal(), HttpError.internal())

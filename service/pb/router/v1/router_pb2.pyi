@@ -627,6 +627,9 @@ class Attempt(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     TTFT_SECONDS_FIELD_NUMBER: _builtins.int
     TOTAL_SECONDS_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     outcome: _builtins.str
     """"ok", or the failure class (e.g. "timeout", "http_503")"""
@@ -635,6 +638,10 @@ class Attempt(_message.Message):
     error: _builtins.str
     ttft_seconds: _builtins.float
     total_seconds: _builtins.float
+    prompt_tokens: _builtins.int
+    completion_tokens: _builtins.int
+    cost_usd: _builtins.float
+    """billed, from usage.cost, else from the prices"""
     def __init__(
         self,
         *,
@@ -644,10 +651,13 @@ class Attempt(_message.Message):
         error: _builtins.str = ...,
         ttft_seconds: _builtins.float = ...,
         total_seconds: _builtins.float = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        cost_usd: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "http_status", b"http_status", "model", b"model", "outcome", b"outcome", "total_seconds", b"total_seconds", "ttft_seconds", b"ttft_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "error", b"error", "http_status", b"http_status", "model", b"model", "outcome", b"outcome", "prompt_tokens", b"prompt_tokens", "total_seconds", b"total_seconds", "ttft_seconds", b"ttft_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

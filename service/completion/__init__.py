@@ -1,0 +1,1 @@
+"""Complete and StreamComplete: route, call the chosen model, fail over down the ranking."""

@@ -1,0 +1,419 @@
+"""The completion path: rank the candidates, then try them in order within one deadline.
+
+Each candidate passes its circuit breaker, the retry budget (after the first attempt) and a
+spend reservation before it is called. Retryable failures move on to the next candidate; a
+context-length error moves on to a candidate with a larger window; bad requests, a bad key,
+missing credits and moderation fail at once. Every attempt is recorded, measured and fed back
+into the scorer's live figures and the model's circuit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf.json_format import ParseDict
+
+from service.catalogue import ModelRecord
+from service.completion.request import Prepared, prepare
+from service.config import Settings
+from service.live_figures import LiveFigures
+from service.openrouter import OpenRouterClient
+from service.openrouter.chat import (
+    ChatResult,
+    Failure,
+    MidStreamError,
+    StreamDelta,
+    StreamEnd,
+    UpstreamError,
+    Usage,
+)
+from service.pb.router.v1 import router_pb2 as pb
+from service.resilience import CircuitBreakers, RetryBudget
+from service.router import ModelRouter
+from service.spend import Reservation, SpendLedger
+
+FAIL_FAST = {
+    Failure.BAD_REQUEST: (grpc.StatusCode.INVALID_ARGUMENT, "the model refused the request"),
+    Failure.AUTH: (grpc.StatusCode.UNAUTHENTICATED, "OpenRouter refused the router's API key"),
+    Failure.CREDITS: (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "the OpenRouter account is out of credits",
+    ),
+    Failure.MODERATION: (grpc.StatusCode.PERMISSION_DENIED, "moderation refused the request"),
+}
+
+
+class CompletionError(Exception):
+    """The call failed as a whole; `code` is the gRPC status to answer with."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, attempts: list[pb.Attempt]) -> None:
+        super().__init__(message)
+        self.code = code
+        self.attempts = attempts
+
+
+def _causes(attempts: list[pb.Attempt]) -> str:
+    return "; ".join(
+        f"{a.model}: {a.outcome} ({a.error})" if a.error else f"{a.model}: {a.outcome}"
+        for a in attempts
+    )
+
+
+def _tried(call: _Call) -> int:
+    """Attempts that called a model (a skipped open circuit is not one)."""
+    return sum(a.outcome != "circuit_open" for a in call.attempts)
+
+
+@dataclass
+class _Call:
+    """One completion in flight: its candidates, deadline and what happened so far."""
+
+    prepared: Prepared
+    decision: pb.RouteResponse
+    deadline: float
+    attempts: list[pb.Attempt] = field(default_factory=list)
+    # Models must have a larger window than this after a context-length error.
+    min_context: int = 0
+
+
+class Completer:
+    def __init__(
+        self,
+        router: ModelRouter,
+        client: OpenRouterClient,
+        figures: LiveFigures,
+        breakers: CircuitBreakers,
+        retries: RetryBudget,
+        ledger: SpendLedger,
+        settings: Settings,
+    ) -> None:
+        self._router = router
+        self._client = client
+        self._figures = figures
+        self._breakers = breakers
+        self._retries = retries
+        self._ledger = ledger
+        self._settings = settings
+        # Deadlines and measurements run on real time, whatever clock drives the circuits.
+        self._clock = time.monotonic
+
+    def _begin(self, request: pb.CompleteRequest, timeout_s: float | None) -> _Call:
+        prepared = prepare(request, self._settings.default_output_tokens)
+        if not self._client.has_key:
+            raise CompletionError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the router has no OpenRouter API key: set OPENROUTER_API_KEY to complete",
+                [],
+            )
+        route = prepared.route
+        route.top_k = max(route.top_k, self._settings.max_attempts)
+        self._figures.before_routing(self._breakers.open_models())
+        self._retries.record_request()
+        decision = self._router.route(route)
+        budget = self._settings.completion_timeout_s if timeout_s is None else timeout_s
+        return _Call(prepared, decision, self._clock() + budget)
+
+    def _record(self, call: _Call, model: str, outcome: str, **fields: object) -> pb.Attempt:
+        attempt = pb.Attempt(model=model, outcome=outcome, **fields)  # type: ignore[arg-type]
+        call.attempts.append(attempt)
+        return attempt
+
+    def _fail(self, call: _Call, code: grpc.StatusCode, message: str) -> CompletionError:
+        return CompletionError(
+            code, f"{message}; attempts: {_causes(call.attempts)}", call.attempts
+        )
+
+    def _model(self, model_id: str) -> ModelRecord | None:
+        return next((m for m in self._router.catalogue.models if m.id == model_id), None)
+
+    def _max_cost(self, call: _Call, model: ModelRecord) -> float:
+        output = (
+            call.prepared.max_output_tokens
+            or model.max_output_tokens
+            or (call.decision.profile.output_tokens)
+        )
+        return call.decision.profile.prompt_tokens * max(model.prompt_price, 0.0) + output * max(
+            model.completion_price, 0.0
+        )
+
+    def _cost(self, model: ModelRecord, usage: Usage | None) -> float:
+        if usage is None:
+            return 0.0
+        if usage.cost_usd is not None:
+            return usage.cost_usd
+        return usage.prompt_tokens * model.prompt_price + usage.completion_tokens * (
+            model.completion_price
+        )
+
+    async def _admit(self, call: _Call, index: int, model_id: str) -> Reservation | None:
+        """Checks before calling a candidate; None when it must be skipped."""
+        model = self._model(model_id)
+        if model is None or model.context_length <= call.min_context:
+            return None
+        if not self._breakers.acquire(model_id):
+            self._record(call, model_id, "circuit_open")
+            return None
+        if index > 0 and not self._retries.try_spend():
+            self._breakers.release(model_id)
+            raise self._fail(
+                call, grpc.StatusCode.UNAVAILABLE, "the retry budget is spent: not failing over"
+            )
+        reservation = await self._ledger.reserve(self._max_cost(call, model))
+        if reservation is None:
+            self._breakers.release(model_id)
+            status = await self._ledger.status()
+            raise self._fail(
+                call,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"daily spend limit reached: spent {status.spent_usd:.4f} USD "
+                f"(+{status.reserved_usd:.4f} in flight) of {status.limit_usd} USD",
+            )
+        return reservation
+
+    async def _failed(
+        self,
+        call: _Call,
+        model_id: str,
+        reservation: Reservation,
+        error: UpstreamError,
+        **timing: float,
+    ) -> None:
+        """Account for a failed attempt; raises when the call must stop."""
+        await self._ledger.release(reservation)
+        self._record(
+            call, model_id, error.outcome, http_status=error.status, error=str(error), **timing
+        )
+        if error.kind is Failure.RETRYABLE:
+            self._breakers.record(model_id, False)
+            self._figures.observe(model_id, ok=False)
+        else:
+            self._breakers.release(model_id)
+        if error.kind in FAIL_FAST:
+            code, message = FAIL_FAST[error.kind]
+            raise self._fail(call, code, f"{message}: {error}")
+        if error.kind is Failure.CONTEXT_LENGTH:
+            model = self._model(model_id)
+            call.min_context = max(call.min_context, model.context_length if model else 0)
+
+    def _left(self, call: _Call) -> float:
+        left = call.deadline - self._clock()
+        if left <= 0:
+            raise self._fail(call, grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed")
+        return left
+
+    async def _wait_retry_after(self, call: _Call, error: UpstreamError, last: bool) -> bool:
+        """After a 429 or 503 on the last candidate, wait out a Retry-After that fits."""
+        wait = error.retry_after_s
+        if not last or wait is None or wait >= call.deadline - self._clock():
+            return False
+        await asyncio.sleep(wait)
+        return True
+
+    async def complete(
+        self, request: pb.CompleteRequest, timeout_s: float | None
+    ) -> pb.CompleteResponse:
+        call = self._begin(request, timeout_s)
+        candidates = [c.model for c in call.decision.candidates]
+        index = 0
+        while index < len(candidates):
+            model_id = candidates[index]
+            reservation = await self._admit(call, _tried(call), model_id)
+            if reservation is None:
+                index += 1
+                continue
+            started = self._clock()
+            try:
+                result = await self._client.chat(
+                    {**call.prepared.body, "model": model_id},
+                    timeout_s=min(self._left(call), self._settings.attempt_timeout_s),
+                )
+            except UpstreamError as error:
+                await self._failed(
+                    call, model_id, reservation, error, total_seconds=self._clock() - started
+                )
+                last = index == len(candidates) - 1
+                if not await self._wait_retry_after(call, error, last):
+                    index += 1
+                continue
+            except BaseException:
+                self._breakers.release(model_id)
+                await self._ledger.release(reservation)
+                raise
+            return await self._succeeded(call, model_id, reservation, result, started)
+        raise self._fail(call, grpc.StatusCode.UNAVAILABLE, "every candidate failed")
+
+    async def _succeeded(
+        self,
+        call: _Call,
+        model_id: str,
+        reservation: Reservation,
+        result: ChatResult,
+        started: float,
+    ) -> pb.CompleteResponse:
+        total = self._clock() - started
+        model = self._model(model_id)
+        cost = self._cost(model, result.usage) if model else 0.0
+        await self._ledger.settle(reservation, cost)
+        self._breakers.record(model_id, True)
+        usage = result.usage or Usage(0, 0, 0, None)
+        rate = self._figures.throughput(model_id) or (model.tokens_per_s if model else None)
+        ttft = max(total - usage.completion_tokens / rate, 0.0) if rate else None
+        self._figures.observe(model_id, ok=True, ttft_s=ttft)
+        self._record(
+            call,
+            model_id,
+            "ok",
+            http_status=200,
+            total_seconds=total,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=cost,
+        )
+        response = pb.CompleteResponse(
+            id=result.id,
+            model=result.model or model_id,
+            provider=result.provider,
+            usage=pb.Usage(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                total_tokens=usage.total_tokens,
+                cost_usd=cost,
+            ),
+            attempts=call.attempts,
+            decision_id=call.decision.decision_id,
+            catalogue_version=call.decision.catalogue_version,
+        )
+        for i, choice in enumerate(result.choices):
+            message = choice.get("message") or {}
+            out = response.choices.add(
+                index=int(choice.get("index", i)),
+                finish_reason=str(choice.get("finish_reason") or ""),
+            )
+            out.message.role = str(message.get("role") or "assistant")
+            out.message.content = str(message.get("content") or "")
+            if message.get("tool_calls"):
+                ParseDict(message["tool_calls"], out.message.tool_calls)
+        return response
+
+    async def stream(
+        self, request: pb.CompleteRequest, timeout_s: float | None
+    ) -> AsyncIterator[pb.CompleteChunk]:
+        call = self._begin(request, timeout_s)
+        candidates = [c.model for c in call.decision.candidates]
+        index = 0
+        while index < len(candidates):
+            model_id = candidates[index]
+            reservation = await self._admit(call, _tried(call), model_id)
+            if reservation is None:
+                index += 1
+                continue
+            started = self._clock()
+            first: float | None = None
+            meta = {"id": "", "model": model_id, "provider": ""}
+            try:
+                events = self._client.chat_stream(
+                    {**call.prepared.body, "model": model_id},
+                    first_token_timeout_s=min(
+                        self._left(call), self._settings.first_token_timeout_s
+                    ),
+                    idle_timeout_s=self._settings.stream_idle_timeout_s,
+                )
+                async for event in events:
+                    if isinstance(event, StreamDelta):
+                        if first is None:
+                            first = self._clock()
+                        yield pb.CompleteChunk(delta=event.text)
+                    elif isinstance(event, StreamEnd):
+                        yield pb.CompleteChunk(
+                            summary=await self._streamed(
+                                call, model_id, reservation, event, meta, started, first
+                            )
+                        )
+                        return
+                    else:
+                        meta = {"id": event.id, "model": event.model, "provider": event.provider}
+            except UpstreamError as error:
+                await self._failed(
+                    call, model_id, reservation, error, total_seconds=self._clock() - started
+                )
+                last = index == len(candidates) - 1
+                if not await self._wait_retry_after(call, error, last):
+                    index += 1
+                continue
+            except MidStreamError as error:
+                await self._ledger.settle(reservation, 0.0)
+                self._breakers.record(model_id, False)
+                self._figures.observe(model_id, ok=False)
+                self._record(
+                    call,
+                    model_id,
+                    "mid_stream_error",
+                    http_status=200,
+                    error=str(error),
+                    ttft_seconds=(first - started) if first else 0.0,
+                    total_seconds=self._clock() - started,
+                )
+                raise self._fail(
+                    call, grpc.StatusCode.UNAVAILABLE, f"the stream failed after it began: {error}"
+                ) from None
+            except BaseException:
+                self._breakers.release(model_id)
+                await self._ledger.release(reservation)
+                raise
+        raise self._fail(call, grpc.StatusCode.UNAVAILABLE, "every candidate failed")
+
+    async def _streamed(
+        self,
+        call: _Call,
+        model_id: str,
+        reservation: Reservation,
+        end: StreamEnd,
+        meta: dict[str, str],
+        started: float,
+        first: float | None,
+    ) -> pb.CompleteResponse:
+        total = self._clock() - started
+        model = self._model(model_id)
+        cost = self._cost(model, end.usage) if model else 0.0
+        await self._ledger.settle(reservation, cost)
+        self._breakers.record(model_id, True)
+        usage = end.usage or Usage(0, 0, 0, None)
+        ttft = (first - started) if first is not None else total
+        generating = total - ttft
+        rate = (
+            usage.completion_tokens / generating
+            if generating > 0 and usage.completion_tokens
+            else None
+        )
+        self._figures.observe(model_id, ok=True, ttft_s=ttft, tokens_per_s=rate)
+        self._record(
+            call,
+            model_id,
+            "ok",
+            http_status=200,
+            ttft_seconds=ttft,
+            total_seconds=total,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=cost,
+        )
+        response = pb.CompleteResponse(
+            id=meta["id"],
+            model=meta["model"] or model_id,
+            provider=meta["provider"],
+            usage=pb.Usage(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                total_tokens=usage.total_tokens,
+                cost_usd=cost,
+            ),
+            attempts=call.attempts,
+            decision_id=call.decision.decision_id,
+            catalogue_version=call.decision.catalogue_version,
+        )
+        response.choices.add(index=0, finish_reason=end.finish_reason)
+        return response

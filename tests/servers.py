@@ -1,0 +1,35 @@
+"""The router's gRPC server on 127.0.0.1:0 in a thread of its own, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from service import grpc_server
+from service.config import Settings
+from service.runtime import Runtime
+
+
+class ServerThread:
+    """The gRPC server on 127.0.0.1:0, in a thread with its own event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        self.runtime = Runtime.build(self.settings)
+        started = asyncio.run_coroutine_threadsafe(
+            grpc_server.start(self.settings, self.runtime), self.loop
+        )
+        self.running = started.result(timeout=10)
+        return f"127.0.0.1:{self.running.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.running.stop(0), self.loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(self.runtime.aclose(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()

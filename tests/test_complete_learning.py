@@ -1,0 +1,165 @@
+"""Circuits, learned latency and the daily spend limit, driven with a controllable clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from service.completion.failover import CompletionError
+from service.config import ModelOverride
+from service.pb.router.v1 import router_pb2 as pb
+from service.runtime import Runtime
+from tests.fake_openrouter import FakeOpenRouter, HttpError, Reply
+from tests.test_complete import HELLO, router_settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenRouter]:
+    with FakeOpenRouter() as server:
+        yield server
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+async def started(fake: FakeOpenRouter, path: Path, clock: Clock, **extra: Any) -> Runtime:
+    fake.reset()
+    runtime = Runtime.build(router_settings(fake, path, **extra), clock=clock)
+    assert await runtime.keeper.refresh()
+    return runtime
+
+
+@pytest.fixture
+async def runtime(fake: FakeOpenRouter, tmp_path: Path, clock: Clock) -> AsyncIterator[Runtime]:
+    built = await started(fake, tmp_path / "state", clock)
+    yield built
+    await built.aclose()
+
+
+def ask(routing: pb.RouteRequest, **params: Any) -> pb.CompleteRequest:
+    return pb.CompleteRequest(routing=routing, messages=HELLO, params=pb.GenerationParams(**params))
+
+
+def chat_calls(fake: FakeOpenRouter) -> list[str]:
+    return [str(r.json["model"]) for r in fake.requests if r.path.endswith("/chat/completions")]
+
+
+async def test_a_circuit_opens_excludes_half_opens_and_closes(
+    runtime: Runtime, fake: FakeOpenRouter, clock: Clock
+) -> None:
+    request = ask(pb.RouteRequest(mode=pb.MODE_QUALITY))
+    top = [c.model for c in runtime.router.route(pb.RouteRequest(mode=pb.MODE_QUALITY)).candidates]
+    broken = top[0]
+    fake.set_behaviour(broken, HttpError.unavailable())
+    for _ in range(5):  # the policy's consecutive failures
+        answer = await runtime.completer.complete(request, None)
+        assert answer.model != broken
+        assert answer.attempts[0].model == broken
+    fake.reset_requests() if hasattr(fake, "reset_requests") else None
+    seen_before = len(chat_calls(fake))
+    answer = await runtime.completer.complete(request, None)
+    assert answer.attempts[0].model != broken, "the open circuit left the candidate set"
+    assert broken not in chat_calls(fake)[seen_before:]
+    decision = runtime.router.route(pb.RouteRequest(mode=pb.MODE_QUALITY, top_k=50))
+    assert broken not in [c.model for c in decision.candidates]
+    assert decision.removed_by_constraint["circuit_open"] == 1
+
+    clock.now += 31  # past the cooldown: half-open, one probe may go through
+    fake.set_behaviour(broken, None)
+    answer = await runtime.completer.complete(request, None)
+    assert answer.model == broken, "the probe reached the model and succeeded"
+    answer = await runtime.completer.complete(request, None)
+    assert answer.model == broken, "closed again: the model is back at the top"
+
+
+async def test_a_failed_probe_opens_the_circuit_again(
+    runtime: Runtime, fake: FakeOpenRouter, clock: Clock
+) -> None:
+    request = ask(pb.RouteRequest(mode=pb.MODE_QUALITY))
+    broken = runtime.router.route(pb.RouteRequest(mode=pb.MODE_QUALITY)).model
+    fake.set_behaviour(broken, HttpError.overloaded())
+    for _ in range(5):
+        await runtime.completer.complete(request, None)
+    clock.now += 31
+    answer = await runtime.completer.complete(request, None)
+    assert answer.attempts[0].model == broken
+    assert answer.attempts[0].outcome == "http_529"
+    answer = await runtime.completer.complete(request, None)
+    assert answer.attempts[0].model != broken, "open again for a new cooldown"
+
+
+async def test_a_slowed_model_loses_speed_traffic_and_wins_it_back(
+    fake: FakeOpenRouter, tmp_path: Path, clock: Clock
+) -> None:
+    fast, rival = "openai/gpt-4o-mini", "x-ai/grok-4.6"
+    overrides = {
+        fast: ModelOverride(ttft_s=0.05, tokens_per_s=2_000),
+        rival: ModelOverride(ttft_s=0.1, tokens_per_s=2_000),
+    }
+    runtime = await started(fake, tmp_path / "state", clock, model_overrides=overrides)
+    try:
+        both = pb.Constraints(allow_models=[fast, rival])
+        request = ask(pb.RouteRequest(mode=pb.MODE_SPEED, constraints=both), max_tokens=100)
+
+        async def served() -> str:
+            chunks = [c async for c in runtime.completer.stream(request, None)]
+            return chunks[-1].summary.model
+
+        assert await served() == fast
+        fake.set_behaviour(fast, Reply(first_token_delay_s=0.3))
+        winners = [await served() for _ in range(3)]
+        assert winners[-1] == rival, f"the slowed model kept the traffic: {winners}"
+        assert winners.index(rival) <= 1, "lost within a bounded number of requests"
+
+        fake.set_behaviour(fast, None)  # recovered, but it gets no traffic to show it
+        clock.now += 61  # its slow observations are forgotten
+        assert await served() == fast
+        assert await served() == fast, "its fresh, fast observations keep it on top"
+    finally:
+        await runtime.aclose()
+
+
+async def test_the_daily_limit_holds_under_50_concurrent_requests(
+    fake: FakeOpenRouter, tmp_path: Path, clock: Clock
+) -> None:
+    routing = pb.RouteRequest(mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=2))
+    probe = await started(fake, tmp_path / "probe", clock)
+    one = await probe.completer.complete(ask(routing, max_tokens=50), None)
+    await probe.aclose()
+    limit = 10 * one.usage.cost_usd
+    runtime = await started(fake, tmp_path / "state", clock, daily_spend_limit_usd=limit)
+    try:
+        outcomes = await asyncio.gather(
+            *(runtime.completer.complete(ask(routing, max_tokens=50), None) for _ in range(50)),
+            return_exceptions=True,
+        )
+        done = [o for o in outcomes if isinstance(o, pb.CompleteResponse)]
+        refused = [o for o in outcomes if isinstance(o, CompletionError)]
+        assert len(done) + len(refused) == 50
+        assert done
+        assert refused
+        assert all(r.code == grpc.StatusCode.RESOURCE_EXHAUSTED for r in refused)
+        assert "daily spend limit reached" in str(refused[0])
+        assert f"of {limit} USD" in str(refused[0])
+        spent = sum(o.usage.cost_usd for o in done)
+        biggest = max(o.usage.cost_usd for o in done)
+        assert spent <= limit + biggest
+        status = await runtime.completer._ledger.status()
+        assert status.spent_usd == pytest.approx(spent)
+    finally:
+        await runtime.aclose()
