@@ -57,9 +57,10 @@ test: install proto-check lint ## Install, check and run every test (Rust and Py
 	cd $(CRATE) && cargo test
 	$(BIN)/pytest
 
-bench: install ## Measure routing speed (p50, p99, p99.9): the scorer, then the service layers
+bench: install ## Measure speed (p50, p99, p99.9): the scorer, the service layers, completions
 	$(PY) -m bench.bench_scorer
 	$(PY) -m bench.bench_route
+	$(PY) -m bench.bench_complete
 
 run: install ## Serve gRPC on :50051 and REST on :8000 on the embedded catalogue
 	$(BIN)/router serve

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -100,6 +101,10 @@ class Settings(BaseSettings):
     first_token_timeout_s: float = Field(default=20.0, gt=0)
     stream_idle_timeout_s: float = Field(default=30.0, gt=0)
     daily_spend_limit_usd: float | None = Field(default=None, ge=0)
+    # Near the limit: "refuse" answers RESOURCE_EXHAUSTED once a call no longer fits;
+    # "cheaper" also leans routing toward cost from `cheaper_from_share` of the limit on.
+    spend_policy: Literal["refuse", "cheaper"] = "refuse"
+    cheaper_from_share: float = Field(default=0.8, gt=0, le=1)
     redis_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0")
 
     @classmethod

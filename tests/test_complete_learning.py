@@ -163,3 +163,27 @@ async def test_the_daily_limit_holds_under_50_concurrent_requests(
         assert status.spent_usd == pytest.approx(spent)
     finally:
         await runtime.aclose()
+
+
+async def test_near_the_limit_the_cheaper_policy_leans_toward_cost(
+    fake: FakeOpenRouter, tmp_path: Path, clock: Clock
+) -> None:
+    routing = pb.RouteRequest(mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=2))
+    plain = await started(fake, tmp_path / "plain", clock, daily_spend_limit_usd=1.0)
+    frugal = await started(
+        fake,
+        tmp_path / "frugal",
+        clock,
+        daily_spend_limit_usd=1.0,
+        spend_policy="cheaper",
+        cheaper_from_share=1e-9,
+    )
+    try:
+        usual = await plain.completer.complete(ask(routing), None)
+        first = await frugal.completer.complete(ask(routing), None)
+        assert first.model == usual.model, "far from the limit nothing changes"
+        leaning = await frugal.completer.complete(ask(routing), None)
+        assert leaning.usage.cost_usd < usual.usage.cost_usd
+    finally:
+        await plain.aclose()
+        await frugal.aclose()

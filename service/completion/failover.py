@@ -10,6 +10,7 @@ into the scorer's live figures and the model's circuit.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from service.openrouter.chat import (
 from service.pb.router.v1 import router_pb2 as pb
 from service.resilience import CircuitBreakers, RetryBudget
 from service.router import ModelRouter
-from service.spend import Reservation, SpendLedger
+from service.spend import MAX_AMOUNT_USD, Reservation, SpendLedger
 
 FAIL_FAST = {
     Failure.BAD_REQUEST: (grpc.StatusCode.INVALID_ARGUMENT, "the model refused the request"),
@@ -101,7 +102,32 @@ class Completer:
         # Deadlines and measurements run on real time, whatever clock drives the circuits.
         self._clock = time.monotonic
 
-    def _begin(self, request: pb.CompleteRequest, timeout_s: float | None) -> _Call:
+    async def _economise(self, route: pb.RouteRequest) -> None:
+        """Near the daily limit under the `cheaper` policy: lean the weights halfway toward
+        cost and cap the request's expected cost at what is left of the budget."""
+        limit = self._settings.daily_spend_limit_usd
+        if self._settings.spend_policy != "cheaper" or limit is None:
+            return
+        status = await self._ledger.status()
+        used = status.spent_usd + status.reserved_usd
+        if used < self._settings.cheaper_from_share * limit:
+            return
+        latency, cost, quality = self._router.weights(route)
+        total = latency + cost + quality
+        route.weights.CopyFrom(
+            pb.Weights(
+                latency=latency / total / 2,
+                cost=cost / total / 2 + 0.5,
+                quality=quality / total / 2,
+            )
+        )
+        left = max(limit - used, 0.0)
+        if not route.constraints.HasField("max_request_cost_usd") or (
+            route.constraints.max_request_cost_usd > left
+        ):
+            route.constraints.max_request_cost_usd = left
+
+    async def _begin(self, request: pb.CompleteRequest, timeout_s: float | None) -> _Call:
         prepared = prepare(request, self._settings.default_output_tokens)
         if not self._client.has_key:
             raise CompletionError(
@@ -111,6 +137,7 @@ class Completer:
             )
         route = prepared.route
         route.top_k = max(route.top_k, self._settings.max_attempts)
+        await self._economise(route)
         self._figures.before_routing(self._breakers.open_models())
         self._retries.record_request()
         decision = self._router.route(route)
@@ -144,10 +171,12 @@ class Completer:
         if usage is None:
             return 0.0
         if usage.cost_usd is not None:
-            return usage.cost_usd
-        return usage.prompt_tokens * model.prompt_price + usage.completion_tokens * (
-            model.completion_price
-        )
+            billed = usage.cost_usd
+        else:
+            billed = usage.prompt_tokens * model.prompt_price + usage.completion_tokens * (
+                model.completion_price
+            )
+        return min(max(billed, 0.0), MAX_AMOUNT_USD) if math.isfinite(billed) else 0.0
 
     async def _admit(self, call: _Call, index: int, model_id: str) -> Reservation | None:
         """Checks before calling a candidate; None when it must be skipped."""
@@ -216,7 +245,7 @@ class Completer:
     async def complete(
         self, request: pb.CompleteRequest, timeout_s: float | None
     ) -> pb.CompleteResponse:
-        call = self._begin(request, timeout_s)
+        call = await self._begin(request, timeout_s)
         candidates = [c.model for c in call.decision.candidates]
         index = 0
         while index < len(candidates):
@@ -302,7 +331,7 @@ class Completer:
     async def stream(
         self, request: pb.CompleteRequest, timeout_s: float | None
     ) -> AsyncIterator[pb.CompleteChunk]:
-        call = self._begin(request, timeout_s)
+        call = await self._begin(request, timeout_s)
         candidates = [c.model for c in call.decision.candidates]
         index = 0
         while index < len(candidates):
