@@ -1,8 +1,11 @@
-"""What the router adds to a completion: the same requests sent to the fake OpenRouter directly
-and through the router's gRPC Complete and StreamComplete, side by side in one run.
+"""What the router adds to a completion, against the fake OpenRouter on this machine.
 
-Everything runs on this machine (client, router, fake), so the figures include their
-competition for its cores. Overhead = router latency - direct latency at each percentile.
+For each request the router reports how long its call to the model took (the attempt's total
+time, or time to first token when streaming); the router's overhead is what the caller waited
+beyond that: routing, the gRPC hop, failover bookkeeping, and queueing inside the router when
+many requests are in flight. Direct calls to the fake with the same body are timed in the same
+run for scale. Client, router and fake share this machine's cores, so under load part of what
+shows as overhead is their competition.
 """
 
 from __future__ import annotations
@@ -17,122 +20,118 @@ import grpc
 import httpx
 from pydantic import SecretStr
 
-from bench.timing import METHOD, gc_paused, percentile
+from bench.timing import gc_paused, percentile
 from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from tests.fake_openrouter import ANY_MODEL, DEFAULT_KEY, FakeOpenRouter, Reply
 from tests.servers import ServerThread
 
-MESSAGES = [{"role": "user", "content": "Say hello to the router benchmark."}]
+TEXT = "Say hello to the router benchmark."
 ROUTING = pb.RouteRequest(mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=2))
-REQUESTS = {1: 300, 50: 1_000}
+REQUEST = pb.CompleteRequest(routing=ROUTING, messages=[pb.ChatMessage(role="user", content=TEXT)])
+RUNS = {1: 300, 50: 1_000}
 
 
-def _has_content(line: str) -> bool:
-    return line.startswith("data:") and '"content":"' in line and '"content":""' not in line
-
-
-async def timed(
-    call: Callable[[], Awaitable[float | None]], total: int, concurrency: int
-) -> list[float]:
-    """Seconds per request (or to its first token, when `call` returns that)."""
+async def sample(
+    call: Callable[[], Awaitable[tuple[float, float]]], total: int, concurrency: int
+) -> tuple[list[float], list[float]]:
+    """(caller's seconds, upstream seconds) per request, `concurrency` of them in flight."""
     gate = asyncio.Semaphore(concurrency)
-    samples: list[float] = []
+    waited: list[float] = []
+    upstream: list[float] = []
 
     async def one() -> None:
         async with gate:
-            start = time.perf_counter()
-            first = await call()
-            samples.append((first if first is not None else time.perf_counter()) - start)
+            caller, model = await call()
+            waited.append(caller)
+            upstream.append(model)
 
-    for _ in range(min(total, 20)):
+    for _ in range(20):
         await call()
     with gc_paused():
         await asyncio.gather(*(one() for _ in range(total)))
-    return samples
+    return waited, upstream
 
 
-def row(name: str, direct: list[float], routed: list[float]) -> None:
-    d, r = sorted(direct), sorted(routed)
-    cells = []
-    for q in (0.5, 0.99, 0.999):
-        cells.append(f"{percentile([int(x * 1e9) for x in r], q) / 1000:8.2f}")
-        overhead = percentile([int(x * 1e9) for x in r], q) - percentile(
-            [int(x * 1e9) for x in d], q
-        )
-        cells.append(f"{overhead / 1000:+8.2f}")
-    print(f"{name:<40} " + " ".join(cells) + f"  n={len(r)}")
-
-
-async def compare(fake: FakeOpenRouter, stub: RouterStub, model: str, label: str) -> None:
-    async with httpx.AsyncClient(
-        base_url=fake.base_url,
-        headers={"Authorization": f"Bearer {DEFAULT_KEY}"},
-        limits=httpx.Limits(max_connections=100),
-        timeout=30,
-    ) as direct_client:
-
-        async def direct() -> None:
-            reply = await direct_client.post(
-                "/chat/completions", json={"model": model, "messages": MESSAGES}
-            )
-            reply.raise_for_status()
-
-        async def direct_first_token() -> float | None:
-            body = {"model": model, "messages": MESSAGES, "stream": True}
-            first = None
-            async with direct_client.stream("POST", "/chat/completions", json=body) as reply:
-                async for line in reply.aiter_lines():
-                    if first is None and _has_content(line):
-                        first = time.perf_counter()
-            return first
-
-        request = pb.CompleteRequest(
-            routing=ROUTING, messages=[pb.ChatMessage(role="user", content=MESSAGES[0]["content"])]
-        )
-
-        async def routed() -> None:
-            await stub.Complete(request, timeout=30)
-
-        async def routed_first_token() -> float | None:
-            first = None
-            async for chunk in stub.StreamComplete(request, timeout=30):
-                if first is None and chunk.WhichOneof("event") == "delta":
-                    first = time.perf_counter()
-            return first
-
-        for concurrency, total in REQUESTS.items():
-            row(
-                f"complete, {label}, {concurrency} in flight",
-                await timed(direct, total, concurrency),
-                await timed(routed, total, concurrency),
-            )
-            row(
-                f"first token, {label}, {concurrency} in flight",
-                await timed(direct_first_token, total, concurrency),
-                await timed(routed_first_token, total, concurrency),
-            )
+def row(name: str, values: list[float]) -> None:
+    ordered = sorted(int(v * 1e9) for v in values)
+    cells = " ".join(f"{percentile(ordered, q) / 1000:9.3f}" for q in (0.5, 0.99, 0.999))
+    print(f"{name:<54} {cells}  n={len(values)}")
 
 
 async def run(fake: FakeOpenRouter, address: str) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with (
+        grpc.aio.insecure_channel(address) as channel,
+        httpx.AsyncClient(
+            base_url=fake.base_url,
+            headers={"Authorization": f"Bearer {DEFAULT_KEY}"},
+            limits=httpx.Limits(max_connections=100),
+            timeout=30,
+        ) as direct_client,
+    ):
         stub = RouterStub(channel)
         await stub.RefreshCatalogue(pb.RefreshCatalogueRequest())
         model = (await stub.Route(ROUTING)).model
+
+        async def direct() -> tuple[float, float]:
+            start = time.perf_counter()
+            reply = await direct_client.post(
+                "/chat/completions",
+                json={"model": model, "messages": [{"role": "user", "content": TEXT}]},
+            )
+            reply.raise_for_status()
+            spent = time.perf_counter() - start
+            return spent, spent
+
+        async def complete() -> tuple[float, float]:
+            start = time.perf_counter()
+            answer = await stub.Complete(REQUEST, timeout=30)
+            return time.perf_counter() - start, sum(a.total_seconds for a in answer.attempts)
+
+        async def first_token() -> tuple[float, float]:
+            start = time.perf_counter()
+            first = 0.0
+            async for chunk in stub.StreamComplete(REQUEST, timeout=30):
+                if not first and chunk.WhichOneof("event") == "delta":
+                    first = time.perf_counter() - start
+                elif chunk.WhichOneof("event") == "summary":
+                    attempts = chunk.summary.attempts
+                    # the model's time to first token, plus the earlier attempts in full
+                    model_wait = (
+                        sum(a.total_seconds for a in attempts[:-1]) + attempts[-1].ttft_seconds
+                    )
+            return first, model_wait
+
         print(f"model chosen: {model}")
-        print(
-            f"{'case (milliseconds)':<40} {'p50':>8} {'+router':>8} {'p99':>8} {'+router':>8} "
-            f"{'p99.9':>8} {'+router':>8}"
-        )
-        fake.set_behaviour(ANY_MODEL, Reply("Hello, benchmark."))
-        await compare(fake, stub, model, "instant fake")
-        fake.set_behaviour(ANY_MODEL, Reply("Hello, benchmark.", first_token_delay_s=0.05))
-        await compare(fake, stub, model, "fake +50 ms")
+        print(f"{'case (milliseconds)':<54} {'p50':>9} {'p99':>9} {'p99.9':>9}")
+        for label, reply in (
+            ("instant fake", Reply("Hello, benchmark.")),
+            ("fake answering in 50 ms", Reply("Hello, benchmark.", first_token_delay_s=0.05)),
+        ):
+            fake.set_behaviour(ANY_MODEL, reply)
+            for concurrency, total in RUNS.items():
+                where = f"{label}, {concurrency} in flight"
+                waited, _ = await sample(direct, total, concurrency)
+                row(f"direct call to the fake, {where}", waited)
+                waited, upstream = await sample(complete, total, concurrency)
+                row(
+                    f"router overhead, Complete, {where}",
+                    [w - u for w, u in zip(waited, upstream, strict=True)],
+                )
+                waited, upstream = await sample(first_token, total, concurrency)
+                row(
+                    f"router overhead, first token, {where}",
+                    [w - u for w, u in zip(waited, upstream, strict=True)],
+                )
 
 
 def main() -> None:
-    print(METHOD.replace("time.perf_counter_ns on one thread", "time.perf_counter per request"))
+    print(__doc__.strip().splitlines()[0])
+    print(
+        "method: caller-side time.perf_counter per request, garbage collector paused; "
+        "nearest-rank percentiles."
+    )
     with FakeOpenRouter() as fake, tempfile.TemporaryDirectory() as state:
         settings = Settings(
             grpc_host="127.0.0.1",
