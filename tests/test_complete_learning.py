@@ -15,6 +15,7 @@ from service.config import ModelOverride
 from service.pb.router.v1 import router_pb2 as pb
 from service.runtime import Runtime
 from tests.fake_openrouter import FakeOpenRouter, HttpError, Reply
+from tests.redis_server import RedisServer
 from tests.test_complete import HELLO, router_settings
 
 
@@ -187,3 +188,41 @@ async def test_near_the_limit_the_cheaper_policy_leans_toward_cost(
     finally:
         await plain.aclose()
         await frugal.aclose()
+
+
+async def test_spend_survives_a_restart_through_redis(
+    fake: FakeOpenRouter, tmp_path: Path, clock: Clock, redis_server: RedisServer
+) -> None:
+    routing = pb.RouteRequest(mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=2))
+    first = await started(
+        fake, tmp_path / "one", clock, daily_spend_limit_usd=5.0, redis_url=redis_server.url
+    )
+    try:
+        answer = await first.completer.complete(ask(routing), None)
+    finally:
+        await first.aclose()
+    second = await started(
+        fake, tmp_path / "two", clock, daily_spend_limit_usd=5.0, redis_url=redis_server.url
+    )
+    try:
+        status = await second.completer._ledger.status()
+        assert status.spent_usd == pytest.approx(answer.usage.cost_usd)
+    finally:
+        await second.aclose()
+
+
+async def test_retry_after_is_honoured_only_when_it_fits_the_deadline(
+    runtime: Runtime, fake: FakeOpenRouter
+) -> None:
+    only = "x-ai/grok-4.6"
+    routing = pb.RouteRequest(constraints=pb.Constraints(allow_models=[only]))
+    fake.script(only, HttpError.rate_limited(retry_after_s=0.2), Reply("after the pause"))
+    answer = await runtime.completer.complete(ask(routing), 5.0)
+    assert [a.outcome for a in answer.attempts] == ["http_429", "ok"]
+    assert answer.choices[0].message.content == "after the pause"
+
+    fake.script(only, HttpError.rate_limited(retry_after_s=30), Reply("never asked"))
+    with pytest.raises(CompletionError) as caught:
+        await runtime.completer.complete(ask(routing), 2.0)
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert [a.outcome for a in caught.value.attempts] == ["http_429"]
