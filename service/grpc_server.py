@@ -8,7 +8,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -32,8 +32,21 @@ Resp = TypeVar("Resp")
 Handler = Callable[["RouterServicer", Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]
 
 
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, name: str) -> None:
+    """End the call with the status the router's error means; anything unexpected is logged,
+    not leaked to the caller."""
+    if isinstance(exc, InvalidRequest):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    if isinstance(exc, NoEligibleModel):
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+    if isinstance(exc, CompletionError):
+        await context.abort(exc.code, str(exc))
+    log.error("%s failed", name, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error in the router")
+
+
 def _statuses(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Turn the router's errors into gRPC statuses; anything unexpected is logged, not leaked."""
+    """Turn the router's errors into gRPC statuses."""
 
     @functools.wraps(method)
     async def wrapper(
@@ -41,17 +54,10 @@ def _statuses(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
     ) -> Resp:
         try:
             return await method(self, request, context)
-        except InvalidRequest as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except NoEligibleModel as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        except CompletionError as exc:
-            await context.abort(exc.code, str(exc))
         except grpc.aio.AbortError:
             raise
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error in the router")
+        except Exception as exc:
+            await _abort(context, exc, method.__name__)
         raise AssertionError("context.abort returned")
 
     return wrapper
@@ -132,12 +138,10 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         try:
             async for chunk in self._completer.stream(request, context.time_remaining()):
                 yield chunk
-        except InvalidRequest as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except NoEligibleModel as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        except CompletionError as exc:
-            await context.abort(exc.code, str(exc))
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(context, exc, "StreamComplete")
 
 
 @dataclass

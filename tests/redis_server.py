@@ -18,14 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port
+
 START_TIMEOUT_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def answers_ping(port: int) -> bool:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 
 from service import grpc_server
 from service.config import Settings
 from service.runtime import Runtime
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 just now (another process could still take it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 class ServerThread:

@@ -275,6 +275,61 @@ class Completer:
             return await self._succeeded(call, model_id, reservation, result, started)
         raise self._fail(call, grpc.StatusCode.UNAVAILABLE, "every candidate failed")
 
+    async def _answered(
+        self,
+        call: _Call,
+        model_id: str,
+        reservation: Reservation,
+        usage: Usage | None,
+        started: float,
+        first: float | None,
+        meta: tuple[str, str, str],
+    ) -> pb.CompleteResponse:
+        """Account for the attempt that answered and build the response around it.
+
+        `first` is when the first token arrived (streams); without it, time to first token
+        is estimated from the model's known throughput. `meta` is (id, model, provider)."""
+        total = self._clock() - started
+        model = self._model(model_id)
+        cost = self._cost(model, usage) if model else 0.0
+        await self._ledger.settle(reservation, cost)
+        self._breakers.record(model_id, True)
+        counted = usage or Usage(0, 0, 0, None)
+        if first is not None:
+            ttft: float | None = first - started
+            generating = total - (first - started)
+            rate = counted.completion_tokens / generating if generating > 0 else None
+        else:
+            known = self._figures.throughput(model_id) or (model.tokens_per_s if model else None)
+            ttft = max(total - counted.completion_tokens / known, 0.0) if known else None
+            rate = None
+        self._figures.observe(model_id, ok=True, ttft_s=ttft, tokens_per_s=rate or None)
+        self._record(
+            call,
+            model_id,
+            "ok",
+            http_status=200,
+            ttft_seconds=ttft or 0.0,
+            total_seconds=total,
+            prompt_tokens=counted.prompt_tokens,
+            completion_tokens=counted.completion_tokens,
+            cost_usd=cost,
+        )
+        return pb.CompleteResponse(
+            id=meta[0],
+            model=meta[1] or model_id,
+            provider=meta[2],
+            usage=pb.Usage(
+                prompt_tokens=counted.prompt_tokens,
+                completion_tokens=counted.completion_tokens,
+                total_tokens=counted.total_tokens,
+                cost_usd=cost,
+            ),
+            attempts=call.attempts,
+            decision_id=call.decision.decision_id,
+            catalogue_version=call.decision.catalogue_version,
+        )
+
     async def _succeeded(
         self,
         call: _Call,
@@ -283,38 +338,14 @@ class Completer:
         result: ChatResult,
         started: float,
     ) -> pb.CompleteResponse:
-        total = self._clock() - started
-        model = self._model(model_id)
-        cost = self._cost(model, result.usage) if model else 0.0
-        await self._ledger.settle(reservation, cost)
-        self._breakers.record(model_id, True)
-        usage = result.usage or Usage(0, 0, 0, None)
-        rate = self._figures.throughput(model_id) or (model.tokens_per_s if model else None)
-        ttft = max(total - usage.completion_tokens / rate, 0.0) if rate else None
-        self._figures.observe(model_id, ok=True, ttft_s=ttft)
-        self._record(
+        response = await self._answered(
             call,
             model_id,
-            "ok",
-            http_status=200,
-            total_seconds=total,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cost_usd=cost,
-        )
-        response = pb.CompleteResponse(
-            id=result.id,
-            model=result.model or model_id,
-            provider=result.provider,
-            usage=pb.Usage(
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                total_tokens=usage.total_tokens,
-                cost_usd=cost,
-            ),
-            attempts=call.attempts,
-            decision_id=call.decision.decision_id,
-            catalogue_version=call.decision.catalogue_version,
+            reservation,
+            result.usage,
+            started,
+            None,
+            (result.id, result.model, result.provider),
         )
         for i, choice in enumerate(result.choices):
             message = choice.get("message") or {}
@@ -342,7 +373,7 @@ class Completer:
                 continue
             started = self._clock()
             first: float | None = None
-            meta = {"id": "", "model": model_id, "provider": ""}
+            meta = ("", model_id, "")
             try:
                 events = self._client.chat_stream(
                     {**call.prepared.body, "model": model_id},
@@ -357,14 +388,14 @@ class Completer:
                             first = self._clock()
                         yield pb.CompleteChunk(delta=event.text)
                     elif isinstance(event, StreamEnd):
-                        yield pb.CompleteChunk(
-                            summary=await self._streamed(
-                                call, model_id, reservation, event, meta, started, first
-                            )
+                        summary = await self._answered(
+                            call, model_id, reservation, event.usage, started, first, meta
                         )
+                        summary.choices.add(index=0, finish_reason=event.finish_reason)
+                        yield pb.CompleteChunk(summary=summary)
                         return
                     else:
-                        meta = {"id": event.id, "model": event.model, "provider": event.provider}
+                        meta = (event.id, event.model, event.provider)
             except UpstreamError as error:
                 await self._failed(
                     call, model_id, reservation, error, total_seconds=self._clock() - started
@@ -394,55 +425,3 @@ class Completer:
                 await self._ledger.release(reservation)
                 raise
         raise self._fail(call, grpc.StatusCode.UNAVAILABLE, "every candidate failed")
-
-    async def _streamed(
-        self,
-        call: _Call,
-        model_id: str,
-        reservation: Reservation,
-        end: StreamEnd,
-        meta: dict[str, str],
-        started: float,
-        first: float | None,
-    ) -> pb.CompleteResponse:
-        total = self._clock() - started
-        model = self._model(model_id)
-        cost = self._cost(model, end.usage) if model else 0.0
-        await self._ledger.settle(reservation, cost)
-        self._breakers.record(model_id, True)
-        usage = end.usage or Usage(0, 0, 0, None)
-        ttft = (first - started) if first is not None else total
-        generating = total - ttft
-        rate = (
-            usage.completion_tokens / generating
-            if generating > 0 and usage.completion_tokens
-            else None
-        )
-        self._figures.observe(model_id, ok=True, ttft_s=ttft, tokens_per_s=rate)
-        self._record(
-            call,
-            model_id,
-            "ok",
-            http_status=200,
-            ttft_seconds=ttft,
-            total_seconds=total,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cost_usd=cost,
-        )
-        response = pb.CompleteResponse(
-            id=meta["id"],
-            model=meta["model"] or model_id,
-            provider=meta["provider"],
-            usage=pb.Usage(
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                total_tokens=usage.total_tokens,
-                cost_usd=cost,
-            ),
-            attempts=call.attempts,
-            decision_id=call.decision.decision_id,
-            catalogue_version=call.decision.catalogue_version,
-        )
-        response.choices.add(index=0, finish_reason=end.finish_reason)
-        return response
