@@ -10,9 +10,10 @@ into the scorer's live figures and the model's circuit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -79,6 +80,10 @@ class _Call:
     attempts: list[pb.Attempt] = field(default_factory=list)
     # Models must have a larger window than this after a context-length error.
     min_context: int = 0
+    # Whether the attempt under way is on the last candidate, and whether the next turn
+    # tries the same model again (after waiting out its Retry-After).
+    last: bool = False
+    again: bool = False
 
 
 class Completer:
@@ -203,18 +208,45 @@ class Completer:
             )
         return reservation
 
+    async def _turns(self, call: _Call) -> AsyncGenerator[tuple[str, Reservation]]:
+        """The candidates in ranked order, each admitted and holding its spend reservation;
+        a candidate comes again when its failure asked for that (`call.again`)."""
+        candidates = [c.model for c in call.decision.candidates]
+        index = 0
+        while index < len(candidates):
+            model_id = candidates[index]
+            reservation = await self._admit(call, _tried(call), model_id)
+            if reservation is None:
+                index += 1
+                continue
+            call.last, call.again = index == len(candidates) - 1, False
+            yield model_id, reservation
+            if not call.again:
+                index += 1
+
+    async def _abandon(self, model_id: str, reservation: Reservation) -> None:
+        """The attempt ended without a verdict on the model (cancelled, or the router failed)."""
+        self._breakers.release(model_id)
+        await self._ledger.release(reservation)
+
     async def _failed(
         self,
         call: _Call,
         model_id: str,
         reservation: Reservation,
         error: UpstreamError,
-        **timing: float,
+        started: float,
     ) -> None:
-        """Account for a failed attempt; raises when the call must stop."""
+        """Account for a failed attempt and decide the next turn; raises when the call must
+        stop."""
         await self._ledger.release(reservation)
         self._record(
-            call, model_id, error.outcome, http_status=error.status, error=str(error), **timing
+            call,
+            model_id,
+            error.outcome,
+            http_status=error.status,
+            error=str(error),
+            total_seconds=self._clock() - started,
         )
         if error.kind is Failure.RETRYABLE:
             self._breakers.record(model_id, False)
@@ -227,6 +259,7 @@ class Completer:
         if error.kind is Failure.CONTEXT_LENGTH:
             model = self._model(model_id)
             call.min_context = max(call.min_context, model.context_length if model else 0)
+        call.again = await self._wait_retry_after(call, error)
 
     def _left(self, call: _Call) -> float:
         left = call.deadline - self._clock()
@@ -234,10 +267,10 @@ class Completer:
             raise self._fail(call, grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed")
         return left
 
-    async def _wait_retry_after(self, call: _Call, error: UpstreamError, last: bool) -> bool:
+    async def _wait_retry_after(self, call: _Call, error: UpstreamError) -> bool:
         """After a 429 or 503 on the last candidate, wait out a Retry-After that fits."""
         wait = error.retry_after_s
-        if not last or wait is None or wait >= call.deadline - self._clock():
+        if not call.last or wait is None or wait >= call.deadline - self._clock():
             return False
         await asyncio.sleep(wait)
         return True
@@ -246,33 +279,21 @@ class Completer:
         self, request: pb.CompleteRequest, timeout_s: float | None
     ) -> pb.CompleteResponse:
         call = await self._begin(request, timeout_s)
-        candidates = [c.model for c in call.decision.candidates]
-        index = 0
-        while index < len(candidates):
-            model_id = candidates[index]
-            reservation = await self._admit(call, _tried(call), model_id)
-            if reservation is None:
-                index += 1
-                continue
-            started = self._clock()
-            try:
-                result = await self._client.chat(
-                    {**call.prepared.body, "model": model_id},
-                    timeout_s=min(self._left(call), self._settings.attempt_timeout_s),
-                )
-            except UpstreamError as error:
-                await self._failed(
-                    call, model_id, reservation, error, total_seconds=self._clock() - started
-                )
-                last = index == len(candidates) - 1
-                if not await self._wait_retry_after(call, error, last):
-                    index += 1
-                continue
-            except BaseException:
-                self._breakers.release(model_id)
-                await self._ledger.release(reservation)
-                raise
-            return await self._succeeded(call, model_id, reservation, result, started)
+        async with contextlib.aclosing(self._turns(call)) as turns:
+            async for model_id, reservation in turns:
+                started = self._clock()
+                try:
+                    result = await self._client.chat(
+                        {**call.prepared.body, "model": model_id},
+                        timeout_s=min(self._left(call), self._settings.attempt_timeout_s),
+                    )
+                except UpstreamError as error:
+                    await self._failed(call, model_id, reservation, error, started)
+                    continue
+                except BaseException:
+                    await self._abandon(model_id, reservation)
+                    raise
+                return await self._succeeded(call, model_id, reservation, result, started)
         raise self._fail(call, grpc.StatusCode.UNAVAILABLE, "every candidate failed")
 
     async def _answered(
@@ -363,65 +384,55 @@ class Completer:
         self, request: pb.CompleteRequest, timeout_s: float | None
     ) -> AsyncIterator[pb.CompleteChunk]:
         call = await self._begin(request, timeout_s)
-        candidates = [c.model for c in call.decision.candidates]
-        index = 0
-        while index < len(candidates):
-            model_id = candidates[index]
-            reservation = await self._admit(call, _tried(call), model_id)
-            if reservation is None:
-                index += 1
-                continue
-            started = self._clock()
-            first: float | None = None
-            meta = ("", model_id, "")
-            try:
-                events = self._client.chat_stream(
-                    {**call.prepared.body, "model": model_id},
-                    first_token_timeout_s=min(
-                        self._left(call), self._settings.first_token_timeout_s
-                    ),
-                    idle_timeout_s=self._settings.stream_idle_timeout_s,
-                )
-                async for event in events:
-                    if isinstance(event, StreamDelta):
-                        if first is None:
-                            first = self._clock()
-                        yield pb.CompleteChunk(delta=event.text)
-                    elif isinstance(event, StreamEnd):
-                        summary = await self._answered(
-                            call, model_id, reservation, event.usage, started, first, meta
-                        )
-                        summary.choices.add(index=0, finish_reason=event.finish_reason)
-                        yield pb.CompleteChunk(summary=summary)
-                        return
-                    else:
-                        meta = (event.id, event.model, event.provider)
-            except UpstreamError as error:
-                await self._failed(
-                    call, model_id, reservation, error, total_seconds=self._clock() - started
-                )
-                last = index == len(candidates) - 1
-                if not await self._wait_retry_after(call, error, last):
-                    index += 1
-                continue
-            except MidStreamError as error:
-                await self._ledger.settle(reservation, 0.0)
-                self._breakers.record(model_id, False)
-                self._figures.observe(model_id, ok=False)
-                self._record(
-                    call,
-                    model_id,
-                    "mid_stream_error",
-                    http_status=200,
-                    error=str(error),
-                    ttft_seconds=(first - started) if first else 0.0,
-                    total_seconds=self._clock() - started,
-                )
-                raise self._fail(
-                    call, grpc.StatusCode.UNAVAILABLE, f"the stream failed after it began: {error}"
-                ) from None
-            except BaseException:
-                self._breakers.release(model_id)
-                await self._ledger.release(reservation)
-                raise
+        async with contextlib.aclosing(self._turns(call)) as turns:
+            async for model_id, reservation in turns:
+                started = self._clock()
+                first: float | None = None
+                meta = ("", model_id, "")
+                try:
+                    events = self._client.chat_stream(
+                        {**call.prepared.body, "model": model_id},
+                        first_token_timeout_s=min(
+                            self._left(call), self._settings.first_token_timeout_s
+                        ),
+                        idle_timeout_s=self._settings.stream_idle_timeout_s,
+                    )
+                    async for event in events:
+                        if isinstance(event, StreamDelta):
+                            if first is None:
+                                first = self._clock()
+                            yield pb.CompleteChunk(delta=event.text)
+                        elif isinstance(event, StreamEnd):
+                            summary = await self._answered(
+                                call, model_id, reservation, event.usage, started, first, meta
+                            )
+                            summary.choices.add(index=0, finish_reason=event.finish_reason)
+                            yield pb.CompleteChunk(summary=summary)
+                            return
+                        else:
+                            meta = (event.id, event.model, event.provider)
+                except UpstreamError as error:
+                    await self._failed(call, model_id, reservation, error, started)
+                    continue
+                except MidStreamError as error:
+                    await self._ledger.settle(reservation, 0.0)
+                    self._breakers.record(model_id, False)
+                    self._figures.observe(model_id, ok=False)
+                    self._record(
+                        call,
+                        model_id,
+                        "mid_stream_error",
+                        http_status=200,
+                        error=str(error),
+                        ttft_seconds=(first - started) if first else 0.0,
+                        total_seconds=self._clock() - started,
+                    )
+                    raise self._fail(
+                        call,
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"the stream failed after it began: {error}",
+                    ) from None
+                except BaseException:
+                    await self._abandon(model_id, reservation)
+                    raise
         raise self._fail(call, grpc.StatusCode.UNAVAILABLE, "every candidate failed")
