@@ -18,14 +18,12 @@ from pathlib import Path
 
 import grpc
 import httpx
-from pydantic import SecretStr
 
 from bench.timing import gc_paused, percentile
-from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from tests.fake_openrouter import ANY_MODEL, DEFAULT_KEY, FakeOpenRouter, Reply
-from tests.servers import ServerThread
+from tests.servers import ServerThread, settings_for
 
 TEXT = "Say hello to the router benchmark."
 ROUTING = pb.RouteRequest(mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=2))
@@ -133,16 +131,7 @@ def main() -> None:
         "nearest-rank percentiles."
     )
     with FakeOpenRouter() as fake, tempfile.TemporaryDirectory() as state:
-        settings = Settings(
-            grpc_host="127.0.0.1",
-            grpc_port=0,
-            state_dir=Path(state),
-            refresh_interval_s=0,
-            refresh_min_share=0.05,
-            endpoint_stats_models=0,
-            openrouter_base_url=fake.base_url,
-            openrouter_api_key=SecretStr(DEFAULT_KEY),
-        )
+        settings = settings_for(fake, Path(state), endpoint_stats_models=0)
         with ServerThread(settings) as address:
             asyncio.run(run(fake, address))
 

@@ -5,10 +5,30 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
 
 from service import grpc_server
 from service.config import Settings
 from service.runtime import Runtime
+from tests.fake_openrouter import DEFAULT_KEY, FakeOpenRouter
+
+
+def settings_for(fake: FakeOpenRouter, state_dir: Path, **extra: Any) -> Settings:
+    """A router on 127.0.0.1:0 talking to `fake` with its key: no periodic refresh, and the
+    fake's small catalogue accepted as a plausible refresh."""
+    return Settings(
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        state_dir=state_dir,
+        refresh_interval_s=0,
+        refresh_min_share=0.05,
+        openrouter_base_url=fake.base_url,
+        openrouter_api_key=SecretStr(DEFAULT_KEY),
+        **extra,
+    )
 
 
 def free_port() -> int:

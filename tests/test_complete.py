@@ -9,7 +9,6 @@ from typing import Any
 import grpc
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from rest_gateway.app import create_app
 from service.config import Settings
@@ -28,7 +27,7 @@ from tests.fake_openrouter import (
     Reset,
     Stall,
 )
-from tests.servers import ServerThread
+from tests.servers import ServerThread, settings_for
 
 ROUTING = pb.RouteRequest(mode=pb.MODE_QUALITY)
 HELLO = [pb.ChatMessage(role="user", content="Say hello to the router.")]
@@ -41,14 +40,9 @@ def fake() -> Iterator[FakeOpenRouter]:
 
 
 def router_settings(fake: FakeOpenRouter, state: Path, **extra: Any) -> Settings:
-    return Settings(
-        grpc_host="127.0.0.1",
-        grpc_port=0,
-        state_dir=state,
-        refresh_interval_s=0,
-        refresh_min_share=0.05,
-        openrouter_base_url=fake.base_url,
-        openrouter_api_key=SecretStr(DEFAULT_KEY),
+    return settings_for(
+        fake,
+        state,
         attempt_timeout_s=0.5,
         first_token_timeout_s=0.5,
         stream_idle_timeout_s=0.5,

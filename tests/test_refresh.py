@@ -15,7 +15,6 @@ from typing import Any
 import grpc
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from cli.main import app as cli
@@ -38,7 +37,7 @@ from tests.fake_openrouter import (
     load_models,
     make_model,
 )
-from tests.servers import ServerThread
+from tests.servers import ServerThread, settings_for
 
 LISTED = load_models()
 
@@ -52,14 +51,9 @@ def fake() -> Iterator[FakeOpenRouter]:
 @pytest.fixture
 def settings(fake: FakeOpenRouter, tmp_path: Path) -> Settings:
     fake.reset()
-    return Settings(
-        grpc_host="127.0.0.1",
-        grpc_port=0,
-        state_dir=tmp_path / "state",
-        refresh_interval_s=0,
-        refresh_min_share=0.05,
-        openrouter_base_url=fake.base_url,
-        openrouter_api_key=SecretStr(DEFAULT_KEY),
+    return settings_for(
+        fake,
+        tmp_path / "state",
         openrouter_timeout_s=0.5,
         endpoint_stats_per_second=1_000,
     )
