@@ -66,6 +66,7 @@ class ModelRouter:
     def __init__(self, catalogue: Catalogue, settings: Settings) -> None:
         self._settings = settings
         self._catalogue = catalogue
+        self._by_id = {m.id: m for m in catalogue.models}
         self._scorer = catalogue.scorer()
 
     @property
@@ -76,11 +77,15 @@ class ModelRouter:
         """Serve `catalogue` from now on; live stats of models that remain are kept."""
         self._scorer.replace_catalogue(catalogue.version, [m.spec() for m in catalogue.models])
         self._catalogue = catalogue
+        self._by_id = {m.id: m for m in catalogue.models}
+
+    def model(self, model_id: str) -> ModelRecord | None:
+        """The catalogue's record of a model, if it lists it."""
+        return self._by_id.get(model_id)
 
     def update_live_stats(self, stats: list[dict[str, object]]) -> None:
         """Apply live figures, all at once; models no longer in the catalogue are skipped."""
-        known = set(self._scorer.model_ids())
-        self._scorer.update_stats([s for s in stats if s["id"] in known])
+        self._scorer.update_stats([s for s in stats if s["id"] in self._by_id])
 
     def top_models(self, mode: str, count: int) -> list[str]:
         """The ids of the best `count` models of a named mode for the default request."""

@@ -159,9 +159,6 @@ class Completer:
             code, f"{message}; attempts: {_causes(call.attempts)}", call.attempts
         )
 
-    def _model(self, model_id: str) -> ModelRecord | None:
-        return next((m for m in self._router.catalogue.models if m.id == model_id), None)
-
     def _max_cost(self, call: _Call, model: ModelRecord) -> float:
         output = (
             call.prepared.max_output_tokens
@@ -185,7 +182,7 @@ class Completer:
 
     async def _admit(self, call: _Call, index: int, model_id: str) -> Reservation | None:
         """Checks before calling a candidate; None when it must be skipped."""
-        model = self._model(model_id)
+        model = self._router.model(model_id)
         if model is None or model.context_length <= call.min_context:
             return None
         if not self._breakers.acquire(model_id):
@@ -257,7 +254,7 @@ class Completer:
             code, message = FAIL_FAST[error.kind]
             raise self._fail(call, code, f"{message}: {error}")
         if error.kind is Failure.CONTEXT_LENGTH:
-            model = self._model(model_id)
+            model = self._router.model(model_id)
             call.min_context = max(call.min_context, model.context_length if model else 0)
         call.again = await self._wait_retry_after(call, error)
 
@@ -311,7 +308,7 @@ class Completer:
         `first` is when the first token arrived (streams); without it, time to first token
         is estimated from the model's known throughput. `meta` is (id, model, provider)."""
         total = self._clock() - started
-        model = self._model(model_id)
+        model = self._router.model(model_id)
         cost = self._cost(model, usage) if model else 0.0
         await self._ledger.settle(reservation, cost)
         self._breakers.record(model_id, True)
