@@ -1,139 +1,222 @@
-"""What the router adds to a completion, against the fake OpenRouter on this machine.
+"""What the router adds to a completion over calling the fake OpenRouter directly.
 
-For each request the router reports how long its call to the model took (the attempt's total
-time, or time to first token when streaming); the router's overhead is what the caller waited
-beyond that: routing, the gRPC hop, failover bookkeeping, and queueing inside the router when
-many requests are in flight. Direct calls to the fake with the same body are timed in the same
-run for scale. Client, router and fake share this machine's cores, so under load part of what
-shows as overhead is their competition.
+Three processes share this machine's cores: the fake OpenRouter, the router (`router serve`,
+pointed at the fake) and this load generator. Each case sends the same request both ways, one
+after the other in the same run: straight to the fake with aiohttp (the HTTP client the router
+itself uses), and through the router's gRPC port. "added" is the router's latency minus the
+direct latency at the same percentile. Streaming cases time the first content token. The
+router's CPU time per request is read from /proc: it does not depend on how busy the machine is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
 import grpc
-import httpx
 
 from bench.timing import gc_paused, percentile
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
-from tests.fake_openrouter import ANY_MODEL, DEFAULT_KEY, FakeOpenRouter, Reply
-from tests.servers import ServerThread, settings_for
+from tests.fake_openrouter import DEFAULT_KEY
+from tests.servers import free_port
 
+ROOT = Path(__file__).resolve().parent.parent
 TEXT = "Say hello to the router benchmark."
 ROUTING = pb.RouteRequest(mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=2))
 REQUEST = pb.CompleteRequest(routing=ROUTING, messages=[pb.ChatMessage(role="user", content=TEXT)])
-RUNS = {1: 300, 50: 1_000}
+QUANTILES = (0.5, 0.99, 0.999)
+START_TIMEOUT_S = 30.0
+TARGET_MS = {0.5: 1.0, 0.99: 3.0}  # added latency at 50 in flight
+
+# (fake's delay before the first token in seconds, requests in flight, requests per way)
+CASES = [
+    (0.0, 1, 300),
+    (0.0, 50, 2_000),
+    (0.05, 1, 300),
+    (0.05, 50, 2_000),
+    (0.5, 50, 2_000),
+]
+
+Call = Callable[[], Awaitable[float]]
 
 
-async def sample(
-    call: Callable[[], Awaitable[tuple[float, float]]], total: int, concurrency: int
-) -> tuple[list[float], list[float]]:
-    """(caller's seconds, upstream seconds) per request, `concurrency` of them in flight."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def fake_process(delay_s: float) -> Iterator[str]:
+    """The fake OpenRouter in a process of its own; yields its base URL."""
+    command = [sys.executable, "-m", "tests.fake_openrouter", "--port", str(free_port())]
+    command += ["--first-token-delay", str(delay_s)]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as fake:
+        try:
+            assert fake.stdout is not None
+            line = fake.stdout.readline()
+            if not line.startswith("fake OpenRouter at "):
+                raise RuntimeError(f"the fake OpenRouter did not start: {line!r}")
+            yield line.split()[3]
+        finally:
+            fake.terminate()
+            fake.wait(10)
+
+
+@contextmanager
+def router_process(base_url: str) -> Iterator[tuple[str, int]]:
+    """`router serve` in a process of its own, on the fake; yields its gRPC address and pid."""
+    grpc_port = free_port()
+    with tempfile.TemporaryDirectory() as state:
+        env = os.environ | {
+            "ROUTER_OPENROUTER_BASE_URL": base_url,
+            "OPENROUTER_API_KEY": DEFAULT_KEY,
+            "ROUTER_STATE_DIR": state,
+            "ROUTER_REFRESH_INTERVAL_S": "0",
+            "ROUTER_REFRESH_MIN_SHARE": "0.05",
+            "ROUTER_ENDPOINT_STATS_MODELS": "0",
+        }
+        command = [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1"]
+        command += ["--grpc-port", str(grpc_port), "--http-port", str(free_port())]
+        with (
+            open(Path(state) / "router.log", "w") as log,
+            subprocess.Popen(command, cwd=state, env=env, stdout=log, stderr=log) as router,
+        ):
+            try:
+                yield f"127.0.0.1:{grpc_port}", router.pid
+            finally:
+                router.terminate()
+                router.wait(20)
+
+
+async def sample(call: Call, total: int, concurrency: int) -> list[float]:
+    """Seconds per request, `concurrency` of them in flight, after a warm-up."""
     gate = asyncio.Semaphore(concurrency)
-    waited: list[float] = []
-    upstream: list[float] = []
+    seconds: list[float] = []
 
     async def one() -> None:
         async with gate:
-            caller, model = await call()
-            waited.append(caller)
-            upstream.append(model)
+            seconds.append(await call())
 
-    for _ in range(20):
-        await call()
+    await asyncio.gather(*(call() for _ in range(min(concurrency, 50) * 2)))
     with gc_paused():
         await asyncio.gather(*(one() for _ in range(total)))
-    return waited, upstream
+    return seconds
 
 
-def row(name: str, values: list[float]) -> None:
-    ordered = sorted(int(v * 1e9) for v in values)
-    cells = " ".join(f"{percentile(ordered, q) / 1000:9.3f}" for q in (0.5, 0.99, 0.999))
-    print(f"{name:<54} {cells}  n={len(values)}")
+def quantiles(seconds: list[float]) -> list[float]:
+    ordered = sorted(int(s * 1e9) for s in seconds)
+    return [percentile(ordered, q) / 1000 for q in QUANTILES]
 
 
-async def run(fake: FakeOpenRouter, address: str) -> None:
+class Ways:
+    """The same completion sent straight to the fake and through the router."""
+
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, stub: RouterStub, model: str):
+        self.http, self.url, self.stub = http, base_url + "/chat/completions", stub
+        self.body = {"model": model, "messages": [{"role": "user", "content": TEXT}]}
+        self.headers = {"Authorization": f"Bearer {DEFAULT_KEY}"}
+
+    async def direct(self) -> float:
+        start = time.perf_counter()
+        async with self.http.post(self.url, json=self.body, headers=self.headers) as reply:
+            reply.raise_for_status()
+            await reply.read()
+        return time.perf_counter() - start
+
+    async def direct_first_token(self) -> float:
+        start = time.perf_counter()
+        first = 0.0
+        body = self.body | {"stream": True}
+        async with self.http.post(self.url, json=body, headers=self.headers) as reply:
+            reply.raise_for_status()
+            async for line in reply.content:
+                if not first and line.startswith(b"data: {"):
+                    choices = json.loads(line[6:])["choices"]
+                    if choices and choices[0]["delta"].get("content"):
+                        first = time.perf_counter() - start
+        return first
+
+    async def routed(self) -> float:
+        start = time.perf_counter()
+        await self.stub.Complete(REQUEST, timeout=30)
+        return time.perf_counter() - start
+
+    async def routed_first_token(self) -> float:
+        start = time.perf_counter()
+        first = 0.0
+        async for event in self.stub.StreamComplete(REQUEST, timeout=30):
+            if not first and event.WhichOneof("event") == "delta":
+                first = time.perf_counter() - start
+        return first
+
+
+async def run_case(base_url: str, address: str, router_pid: int, delay_s: float) -> list[str]:
+    """Every row of one fake delay; returns the verdicts on the target."""
+    verdicts = []
     async with (
         grpc.aio.insecure_channel(address) as channel,
-        httpx.AsyncClient(
-            base_url=fake.base_url,
-            headers={"Authorization": f"Bearer {DEFAULT_KEY}"},
-            limits=httpx.Limits(max_connections=100),
-            timeout=30,
-        ) as direct_client,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http,
     ):
+        await asyncio.wait_for(channel.channel_ready(), START_TIMEOUT_S)
         stub = RouterStub(channel)
         await stub.RefreshCatalogue(pb.RefreshCatalogueRequest())
-        model = (await stub.Route(ROUTING)).model
-
-        async def direct() -> tuple[float, float]:
-            start = time.perf_counter()
-            reply = await direct_client.post(
-                "/chat/completions",
-                json={"model": model, "messages": [{"role": "user", "content": TEXT}]},
-            )
-            reply.raise_for_status()
-            spent = time.perf_counter() - start
-            return spent, spent
-
-        async def complete() -> tuple[float, float]:
-            start = time.perf_counter()
-            answer = await stub.Complete(REQUEST, timeout=30)
-            return time.perf_counter() - start, sum(a.total_seconds for a in answer.attempts)
-
-        async def first_token() -> tuple[float, float]:
-            start = time.perf_counter()
-            first = 0.0
-            async for chunk in stub.StreamComplete(REQUEST, timeout=30):
-                if not first and chunk.WhichOneof("event") == "delta":
-                    first = time.perf_counter() - start
-                elif chunk.WhichOneof("event") == "summary":
-                    attempts = chunk.summary.attempts
-                    # the model's time to first token, plus the earlier attempts in full
-                    model_wait = (
-                        sum(a.total_seconds for a in attempts[:-1]) + attempts[-1].ttft_seconds
+        ways = Ways(http, base_url, stub, (await stub.Route(ROUTING)).model)
+        delay = f"fake answering in {delay_s * 1000:g} ms" if delay_s else "instant fake"
+        for case_delay, concurrency, total in CASES:
+            if case_delay != delay_s:
+                continue
+            pairs: list[tuple[str, Call, Call]] = [
+                ("Complete", ways.direct, ways.routed),
+                ("first token", ways.direct_first_token, ways.routed_first_token),
+            ]
+            for what, direct, routed in pairs:
+                direct_q = quantiles(await sample(direct, total, concurrency))
+                cpu_before = cpu_seconds(router_pid)
+                routed_q = quantiles(await sample(routed, total, concurrency))
+                cpu_ms = (cpu_seconds(router_pid) - cpu_before) * 1000 / total
+                added = [r - d for r, d in zip(routed_q, direct_q, strict=True)]
+                name = f"{what}, {delay}, {concurrency} in flight"
+                cells = " | ".join(
+                    " ".join(f"{v:7.2f}" for v in q) for q in (direct_q, routed_q, added)
+                )
+                print(f"{name:<48} {cells} | {cpu_ms:6.2f}  n={total}", flush=True)
+                if concurrency == 50:
+                    met = all(added[QUANTILES.index(q)] <= ms for q, ms in TARGET_MS.items())
+                    verdicts.append(
+                        f"{name}: added p50 {added[0]:.2f} ms, p99 {added[1]:.2f} ms"
+                        f" -> {'met' if met else 'NOT met'}"
                     )
-            return first, model_wait
-
-        print(f"model chosen: {model}")
-        print(f"{'case (milliseconds)':<54} {'p50':>9} {'p99':>9} {'p99.9':>9}")
-        for label, reply in (
-            ("instant fake", Reply("Hello, benchmark.")),
-            ("fake answering in 50 ms", Reply("Hello, benchmark.", first_token_delay_s=0.05)),
-        ):
-            fake.set_behaviour(ANY_MODEL, reply)
-            for concurrency, total in RUNS.items():
-                where = f"{label}, {concurrency} in flight"
-                waited, _ = await sample(direct, total, concurrency)
-                row(f"direct call to the fake, {where}", waited)
-                waited, upstream = await sample(complete, total, concurrency)
-                row(
-                    f"router overhead, Complete, {where}",
-                    [w - u for w, u in zip(waited, upstream, strict=True)],
-                )
-                waited, upstream = await sample(first_token, total, concurrency)
-                row(
-                    f"router overhead, first token, {where}",
-                    [w - u for w, u in zip(waited, upstream, strict=True)],
-                )
+    return verdicts
 
 
 def main() -> None:
     print(__doc__.strip().splitlines()[0])
     print(
         "method: caller-side time.perf_counter per request, garbage collector paused; "
-        "nearest-rank percentiles."
+        "nearest-rank percentiles; router CPU from /proc/<pid>/stat."
     )
-    with FakeOpenRouter() as fake, tempfile.TemporaryDirectory() as state:
-        settings = settings_for(fake, Path(state), endpoint_stats_models=0)
-        with ServerThread(settings) as address:
-            asyncio.run(run(fake, address))
+    print(
+        f"{'case (milliseconds)':<48} {'direct p50 / p99 / p99.9':^23} | "
+        f"{'router p50 / p99 / p99.9':^23} | {'added p50 / p99 / p99.9':^23} | router CPU"
+    )
+    verdicts = []
+    for delay_s in sorted({case[0] for case in CASES}):
+        with fake_process(delay_s) as base_url, router_process(base_url) as (address, pid):
+            verdicts += asyncio.run(run_case(base_url, address, pid, delay_s))
+    print("target at 50 in flight: added p50 <= 1 ms and p99 <= 3 ms")
+    for verdict in verdicts:
+        print(f"  {verdict}")
 
 
 if __name__ == "__main__":

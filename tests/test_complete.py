@@ -157,6 +157,31 @@ def test_a_stream_fails_over_invisibly_before_its_first_token(
     assert summary.usage.completion_tokens > 0
 
 
+def stream_deltas(stub: RouterStub) -> list[str]:
+    chunks = stub.StreamComplete(pb.CompleteRequest(routing=ROUTING, messages=HELLO), timeout=10)
+    return [c.delta for c in chunks if c.WhichOneof("event") == "delta"]
+
+
+def test_a_long_stream_arrives_whole_in_fewer_messages(
+    stub: RouterStub, fake: FakeOpenRouter
+) -> None:
+    """Events that arrive together go out as one message; lines split across reads rejoin."""
+    words = [f"word{i:05d}-" + "x" * (i % 97) for i in range(3_000)]
+    words[1_500] = "y" * 300_000  # an event far larger than one read
+    text = " ".join(words)
+    fake.script(candidates(stub)[0], Reply(text))
+    deltas = stream_deltas(stub)
+    assert "".join(deltas) == text
+    assert len(deltas) < 3_000 / 10
+
+
+def test_text_arriving_over_time_is_passed_on_as_it_arrives(
+    stub: RouterStub, fake: FakeOpenRouter
+) -> None:
+    fake.script(candidates(stub)[0], Reply("one two three four", chunk_delay_s=0.05))
+    assert stream_deltas(stub) == ["one ", "two ", "three ", "four"]
+
+
 def test_a_failure_after_the_first_token_is_an_error_not_a_truncation(
     stub: RouterStub, fake: FakeOpenRouter
 ) -> None:

@@ -117,25 +117,27 @@ async def test_new_models_get_priors_and_known_ones_keep_their_figures(
         assert fresh[model_id].latency_source == known[model_id].latency_source
 
 
-FAILURES: list[tuple[str, Any, str]] = [
-    ("HTTP 500", HttpError.internal(), "HTTP 500"),
-    ("HTTP 429", HttpError.rate_limited(), "HTTP 429"),
-    ("bad JSON", InvalidJson(), "not JSON"),
-    ("empty list", ModelsReply(models=[]), "no text model"),
-    ("wrong shape", InvalidJson(body='{"models": "nope"}'), "no `data` array"),
-    ("timeout", Stall(), "timed out"),
-    ("connection reset", Reset(), "Error"),
-    ("connection dropped", Drop(), "Error"),
+# The HTTP client tries a GET again, once, when a kept-alive connection turns out closed, so
+# connection failures are scripted for both tries.
+FAILURES: list[tuple[str, tuple[Any, ...], str]] = [
+    ("HTTP 500", (HttpError.internal(),), "HTTP 500"),
+    ("HTTP 429", (HttpError.rate_limited(),), "HTTP 429"),
+    ("bad JSON", (InvalidJson(),), "not JSON"),
+    ("empty list", (ModelsReply(models=[]),), "no text model"),
+    ("wrong shape", (InvalidJson(body='{"models": "nope"}'),), "no `data` array"),
+    ("timeout", (Stall(),), "timed out"),
+    ("connection reset", (Reset(), Reset()), "Error"),
+    ("connection dropped", (Drop(), Drop()), "Error"),
 ]
 
 
-@pytest.mark.parametrize(("name", "behaviour", "reason"), FAILURES, ids=[f[0] for f in FAILURES])
+@pytest.mark.parametrize(("name", "behaviours", "reason"), FAILURES, ids=[f[0] for f in FAILURES])
 async def test_a_failed_refresh_keeps_the_last_good_catalogue(
-    runtime: Runtime, fake: FakeOpenRouter, name: str, behaviour: Any, reason: str
+    runtime: Runtime, fake: FakeOpenRouter, name: str, behaviours: tuple[Any, ...], reason: str
 ) -> None:
     assert await runtime.keeper.refresh()
     good = runtime.router.catalogue
-    fake.script_models(behaviour)
+    fake.script_models(*behaviours)
     assert not await runtime.keeper.refresh()
     assert runtime.router.catalogue is good
     status = runtime.keeper.status()

@@ -16,9 +16,11 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-import httpx
+import aiohttp
+from multidict import CIMultiDictProxy
 
-CHAT_PATH = "/chat/completions"
+# One SSE line may carry a whole generated image as base64.
+MAX_SSE_LINE_BYTES = 16 * 1024 * 1024
 CONTEXT_LENGTH = re.compile(
     r"context[ _-]?(length|window)|maximum context|too many tokens|too long", re.IGNORECASE
 )
@@ -97,9 +99,9 @@ class MidStreamError(Exception):
     """The stream failed after content was sent: no failover is possible any more."""
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(headers: CIMultiDictProxy[str]) -> float | None:
     for header, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        value = response.headers.get(header)
+        value = headers.get(header)
         if value is None:
             continue
         try:
@@ -173,26 +175,38 @@ def _has_output(choice: object) -> bool:
     return bool(message.get("content")) or bool(message.get("tool_calls"))
 
 
-def _transport_error(exc: httpx.HTTPError) -> UpstreamError:
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamError(Failure.RETRYABLE, "timeout", f"timed out ({type(exc).__name__})")
+def _transport_error(exc: aiohttp.ClientError | TimeoutError) -> UpstreamError:
+    if isinstance(exc, TimeoutError):
+        return UpstreamError(Failure.RETRYABLE, "timeout", "no answer in time")
     return UpstreamError(Failure.RETRYABLE, "connection", f"{type(exc).__name__}: {exc}")
 
 
+def _json(raw: bytes) -> object:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
 async def complete(
-    http: httpx.AsyncClient, headers: Mapping[str, str], body: Mapping[str, Any], timeout_s: float
+    http: aiohttp.ClientSession,
+    url: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    timeout_s: float,
 ) -> ChatResult:
     """One non-streamed completion; raises UpstreamError."""
     try:
-        response = await http.post(CHAT_PATH, json=body, headers=headers, timeout=timeout_s)
-    except httpx.HTTPError as exc:
+        async with (
+            asyncio.timeout(timeout_s),
+            http.post(url, json=body, headers=headers) as response,
+        ):
+            status, answer_headers = response.status, response.headers
+            payload = _json(await response.read())
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise _transport_error(exc) from None
-    try:
-        payload = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        payload = None
-    if response.status_code != 200:
-        raise classify(response.status_code, _error_of(payload), _retry_after(response))
+    if status != 200:
+        raise classify(status, _error_of(payload), _retry_after(answer_headers))
     error = _error_of(payload)
     if error is not None:
         raise UpstreamError(
@@ -207,7 +221,7 @@ async def complete(
         raise UpstreamError(Failure.RETRYABLE, "empty_answer", "the answer is empty")
     assert isinstance(payload, Mapping)
     return ChatResult(
-        id=str(payload.get("id") or response.headers.get("x-generation-id") or ""),
+        id=str(payload.get("id") or answer_headers.get("x-generation-id") or ""),
         model=str(payload.get("model") or body.get("model") or ""),
         provider=str(payload.get("provider") or ""),
         choices=[c for c in choices if isinstance(c, dict)],
@@ -215,8 +229,60 @@ async def complete(
     )
 
 
+@dataclass(slots=True)
+class _StreamReading:
+    """What the SSE lines of a stream have said so far."""
+
+    model: str
+    start: StreamStart | None = None
+    finish: str = ""
+    usage: Usage | None = None
+    done: bool = False
+
+    def take(self, lines: list[bytes]) -> tuple[str, tuple[str, str] | None]:
+        """The text these lines add, and the failure they report as (message, outcome)."""
+        text: list[str] = []
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue  # blank separators and `: OPENROUTER PROCESSING` comments
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                self.done = True
+                break
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                return "".join(text), ("a stream event is not JSON", "bad_stream")
+            if not isinstance(chunk, Mapping):
+                continue
+            if self.start is None:
+                self.start = StreamStart(
+                    id=str(chunk.get("id") or ""),
+                    model=str(chunk.get("model") or self.model),
+                    provider=str(chunk.get("provider") or ""),
+                )
+            choices = chunk.get("choices") or []
+            choice = choices[0] if isinstance(choices, list) and choices else {}
+            choice = choice if isinstance(choice, Mapping) else {}
+            error = _error_of(chunk)
+            if error is not None or choice.get("finish_reason") == "error":
+                failure = _error_text(error, "the stream ended with an error"), "stream_error"
+                return "".join(text), failure
+            if chunk.get("usage") is not None:
+                self.usage = _usage(chunk.get("usage"))
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, Mapping) else None
+            if isinstance(content, str) and content:
+                text.append(content)
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str) and reason:
+                self.finish = reason
+        return "".join(text), None
+
+
 async def stream(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
+    url: str,
     headers: Mapping[str, str],
     body: Mapping[str, Any],
     *,
@@ -225,11 +291,11 @@ async def stream(
 ) -> AsyncIterator[StreamEvent]:
     """A streamed completion. Before its first content it raises UpstreamError (the caller
     may fail over); after it, MidStreamError (the caller must tell its own caller). Time
-    limits apply to this function's own waits, never to the caller's work between events."""
+    limits apply to this function's own waits, never to the caller's work between events.
+    The text of the events that arrive together is passed on as one delta."""
     loop = asyncio.get_running_loop()
     first_deadline = loop.time() + first_token_timeout_s
-    request = http.build_request("POST", CHAT_PATH, json={**body, "stream": True}, headers=headers)
-    started = False
+    started = finished = False
 
     def broken(text: str, outcome: str) -> Exception:
         if started:
@@ -238,76 +304,59 @@ async def stream(
 
     try:
         async with asyncio.timeout_at(first_deadline):
-            response = await http.send(request, stream=True)
-    except TimeoutError:
-        raise UpstreamError(Failure.RETRYABLE, "timeout", "no answer in time") from None
-    except httpx.HTTPError as exc:
+            response = await http.post(url, json={**body, "stream": True}, headers=headers)
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise _transport_error(exc) from None
     try:
-        if response.status_code != 200:
+        if response.status != 200:
             try:
                 async with asyncio.timeout_at(first_deadline):
-                    await response.aread()
-                payload = response.json()
-            except (TimeoutError, httpx.HTTPError, json.JSONDecodeError, UnicodeDecodeError):
+                    payload = _json(await response.read())
+            except (aiohttp.ClientError, TimeoutError):
                 payload = None
-            raise classify(response.status_code, _error_of(payload), _retry_after(response))
-        lines = response.aiter_lines()
-        finish = ""
-        usage: Usage | None = None
-        opened = False
-        while True:
+            raise classify(response.status, _error_of(payload), _retry_after(response.headers))
+        reading = _StreamReading(model=str(body.get("model") or ""))
+        pending: list[bytes] = []  # the start of a line still arriving
+        pending_size = 0
+        while not reading.done:
             try:
-                if started:
-                    async with asyncio.timeout(idle_timeout_s):
-                        line = await anext(lines)
-                else:
-                    async with asyncio.timeout_at(first_deadline):
-                        line = await anext(lines)
-            except StopAsyncIteration:
-                break
+                async with (
+                    asyncio.timeout(idle_timeout_s)
+                    if started
+                    else asyncio.timeout_at(first_deadline)
+                ):
+                    received = await response.content.readany()
             except TimeoutError:
                 raise broken("the stream stalled", "timeout") from None
-            except httpx.HTTPError as exc:
+            except aiohttp.ClientError as exc:
                 raise broken(f"the stream broke: {type(exc).__name__}", "connection") from None
-            if not line.startswith("data:"):
-                continue  # blank separators and `: OPENROUTER PROCESSING` comments
-            data = line[5:].strip()
-            if data == "[DONE]":
+            if not received:
                 break
-            try:
-                chunk = json.loads(data)
-            except json.JSONDecodeError:
-                raise broken("a stream event is not JSON", "bad_stream") from None
-            if not isinstance(chunk, Mapping):
+            if b"\n" not in received:
+                pending.append(received)
+                pending_size += len(received)
+                if pending_size > MAX_SSE_LINE_BYTES:
+                    raise broken("a stream event is too long", "bad_stream")
                 continue
-            if not opened:
-                opened = True
-                yield StreamStart(
-                    id=str(chunk.get("id") or ""),
-                    model=str(chunk.get("model") or body.get("model") or ""),
-                    provider=str(chunk.get("provider") or ""),
-                )
-            choices = chunk.get("choices") or []
-            choice = choices[0] if isinstance(choices, list) and choices else {}
-            choice = choice if isinstance(choice, Mapping) else {}
-            error = _error_of(chunk)
-            if error is not None or choice.get("finish_reason") == "error":
-                raise broken(_error_text(error, "the stream ended with an error"), "stream_error")
-            if chunk.get("usage") is not None:
-                usage = _usage(chunk.get("usage"))
-            delta = choice.get("delta")
-            content = delta.get("content") if isinstance(delta, Mapping) else None
-            if isinstance(content, str) and content:
+            *lines, tail = b"".join([*pending, received]).split(b"\n")
+            pending, pending_size = [tail], len(tail)
+            opened = reading.start is not None
+            text, failure = reading.take(lines)
+            if reading.start is not None and not opened:
+                yield reading.start
+            if text:
                 started = True
-                yield StreamDelta(content)
-            reason = choice.get("finish_reason")
-            if isinstance(reason, str) and reason:
-                finish = reason
-        if not finish:
+                yield StreamDelta(text)
+            if failure is not None:
+                raise broken(*failure)
+        if not reading.finish:
             raise broken("the stream ended without finishing", "empty_stream")
-        if not started and finish != "tool_calls":
+        if not started and reading.finish != "tool_calls":
             raise broken("the answer is empty", "empty_answer")
-        yield StreamEnd(finish_reason=finish, usage=usage)
+        finished = True
+        yield StreamEnd(finish_reason=reading.finish, usage=reading.usage)
     finally:
-        await response.aclose()
+        if finished:
+            response.release()
+        else:  # a connection left mid-answer cannot carry another request
+            response.close()

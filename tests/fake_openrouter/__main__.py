@@ -7,7 +7,7 @@ import signal
 import threading
 from types import FrameType
 
-from . import DEFAULT_KEY, FakeOpenRouter, load_models
+from . import ANY_MODEL, DEFAULT_KEY, FakeOpenRouter, Reply, load_models
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,6 +18,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key", action="append", help="an accepted API key (repeatable)")
     parser.add_argument("--management-key", action="append", default=[])
     parser.add_argument("--balance", type=float, default=100.0, help="account balance in USD")
+    parser.add_argument(
+        "--first-token-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="every model waits this long before its first token (default: answers at once)",
+    )
     args = parser.parse_args(argv)
 
     def terminate(signum: int, _: FrameType | None) -> None:
@@ -32,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
     )
+    if args.first_token_delay:
+        fake.set_behaviour(ANY_MODEL, Reply(first_token_delay_s=args.first_token_delay))
     with fake:
         print(f"fake OpenRouter at {fake.base_url} ({len(fake.models)} models)", flush=True)
         print(f"API key: {(args.key or [DEFAULT_KEY])[0]}", flush=True)
