@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import pytest
 from fastapi.testclient import TestClient
+from google.protobuf.json_format import MessageToDict
 
 from rest_gateway.app import create_app
 from service.config import Settings
@@ -26,6 +27,7 @@ from tests.fake_openrouter import (
     Reply,
     Reset,
     Stall,
+    ToolCall,
 )
 from tests.servers import ServerThread, settings_for
 
@@ -180,6 +182,42 @@ def test_text_arriving_over_time_is_passed_on_as_it_arrives(
 ) -> None:
     fake.script(candidates(stub)[0], Reply("one two three four", chunk_delay_s=0.05))
     assert stream_deltas(stub) == ["one ", "two ", "three ", "four"]
+
+
+def test_streamed_tool_calls_arrive_whole_in_the_summary(
+    stub: RouterStub, fake: FakeOpenRouter
+) -> None:
+    fake.script(
+        ANY_MODEL,
+        Reply(
+            "",
+            tool_calls=(
+                ToolCall("look", {"city": "Paris"}, id="call_1"),
+                ToolCall("book", '{"seats": 2}', id="call_2"),
+            ),
+        ),
+    )
+    params = pb.GenerationParams()
+    params.tools.append({"type": "function", "function": {"name": "look", "parameters": {}}})
+    request = pb.CompleteRequest(routing=ROUTING, messages=HELLO, params=params)
+    chunks = list(stub.StreamComplete(request, timeout=10))
+    assert all(c.WhichOneof("event") == "summary" for c in chunks), "no text, nothing before"
+    summary = chunks[-1].summary
+    assert [a.outcome for a in summary.attempts] == ["ok"], "tool calls are an answer"
+    (choice,) = summary.choices
+    assert choice.finish_reason == "tool_calls"
+    assert MessageToDict(choice.message)["toolCalls"] == [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "look", "arguments": '{"city": "Paris"}'},
+        },
+        {
+            "id": "call_2",
+            "type": "function",
+            "function": {"name": "book", "arguments": '{"seats": 2}'},
+        },
+    ]
 
 
 def test_a_failure_after_the_first_token_is_an_error_not_a_truncation(

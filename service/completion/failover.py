@@ -403,7 +403,11 @@ class Completer:
                             summary = await self._answered(
                                 call, model_id, reservation, event.usage, started, first, meta
                             )
-                            summary.choices.add(index=0, finish_reason=event.finish_reason)
+                            choice = summary.choices.add(index=0, finish_reason=event.finish_reason)
+                            if event.tool_calls:
+                                choice.message.role = "assistant"
+                                for tool_call in event.tool_calls:
+                                    choice.message.tool_calls.add_struct().update(tool_call)
                             yield pb.CompleteChunk(summary=summary)
                             return
                         else:

@@ -13,7 +13,7 @@ import enum
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import aiohttp
@@ -90,6 +90,7 @@ class StreamDelta:
 class StreamEnd:
     finish_reason: str
     usage: Usage | None
+    tool_calls: tuple[dict[str, Any], ...] = ()  # whole, in the order the model made them
 
 
 StreamEvent: TypeAlias = StreamStart | StreamDelta | StreamEnd
@@ -238,6 +239,7 @@ class _StreamReading:
     finish: str = ""
     usage: Usage | None = None
     done: bool = False
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def take(self, lines: list[bytes]) -> tuple[str, tuple[str, str] | None]:
         """The text these lines add, and the failure they report as (message, outcome)."""
@@ -274,10 +276,39 @@ class _StreamReading:
             content = delta.get("content") if isinstance(delta, Mapping) else None
             if isinstance(content, str) and content:
                 text.append(content)
+            fragments = delta.get("tool_calls") if isinstance(delta, Mapping) else None
+            for fragment in fragments if isinstance(fragments, list) else ():
+                self._add_tool_call(fragment)
             reason = choice.get("finish_reason")
             if isinstance(reason, str) and reason:
                 self.finish = reason
         return "".join(text), None
+
+    def _add_tool_call(self, fragment: object) -> None:
+        """A streamed tool call comes in pieces under one index: its id, type and name once,
+        its arguments in parts."""
+        if not isinstance(fragment, Mapping):
+            return
+        index = fragment.get("index", len(self.tool_calls))
+        if not isinstance(index, int):
+            return
+        call = self.tool_calls.setdefault(
+            index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+        )
+        for key in ("id", "type"):
+            value = fragment.get(key)
+            if isinstance(value, str) and value:
+                call[key] = value
+        function = fragment.get("function")
+        if isinstance(function, Mapping):
+            name, arguments = function.get("name"), function.get("arguments")
+            if isinstance(name, str) and name:
+                call["function"]["name"] = name
+            if isinstance(arguments, str):
+                call["function"]["arguments"] += arguments
+
+    def whole_tool_calls(self) -> tuple[dict[str, Any], ...]:
+        return tuple(self.tool_calls[index] for index in sorted(self.tool_calls))
 
 
 async def stream(
@@ -351,10 +382,10 @@ async def stream(
                 raise broken(*failure)
         if not reading.finish:
             raise broken("the stream ended without finishing", "empty_stream")
-        if not started and reading.finish != "tool_calls":
+        if not started and not reading.tool_calls:
             raise broken("the answer is empty", "empty_answer")
         finished = True
-        yield StreamEnd(finish_reason=reading.finish, usage=reading.usage)
+        yield StreamEnd(reading.finish, reading.usage, reading.whole_tool_calls())
     finally:
         if finished:
             response.release()

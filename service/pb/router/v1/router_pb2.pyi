@@ -744,7 +744,7 @@ class CompleteChunk(_message.Message):
     """the next piece of the answer"""
     @_builtins.property
     def summary(self) -> Global___CompleteResponse:
-        """last event: usage, attempts and finish reason"""
+        """last event: usage, attempts, finish reason, whole tool calls"""
 
     def __init__(
         self,
