@@ -13,16 +13,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.timing import gc_paused, percentile
 from service.pb.router.v1 import router_pb2 as pb
@@ -32,22 +36,45 @@ from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "Say hello to the router benchmark."
-ROUTING = pb.RouteRequest(mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=2))
+ROUTING = pb.RouteRequest(
+    mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=pb.FREE_FILTER_EXCLUDE)
+)
 REQUEST = pb.CompleteRequest(routing=ROUTING, messages=[pb.ChatMessage(role="user", content=TEXT)])
 QUANTILES = (0.5, 0.99, 0.999)
 START_TIMEOUT_S = 30.0
 TARGET_MS = {0.5: 1.0, 0.99: 3.0}  # added latency at 50 in flight
 
-# (fake's delay before the first token in seconds, requests in flight, requests per way)
-CASES = [
-    (0.0, 1, 300),
-    (0.0, 50, 2_000),
-    (0.05, 1, 300),
-    (0.05, 50, 2_000),
-    (0.5, 50, 2_000),
-]
 
-Call = Callable[[], Awaitable[float]]
+@dataclass(frozen=True)
+class Case:
+    """`in_flight` requests at a time (closed loop), or arrivals at random at the rate that
+    keeps `in_flight` requests in flight on average (open loop, Poisson)."""
+
+    delay_s: float  # the fake's wait before its first token
+    in_flight: int
+    total: int  # requests each way
+    open_loop: bool = False
+
+    def label(self) -> str:
+        delay = f"fake in {self.delay_s * 1000:g} ms" if self.delay_s else "instant fake"
+        if self.open_loop:
+            return f"{delay}, {self.in_flight} in flight (arrivals {self.rate():g}/s)"
+        return f"{delay}, {self.in_flight} in flight"
+
+    def rate(self) -> float:
+        return self.in_flight / self.delay_s
+
+
+CASES = [
+    Case(0.0, 1, 300),
+    Case(0.0, 50, 2_000),
+    Case(0.05, 1, 300),
+    Case(0.05, 50, 2_000),
+    Case(0.5, 50, 2_000, open_loop=True),
+]
+ARRIVALS_SEED = 7
+
+Call = Callable[[], Coroutine[Any, Any, float]]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -99,18 +126,30 @@ def router_process(base_url: str) -> Iterator[tuple[str, int]]:
                 router.wait(20)
 
 
-async def sample(call: Call, total: int, concurrency: int) -> list[float]:
-    """Seconds per request, `concurrency` of them in flight, after a warm-up."""
-    gate = asyncio.Semaphore(concurrency)
+async def sample(call: Call, case: Case) -> list[float]:
+    """Seconds per request, after a warm-up; open-loop arrivals follow one seeded sequence, so
+    both ways see the same one."""
     seconds: list[float] = []
-
-    async def one() -> None:
-        async with gate:
-            seconds.append(await call())
-
-    await asyncio.gather(*(call() for _ in range(min(concurrency, 50) * 2)))
+    await asyncio.gather(*(call() for _ in range(min(case.in_flight, 50) * 2)))
     with gc_paused():
-        await asyncio.gather(*(one() for _ in range(total)))
+        if case.open_loop:
+            loop = asyncio.get_running_loop()
+            arrivals = random.Random(ARRIVALS_SEED)
+            at = loop.time()
+            tasks: list[asyncio.Task[float]] = []
+            for _ in range(case.total):
+                at += arrivals.expovariate(case.rate())
+                await asyncio.sleep(max(0.0, at - loop.time()))
+                tasks.append(asyncio.create_task(call()))
+            seconds = list(await asyncio.gather(*tasks))
+        else:
+            gate = asyncio.Semaphore(case.in_flight)
+
+            async def one() -> None:
+                async with gate:
+                    seconds.append(await call())
+
+            await asyncio.gather(*(one() for _ in range(case.total)))
     return seconds
 
 
@@ -122,8 +161,11 @@ def quantiles(seconds: list[float]) -> list[float]:
 class Ways:
     """The same completion sent straight to the fake and through the router."""
 
-    def __init__(self, http: aiohttp.ClientSession, base_url: str, stub: RouterStub, model: str):
-        self.http, self.url, self.stub = http, base_url + "/chat/completions", stub
+    def __init__(
+        self, http: aiohttp.ClientSession, base_url: str, channel: grpc.aio.Channel, model: str
+    ):
+        self.http, self.url = http, base_url + "/chat/completions"
+        self.stub, self.health = RouterStub(channel), health_pb2_grpc.HealthStub(channel)
         self.body = {"model": model, "messages": [{"role": "user", "content": TEXT}]}
         self.headers = {"Authorization": f"Bearer {DEFAULT_KEY}"}
 
@@ -146,6 +188,12 @@ class Ways:
                     if choices and choices[0]["delta"].get("content"):
                         first = time.perf_counter() - start
         return first
+
+    async def grpc_round_trip(self) -> float:
+        """A health check: the gRPC round trip with none of the router's own code."""
+        start = time.perf_counter()
+        await self.health.Check(health_pb2.HealthCheckRequest(), timeout=30)
+        return time.perf_counter() - start
 
     async def routed(self) -> float:
         start = time.perf_counter()
@@ -171,27 +219,30 @@ async def run_case(base_url: str, address: str, router_pid: int, delay_s: float)
         await asyncio.wait_for(channel.channel_ready(), START_TIMEOUT_S)
         stub = RouterStub(channel)
         await stub.RefreshCatalogue(pb.RefreshCatalogueRequest())
-        ways = Ways(http, base_url, stub, (await stub.Route(ROUTING)).model)
-        delay = f"fake answering in {delay_s * 1000:g} ms" if delay_s else "instant fake"
-        for case_delay, concurrency, total in CASES:
-            if case_delay != delay_s:
+        ways = Ways(http, base_url, channel, (await stub.Route(ROUTING)).model)
+        for case in CASES:
+            if case.delay_s != delay_s:
                 continue
+            health = ways.grpc_round_trip
             pairs: list[tuple[str, Call, Call]] = [
                 ("Complete", ways.direct, ways.routed),
                 ("first token", ways.direct_first_token, ways.routed_first_token),
             ]
             for what, direct, routed in pairs:
-                direct_q = quantiles(await sample(direct, total, concurrency))
+                direct_q = quantiles(await sample(direct, case))
                 cpu_before = cpu_seconds(router_pid)
-                routed_q = quantiles(await sample(routed, total, concurrency))
-                cpu_ms = (cpu_seconds(router_pid) - cpu_before) * 1000 / total
+                routed_q = quantiles(await sample(routed, case))
+                cpu_ms = (cpu_seconds(router_pid) - cpu_before) * 1000 / case.total
                 added = [r - d for r, d in zip(routed_q, direct_q, strict=True)]
-                name = f"{what}, {delay}, {concurrency} in flight"
+                name = f"{what}, {case.label()}"
                 cells = " | ".join(
                     " ".join(f"{v:7.2f}" for v in q) for q in (direct_q, routed_q, added)
                 )
-                print(f"{name:<48} {cells} | {cpu_ms:6.2f}  n={total}", flush=True)
-                if concurrency == 50:
+                print(f"{name:<62} {cells} | {cpu_ms:6.2f}  n={case.total}", flush=True)
+                if what == "Complete":
+                    floor = " ".join(f"{v:7.2f}" for v in quantiles(await sample(health, case)))
+                    print(f"{'  gRPC round trip alone (health check)':<62} {'':23} | {floor}")
+                if case.in_flight == 50:
                     met = all(added[QUANTILES.index(q)] <= ms for q, ms in TARGET_MS.items())
                     verdicts.append(
                         f"{name}: added p50 {added[0]:.2f} ms, p99 {added[1]:.2f} ms"
@@ -207,11 +258,11 @@ def main() -> None:
         "nearest-rank percentiles; router CPU from /proc/<pid>/stat."
     )
     print(
-        f"{'case (milliseconds)':<48} {'direct p50 / p99 / p99.9':^23} | "
+        f"{'case (milliseconds)':<62} {'direct p50 / p99 / p99.9':^23} | "
         f"{'router p50 / p99 / p99.9':^23} | {'added p50 / p99 / p99.9':^23} | router CPU"
     )
     verdicts = []
-    for delay_s in sorted({case[0] for case in CASES}):
+    for delay_s in sorted({case.delay_s for case in CASES}):
         with fake_process(delay_s) as base_url, router_process(base_url) as (address, pid):
             verdicts += asyncio.run(run_case(base_url, address, pid, delay_s))
     print("target at 50 in flight: added p50 <= 1 ms and p99 <= 3 ms")

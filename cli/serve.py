@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterator
@@ -41,6 +42,10 @@ async def run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, setattr, gateway, "should_exit", True)
+    # What startup built (modules, catalogue, schemas) lives as long as the process: kept out of
+    # the collector's sight, a full collection takes a few ms instead of about 50 ms mid-request.
+    gc.collect()
+    gc.freeze()
     try:
         await gateway.serve()
     finally:

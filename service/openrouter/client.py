@@ -1,8 +1,8 @@
 """One pooled async HTTP client for OpenRouter. The API key never leaves the request headers.
 
-aiohttp, not httpx: on the completion path httpx's connection pool scans every pooled
-connection on each request and each release, which at 50 requests in flight cost about half
-of the router's CPU per completion (measured in `bench/bench_complete.py`).
+aiohttp, not httpx: httpx's connection pool scans every pooled connection on each request and
+each release; with 50 completions in flight the router spent 2.4 ms of CPU per completion on
+httpx, 0.8 ms on aiohttp (`bench/bench_complete.py`).
 """
 
 from __future__ import annotations
