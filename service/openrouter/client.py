@@ -74,6 +74,7 @@ class OpenRouterClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 headers=APP_HEADERS,
+                trust_env=True,  # HTTPS_PROXY and NO_PROXY, as httpx honoured them
                 # each call sets its own deadline; this only bounds connecting
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout_s),
             )
