@@ -184,9 +184,11 @@ def test_text_arriving_over_time_is_passed_on_as_it_arrives(
     assert stream_deltas(stub) == ["one ", "two ", "three ", "four"]
 
 
-def test_streamed_tool_calls_arrive_whole_in_the_summary(
-    stub: RouterStub, fake: FakeOpenRouter
+@pytest.mark.parametrize("streamed", [False, True], ids=["Complete", "StreamComplete"])
+def test_tool_calls_reach_the_caller_whole(
+    stub: RouterStub, fake: FakeOpenRouter, streamed: bool
 ) -> None:
+    """Streamed, they arrive in pieces; the summary carries them joined."""
     fake.script(
         ANY_MODEL,
         Reply(
@@ -200,11 +202,14 @@ def test_streamed_tool_calls_arrive_whole_in_the_summary(
     params = pb.GenerationParams()
     params.tools.append({"type": "function", "function": {"name": "look", "parameters": {}}})
     request = pb.CompleteRequest(routing=ROUTING, messages=HELLO, params=params)
-    chunks = list(stub.StreamComplete(request, timeout=10))
-    assert all(c.WhichOneof("event") == "summary" for c in chunks), "no text, nothing before"
-    summary = chunks[-1].summary
-    assert [a.outcome for a in summary.attempts] == ["ok"], "tool calls are an answer"
-    (choice,) = summary.choices
+    if streamed:
+        chunks = list(stub.StreamComplete(request, timeout=10))
+        assert [c.WhichOneof("event") for c in chunks] == ["summary"], "no text came first"
+        response = chunks[0].summary
+    else:
+        response = stub.Complete(request, timeout=10)
+    assert [a.outcome for a in response.attempts] == ["ok"], "tool calls are an answer"
+    (choice,) = response.choices
     assert choice.finish_reason == "tool_calls"
     assert MessageToDict(choice.message)["toolCalls"] == [
         {

@@ -13,11 +13,10 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import grpc
-from google.protobuf.json_format import ParseDict
 
 from service.catalogue import ModelRecord
 from service.completion.request import Prepared, prepare
@@ -63,6 +62,13 @@ def _causes(attempts: list[pb.Attempt]) -> str:
         f"{a.model}: {a.outcome} ({a.error})" if a.error else f"{a.model}: {a.outcome}"
         for a in attempts
     )
+
+
+def _add_tool_calls(message: pb.ChatMessage, calls: object) -> None:
+    """OpenAI-style tool calls (a list of objects) onto a message; anything else is ignored."""
+    for call in calls if isinstance(calls, list | tuple) else ():
+        if isinstance(call, Mapping):
+            message.tool_calls.add_struct().update(call)
 
 
 def _tried(call: _Call) -> int:
@@ -373,8 +379,7 @@ class Completer:
             )
             out.message.role = str(message.get("role") or "assistant")
             out.message.content = str(message.get("content") or "")
-            if message.get("tool_calls"):
-                ParseDict(message["tool_calls"], out.message.tool_calls)
+            _add_tool_calls(out.message, message.get("tool_calls"))
         return response
 
     async def stream(
@@ -406,8 +411,7 @@ class Completer:
                             choice = summary.choices.add(index=0, finish_reason=event.finish_reason)
                             if event.tool_calls:
                                 choice.message.role = "assistant"
-                                for tool_call in event.tool_calls:
-                                    choice.message.tool_calls.add_struct().update(tool_call)
+                                _add_tool_calls(choice.message, event.tool_calls)
                             yield pb.CompleteChunk(summary=summary)
                             return
                         else:
