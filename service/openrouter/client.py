@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -49,6 +51,15 @@ def _error_message(status: int, reason: str | None, raw: bytes) -> str:
     return f"HTTP {status} {reason or ''}".rstrip()
 
 
+def _proxy_for(url: str) -> str | None:
+    """The proxy HTTPS_PROXY / HTTP_PROXY name for `url`, unless NO_PROXY exempts its host.
+    Looked up once: aiohttp's own `trust_env` looks it up in a thread on every request."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 class OpenRouterClient:
     def __init__(
         self,
@@ -74,7 +85,7 @@ class OpenRouterClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 headers=APP_HEADERS,
-                trust_env=True,  # HTTPS_PROXY and NO_PROXY, as httpx honoured them
+                proxy=_proxy_for(self._base_url),
                 # each call sets its own deadline; this only bounds connecting
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout_s),
             )
