@@ -42,7 +42,9 @@ ROUTING = pb.RouteRequest(
 REQUEST = pb.CompleteRequest(routing=ROUTING, messages=[pb.ChatMessage(role="user", content=TEXT)])
 QUANTILES = (0.5, 0.99, 0.999)
 START_TIMEOUT_S = 30.0
-TARGET_MS = {0.5: 1.0, 0.99: 3.0}  # added latency at 50 in flight
+# Added latency at 50 in flight, judged on open-loop arrivals: in a closed loop, 50 identical
+# requests move in lockstep bursts, and the two ways' tails are those of the bursts.
+TARGET_MS = {0.5: 1.0, 0.99: 3.0}
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class Case:
 
     def rate(self) -> float:
         return self.in_flight / self.delay_s
+
+    def warmup(self) -> int:
+        return self.in_flight * 2
 
 
 CASES = [
@@ -126,11 +131,12 @@ def router_process(base_url: str) -> Iterator[tuple[str, int]]:
                 router.wait(20)
 
 
-async def sample(call: Call, case: Case) -> list[float]:
-    """Seconds per request, after a warm-up; open-loop arrivals follow one seeded sequence, so
-    both ways see the same one."""
+async def sample(call: Call, case: Case) -> tuple[list[float], float]:
+    """Seconds per request after a warm-up, and requests per second; open-loop arrivals follow
+    one seeded sequence, so both ways see the same one."""
     seconds: list[float] = []
-    await asyncio.gather(*(call() for _ in range(min(case.in_flight, 50) * 2)))
+    await asyncio.gather(*(call() for _ in range(case.warmup())))
+    started = time.perf_counter()
     with gc_paused():
         if case.open_loop:
             loop = asyncio.get_running_loop()
@@ -150,7 +156,7 @@ async def sample(call: Call, case: Case) -> list[float]:
                     seconds.append(await call())
 
             await asyncio.gather(*(one() for _ in range(case.total)))
-    return seconds
+    return seconds, case.total / (time.perf_counter() - started)
 
 
 def quantiles(seconds: list[float]) -> list[float]:
@@ -229,10 +235,13 @@ async def run_case(base_url: str, address: str, router_pid: int, delay_s: float)
                 ("first token", ways.direct_first_token, ways.routed_first_token),
             ]
             for what, direct, routed in pairs:
-                direct_q = quantiles(await sample(direct, case))
+                direct_q = quantiles((await sample(direct, case))[0])
                 cpu_before = cpu_seconds(router_pid)
-                routed_q = quantiles(await sample(routed, case))
-                cpu_ms = (cpu_seconds(router_pid) - cpu_before) * 1000 / case.total
+                routed_s, rate = await sample(routed, case)
+                routed_q = quantiles(routed_s)
+                cpu_ms = (
+                    (cpu_seconds(router_pid) - cpu_before) * 1000 / (case.total + case.warmup())
+                )
                 added = [r - d for r, d in zip(routed_q, direct_q, strict=True)]
                 name = f"{what}, {case.label()}"
                 cells = " | ".join(
@@ -240,13 +249,16 @@ async def run_case(base_url: str, address: str, router_pid: int, delay_s: float)
                 )
                 print(f"{name:<62} {cells} | {cpu_ms:6.2f}  n={case.total}", flush=True)
                 if what == "Complete":
-                    floor = " ".join(f"{v:7.2f}" for v in quantiles(await sample(health, case)))
+                    floor = " ".join(
+                        f"{v:7.2f}" for v in quantiles((await sample(health, case))[0])
+                    )
                     print(f"{'  gRPC round trip alone (health check)':<62} {'':23} | {floor}")
-                if case.in_flight == 50:
+                if case.open_loop:
                     met = all(added[QUANTILES.index(q)] <= ms for q, ms in TARGET_MS.items())
                     verdicts.append(
                         f"{name}: added p50 {added[0]:.2f} ms, p99 {added[1]:.2f} ms"
-                        f" -> {'met' if met else 'NOT met'}"
+                        f" -> {'met' if met else 'NOT met'} ({rate:.0f} requests/s, the router"
+                        f" busy {cpu_ms * rate / 10:.0f}% of a core)"
                     )
     return verdicts
 
@@ -255,7 +267,7 @@ def main() -> None:
     print(__doc__.strip().splitlines()[0])
     print(
         "method: caller-side time.perf_counter per request, garbage collector paused; "
-        "nearest-rank percentiles; router CPU from /proc/<pid>/stat."
+        "nearest-rank percentiles; router CPU per request (warm-up included) from /proc/<pid>/stat."
     )
     print(
         f"{'case (milliseconds)':<62} {'direct p50 / p99 / p99.9':^23} | "
@@ -265,7 +277,7 @@ def main() -> None:
     for delay_s in sorted({case.delay_s for case in CASES}):
         with fake_process(delay_s) as base_url, router_process(base_url) as (address, pid):
             verdicts += asyncio.run(run_case(base_url, address, pid, delay_s))
-    print("target at 50 in flight: added p50 <= 1 ms and p99 <= 3 ms")
+    print("target at 50 in flight (open-loop arrivals): added p50 <= 1 ms and p99 <= 3 ms")
     for verdict in verdicts:
         print(f"  {verdict}")
 
