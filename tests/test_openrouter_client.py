@@ -1,4 +1,4 @@
-"""The OpenRouter client's connection settings, against the fake over loopback."""
+"""The OpenRouter client's connections: through a proxy, and to nowhere."""
 
 from __future__ import annotations
 
@@ -6,12 +6,19 @@ import asyncio
 import contextlib
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import grpc
 import pytest
 from pydantic import SecretStr
 
-from service.openrouter import OpenRouterClient
+from service.config import Settings
+from service.openrouter import OpenRouterClient, OpenRouterError
+from service.openrouter.chat import Failure, UpstreamError
+from service.pb.router.v1 import router_pb2 as pb
+from service.pb.router.v1.router_pb2_grpc import RouterStub
 from tests.fake_openrouter import DEFAULT_KEY, FakeOpenRouter
+from tests.servers import ServerThread, free_port
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -82,3 +89,43 @@ async def test_no_proxy_exempts_the_openrouter_host(
         finally:
             await client.aclose()
     assert targets == []
+
+
+def unreachable_url() -> str:
+    """A loopback URL where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}/api/v1"
+
+
+async def test_an_unreachable_openrouter_is_a_clear_error() -> None:
+    client = OpenRouterClient(unreachable_url(), SecretStr(DEFAULT_KEY))
+    try:
+        with pytest.raises(OpenRouterError, match="GET /models: ClientConnectorError"):
+            await client.list_models()
+        with pytest.raises(UpstreamError) as caught:
+            await client.chat({"model": "openai/gpt-4o-mini", "messages": []}, timeout_s=5)
+        assert (caught.value.kind, caught.value.outcome) == (Failure.RETRYABLE, "connection")
+    finally:
+        await client.aclose()
+
+
+def test_completions_fail_over_across_connection_errors_then_say_why(tmp_path: Path) -> None:
+    settings = Settings(
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        state_dir=tmp_path,
+        refresh_interval_s=0,
+        openrouter_base_url=unreachable_url(),
+        openrouter_api_key=SecretStr(DEFAULT_KEY),
+    )
+    request = pb.CompleteRequest(messages=[pb.ChatMessage(role="user", content="Hello")])
+    with (
+        ServerThread(settings) as address,
+        grpc.insecure_channel(address) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        RouterStub(channel).Complete(request, timeout=10)
+    error = caught.value
+    assert error.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    details = error.details()  # type: ignore[attr-defined]
+    assert details.count(": connection (ClientConnectorError") == settings.max_attempts
+    assert DEFAULT_KEY not in details
