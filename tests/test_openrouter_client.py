@@ -1,11 +1,13 @@
-"""The OpenRouter client's connections: through a proxy, and to nowhere."""
+"""The OpenRouter client's connections: through a proxy, redirected, and to nowhere."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
@@ -108,15 +110,20 @@ async def test_an_unreachable_openrouter_is_a_clear_error() -> None:
         await client.aclose()
 
 
-def test_completions_fail_over_across_connection_errors_then_say_why(tmp_path: Path) -> None:
-    settings = Settings(
+def router_settings(openrouter_url: str, state_dir: Path) -> Settings:
+    """A router on the embedded catalogue whose OpenRouter is at `openrouter_url`."""
+    return Settings(
         grpc_host="127.0.0.1",
         grpc_port=0,
-        state_dir=tmp_path,
+        state_dir=state_dir,
         refresh_interval_s=0,
-        openrouter_base_url=unreachable_url(),
+        openrouter_base_url=openrouter_url,
         openrouter_api_key=SecretStr(DEFAULT_KEY),
     )
+
+
+def test_completions_fail_over_across_connection_errors_then_say_why(tmp_path: Path) -> None:
+    settings = router_settings(unreachable_url(), tmp_path)
     request = pb.CompleteRequest(messages=[pb.ChatMessage(role="user", content="Hello")])
     with (
         ServerThread(settings) as address,
@@ -129,3 +136,70 @@ def test_completions_fail_over_across_connection_errors_then_say_why(tmp_path: P
     details = error.details()  # type: ignore[attr-defined]
     assert details.count(": connection (ClientConnectorError") == settings.max_attempts
     assert DEFAULT_KEY not in details
+
+
+@contextlib.contextmanager
+def redirecting_to(location: str) -> Iterator[str]:
+    """An HTTP server on loopback that answers every request with a 307 to `location`;
+    yields its base URL."""
+
+    class Redirect(BaseHTTPRequestHandler):
+        def _redirect(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = _redirect
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Redirect) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/api/v1"
+        finally:
+            server.shutdown()
+            thread.join(5)
+
+
+async def test_a_redirect_is_reported_not_followed(fake: FakeOpenRouter) -> None:
+    """A POST followed through a redirect may become a GET elsewhere: the router says where
+    its OpenRouter URL points instead."""
+    before = len(fake.requests)
+    with redirecting_to(fake.base_url) as url:
+        client = OpenRouterClient(url, SecretStr(DEFAULT_KEY))
+        try:
+            with pytest.raises(OpenRouterError, match="GET /models: HTTP 307"):
+                await client.list_models()
+            body = {"model": "openai/gpt-4o-mini", "messages": []}
+            with pytest.raises(UpstreamError) as caught:
+                await client.chat(body, timeout_s=5)
+            assert caught.value.kind is Failure.MISCONFIGURED
+            assert f"redirects to {fake.base_url}" in str(caught.value)
+            events = client.chat_stream(body, first_token_timeout_s=5, idle_timeout_s=5)
+            with pytest.raises(UpstreamError) as caught:
+                await anext(events)
+            assert caught.value.kind is Failure.MISCONFIGURED
+        finally:
+            await client.aclose()
+    assert len(fake.requests) == before
+
+
+def test_a_redirecting_openrouter_url_fails_fast_as_misconfiguration(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    request = pb.CompleteRequest(messages=[pb.ChatMessage(role="user", content="Hello")])
+    with (
+        redirecting_to(fake.base_url) as url,
+        ServerThread(router_settings(url, tmp_path)) as address,
+        grpc.insecure_channel(address) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        RouterStub(channel).Complete(request, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    details = caught.value.details()  # type: ignore[attr-defined]
+    assert "the router is misconfigured" in details
+    assert details.count("http_307") == 1, "no other candidate is tried"

@@ -45,6 +45,7 @@ FAIL_FAST = {
         "the OpenRouter account is out of credits",
     ),
     Failure.MODERATION: (grpc.StatusCode.PERMISSION_DENIED, "moderation refused the request"),
+    Failure.MISCONFIGURED: (grpc.StatusCode.FAILED_PRECONDITION, "the router is misconfigured"),
 }
 
 

@@ -3,7 +3,7 @@
 Classification follows the reference: timeouts, connection errors, 408, 429, 5xx (524 and 529
 too), 404 "no endpoints", a 200 whose body is an error, and a stream that fails or stalls before
 its first token may succeed on another model; a context-length 400 may succeed on a model with
-a larger window; other 400s, 401, 402 and 403 will fail everywhere.
+a larger window; other 400s, 401, 402, 403 and redirects will fail everywhere.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Failure(enum.Enum):
     AUTH = "auth"  # the API key is missing, wrong or disabled
     CREDITS = "credits"  # out of credits, or the key's limit is spent
     MODERATION = "moderation"  # refused by moderation or a guardrail
+    MISCONFIGURED = "misconfigured"  # the router's OpenRouter URL redirects elsewhere
 
 
 class UpstreamError(Exception):
@@ -130,9 +131,13 @@ def _error_text(error: Mapping[str, Any] | None, fallback: str) -> str:
 
 
 def classify(
-    status: int, error: Mapping[str, Any] | None, retry_after_s: float | None
+    status: int, error: Mapping[str, Any] | None, headers: CIMultiDictProxy[str]
 ) -> UpstreamError:
-    """The failure an error status and body mean."""
+    """The failure an error status, body and headers mean."""
+    if 300 <= status < 400:  # never followed: a POST would turn into a GET elsewhere
+        where = headers.get("location", "elsewhere")
+        text = f"HTTP {status}: the OpenRouter base URL redirects to {where}"
+        return UpstreamError(Failure.MISCONFIGURED, f"http_{status}", text, status=status)
     text = _error_text(error, f"HTTP {status}")
     metadata = error.get("metadata") if error else None
     error_type = metadata.get("error_type") if isinstance(metadata, Mapping) else None
@@ -147,7 +152,7 @@ def classify(
     if kind is None:
         retryable = status in (404, 408, 429) or status >= 500
         kind = Failure.RETRYABLE if retryable else Failure.BAD_REQUEST
-    return UpstreamError(kind, outcome, text, status=status, retry_after_s=retry_after_s)
+    return UpstreamError(kind, outcome, text, status=status, retry_after_s=_retry_after(headers))
 
 
 def _usage(raw: object) -> Usage | None:
@@ -200,14 +205,14 @@ async def complete(
     try:
         async with (
             asyncio.timeout(timeout_s),
-            http.post(url, json=body, headers=headers) as response,
+            http.post(url, json=body, headers=headers, allow_redirects=False) as response,
         ):
             status, answer_headers = response.status, response.headers
             payload = _json(await response.read())
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise _transport_error(exc) from None
     if status != 200:
-        raise classify(status, _error_of(payload), _retry_after(answer_headers))
+        raise classify(status, _error_of(payload), answer_headers)
     error = _error_of(payload)
     if error is not None:
         raise UpstreamError(
@@ -335,7 +340,9 @@ async def stream(
 
     try:
         async with asyncio.timeout_at(first_deadline):
-            response = await http.post(url, json={**body, "stream": True}, headers=headers)
+            response = await http.post(
+                url, json={**body, "stream": True}, headers=headers, allow_redirects=False
+            )
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise _transport_error(exc) from None
     try:
@@ -345,7 +352,7 @@ async def stream(
                     payload = _json(await response.read())
             except (aiohttp.ClientError, TimeoutError):
                 payload = None
-            raise classify(response.status, _error_of(payload), _retry_after(response.headers))
+            raise classify(response.status, _error_of(payload), response.headers)
         reading = _StreamReading(model=str(body.get("model") or ""))
         pending: list[bytes] = []  # the start of a line still arriving
         pending_size = 0

@@ -107,7 +107,7 @@ class OpenRouterClient:
         try:
             async with (
                 asyncio.timeout(self._timeout_s),
-                self._http().get(url, headers=headers) as response,
+                self._http().get(url, headers=headers, allow_redirects=False) as response,
             ):
                 status, reason, raw = response.status, response.reason, await response.read()
         except TimeoutError:
