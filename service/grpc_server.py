@@ -136,6 +136,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         context: grpc.aio.ServicerContext[pb.CompleteRequest, pb.CompleteChunk],
     ) -> AsyncIterator[pb.CompleteChunk]:
         try:
+            # Headers now, while the model thinks, not in front of its first token.
+            await context.send_initial_metadata(())
             async for chunk in self._completer.stream(request, context.time_remaining()):
                 yield chunk
         except grpc.aio.AbortError:

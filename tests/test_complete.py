@@ -225,6 +225,19 @@ def test_tool_calls_reach_the_caller_whole(
     ]
 
 
+def test_a_stream_answers_its_headers_before_the_model_does(
+    stub: RouterStub, fake: FakeOpenRouter
+) -> None:
+    """Headers go out at once, so they are not on the first token's path."""
+    fake.set_behaviour(ANY_MODEL, Stall(after_chunks=0))
+    call = stub.StreamComplete(pb.CompleteRequest(routing=ROUTING, messages=HELLO), timeout=10)
+    try:
+        call.initial_metadata()  # type: ignore[attr-defined]
+        assert call.running(), "the headers came while every candidate was still stalled"  # type: ignore[attr-defined]
+    finally:
+        call.cancel()  # type: ignore[attr-defined]
+
+
 def test_a_failure_after_the_first_token_is_an_error_not_a_truncation(
     stub: RouterStub, fake: FakeOpenRouter
 ) -> None:
