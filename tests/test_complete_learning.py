@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,18 +39,24 @@ def clock() -> Clock:
     return Clock()
 
 
-async def started(fake: FakeOpenRouter, path: Path, clock: Clock, **extra: Any) -> Runtime:
+@contextlib.asynccontextmanager
+async def started(
+    fake: FakeOpenRouter, path: Path, clock: Clock, **extra: Any
+) -> AsyncIterator[Runtime]:
+    """A runtime on the freshly reset fake's catalogue, closed on leaving."""
     fake.reset()
     runtime = Runtime.build(router_settings(fake, path, **extra), clock=clock)
-    assert await runtime.keeper.refresh()
-    return runtime
+    try:
+        assert await runtime.keeper.refresh()
+        yield runtime
+    finally:
+        await runtime.aclose()
 
 
 @pytest.fixture
 async def runtime(fake: FakeOpenRouter, tmp_path: Path, clock: Clock) -> AsyncIterator[Runtime]:
-    built = await started(fake, tmp_path / "state", clock)
-    yield built
-    await built.aclose()
+    async with started(fake, tmp_path / "state", clock) as built:
+        yield built
 
 
 def ask(routing: pb.RouteRequest, **params: Any) -> pb.CompleteRequest:
@@ -112,8 +119,7 @@ async def test_a_slowed_model_loses_speed_traffic_and_wins_it_back(
         fast: ModelOverride(ttft_s=0.05, tokens_per_s=2_000),
         rival: ModelOverride(ttft_s=0.1, tokens_per_s=2_000),
     }
-    runtime = await started(fake, tmp_path / "state", clock, model_overrides=overrides)
-    try:
+    async with started(fake, tmp_path / "state", clock, model_overrides=overrides) as runtime:
         both = pb.Constraints(allow_models=[fast, rival])
         request = ask(pb.RouteRequest(mode=pb.MODE_SPEED, constraints=both), max_tokens=100)
 
@@ -131,20 +137,16 @@ async def test_a_slowed_model_loses_speed_traffic_and_wins_it_back(
         clock.now += 61  # its slow observations are forgotten
         assert await served() == fast
         assert await served() == fast, "its fresh, fast observations keep it on top"
-    finally:
-        await runtime.aclose()
 
 
 async def test_the_daily_limit_holds_under_50_concurrent_requests(
     fake: FakeOpenRouter, tmp_path: Path, clock: Clock
 ) -> None:
     routing = pb.RouteRequest(mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=2))
-    probe = await started(fake, tmp_path / "probe", clock)
-    one = await probe.completer.complete(ask(routing, max_tokens=50), None)
-    await probe.aclose()
+    async with started(fake, tmp_path / "probe", clock) as probe:
+        one = await probe.completer.complete(ask(routing, max_tokens=50), None)
     limit = 10 * one.usage.cost_usd
-    runtime = await started(fake, tmp_path / "state", clock, daily_spend_limit_usd=limit)
-    try:
+    async with started(fake, tmp_path / "state", clock, daily_spend_limit_usd=limit) as runtime:
         outcomes = await asyncio.gather(
             *(runtime.completer.complete(ask(routing, max_tokens=50), None) for _ in range(50)),
             return_exceptions=True,
@@ -162,53 +164,40 @@ async def test_the_daily_limit_holds_under_50_concurrent_requests(
         assert spent <= limit + biggest
         status = await runtime.completer._ledger.status()
         assert status.spent_usd == pytest.approx(spent)
-    finally:
-        await runtime.aclose()
 
 
 async def test_near_the_limit_the_cheaper_policy_leans_toward_cost(
     fake: FakeOpenRouter, tmp_path: Path, clock: Clock
 ) -> None:
     routing = pb.RouteRequest(mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=2))
-    plain = await started(fake, tmp_path / "plain", clock, daily_spend_limit_usd=1.0)
-    frugal = await started(
-        fake,
-        tmp_path / "frugal",
-        clock,
-        daily_spend_limit_usd=1.0,
-        spend_policy="cheaper",
-        cheaper_from_share=1e-9,
-    )
-    try:
+    async with (
+        started(fake, tmp_path / "plain", clock, daily_spend_limit_usd=1.0) as plain,
+        started(
+            fake,
+            tmp_path / "frugal",
+            clock,
+            daily_spend_limit_usd=1.0,
+            spend_policy="cheaper",
+            cheaper_from_share=1e-9,
+        ) as frugal,
+    ):
         usual = await plain.completer.complete(ask(routing), None)
         first = await frugal.completer.complete(ask(routing), None)
         assert first.model == usual.model, "far from the limit nothing changes"
         leaning = await frugal.completer.complete(ask(routing), None)
         assert leaning.usage.cost_usd < usual.usage.cost_usd
-    finally:
-        await plain.aclose()
-        await frugal.aclose()
 
 
 async def test_spend_survives_a_restart_through_redis(
     fake: FakeOpenRouter, tmp_path: Path, clock: Clock, redis_server: RedisServer
 ) -> None:
     routing = pb.RouteRequest(mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=2))
-    first = await started(
-        fake, tmp_path / "one", clock, daily_spend_limit_usd=5.0, redis_url=redis_server.url
-    )
-    try:
+    budget = {"daily_spend_limit_usd": 5.0, "redis_url": redis_server.url}
+    async with started(fake, tmp_path / "one", clock, **budget) as first:
         answer = await first.completer.complete(ask(routing), None)
-    finally:
-        await first.aclose()
-    second = await started(
-        fake, tmp_path / "two", clock, daily_spend_limit_usd=5.0, redis_url=redis_server.url
-    )
-    try:
+    async with started(fake, tmp_path / "two", clock, **budget) as second:
         status = await second.completer._ledger.status()
         assert status.spent_usd == pytest.approx(answer.usage.cost_usd)
-    finally:
-        await second.aclose()
 
 
 async def test_retry_after_is_honoured_only_when_it_fits_the_deadline(
