@@ -51,6 +51,15 @@ async def forward_proxy(targets: list[str]) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
+@contextlib.asynccontextmanager
+async def client_of(base_url: str) -> AsyncIterator[OpenRouterClient]:
+    client = OpenRouterClient(base_url, SecretStr(DEFAULT_KEY))
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeOpenRouter]:
     with FakeOpenRouter() as server:
@@ -70,11 +79,8 @@ async def test_requests_go_through_the_proxy_the_environment_names(
     targets: list[str] = []
     async with forward_proxy(targets) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy)
-        client = OpenRouterClient(fake.base_url, SecretStr(DEFAULT_KEY))
-        try:
+        async with client_of(fake.base_url) as client:
             assert len(await client.list_models()) == len(fake.models)
-        finally:
-            await client.aclose()
     assert targets == [f"{fake.base_url}/models"]
 
 
@@ -85,11 +91,8 @@ async def test_no_proxy_exempts_the_openrouter_host(
     async with forward_proxy(targets) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        client = OpenRouterClient(fake.base_url, SecretStr(DEFAULT_KEY))
-        try:
+        async with client_of(fake.base_url) as client:
             assert await client.list_models()
-        finally:
-            await client.aclose()
     assert targets == []
 
 
@@ -99,15 +102,12 @@ def unreachable_url() -> str:
 
 
 async def test_an_unreachable_openrouter_is_a_clear_error() -> None:
-    client = OpenRouterClient(unreachable_url(), SecretStr(DEFAULT_KEY))
-    try:
+    async with client_of(unreachable_url()) as client:
         with pytest.raises(OpenRouterError, match="GET /models: ClientConnectorError"):
             await client.list_models()
         with pytest.raises(UpstreamError) as caught:
             await client.chat({"model": "openai/gpt-4o-mini", "messages": []}, timeout_s=5)
         assert (caught.value.kind, caught.value.outcome) == (Failure.RETRYABLE, "connection")
-    finally:
-        await client.aclose()
 
 
 def router_settings(openrouter_url: str, state_dir: Path) -> Settings:
@@ -170,8 +170,7 @@ async def test_a_redirect_is_reported_not_followed(fake: FakeOpenRouter) -> None
     its OpenRouter URL points instead."""
     before = len(fake.requests)
     with redirecting_to(fake.base_url) as url:
-        client = OpenRouterClient(url, SecretStr(DEFAULT_KEY))
-        try:
+        async with client_of(url) as client:
             with pytest.raises(OpenRouterError, match="GET /models: HTTP 307"):
                 await client.list_models()
             body = {"model": "openai/gpt-4o-mini", "messages": []}
@@ -183,8 +182,6 @@ async def test_a_redirect_is_reported_not_followed(fake: FakeOpenRouter) -> None
             with pytest.raises(UpstreamError) as caught:
                 await anext(events)
             assert caught.value.kind is Failure.MISCONFIGURED
-        finally:
-            await client.aclose()
     assert len(fake.requests) == before
 
 
