@@ -139,6 +139,7 @@ class Constraints(_message.Message):
     ALLOW_PROVIDERS_FIELD_NUMBER: _builtins.int
     DENY_PROVIDERS_FIELD_NUMBER: _builtins.int
     FREE_FIELD_NUMBER: _builtins.int
+    OUTPUT_MODALITIES_FIELD_NUMBER: _builtins.int
     min_context_tokens: _builtins.int
     """Context window needed beyond prompt + expected output tokens, which is always required."""
     max_prompt_price_per_mtok: _builtins.float
@@ -168,6 +169,12 @@ class Constraints(_message.Message):
 
     @_builtins.property
     def deny_providers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def output_modalities(self) -> _containers.RepeatedScalarFieldContainer[Global___Modality.ValueType]:
+        """Output modalities the model must produce. Empty means a chat route: text only. Text may
+        accompany any requested modality (image generators answer with image and text).
+        """
+
     def __init__(
         self,
         *,
@@ -183,10 +190,11 @@ class Constraints(_message.Message):
         allow_providers: _abc.Iterable[_builtins.str] | None = ...,
         deny_providers: _abc.Iterable[_builtins.str] | None = ...,
         free: Global___FreeFilter.ValueType = ...,
+        output_modalities: _abc.Iterable[Global___Modality.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_completion_price_per_mtok", b"_max_completion_price_per_mtok", "_max_prompt_price_per_mtok", b"_max_prompt_price_per_mtok", "_max_request_cost_usd", b"_max_request_cost_usd", "_max_ttft_seconds", b"_max_ttft_seconds", "max_completion_price_per_mtok", b"max_completion_price_per_mtok", "max_prompt_price_per_mtok", b"max_prompt_price_per_mtok", "max_request_cost_usd", b"max_request_cost_usd", "max_ttft_seconds", b"max_ttft_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_completion_price_per_mtok", b"_max_completion_price_per_mtok", "_max_prompt_price_per_mtok", b"_max_prompt_price_per_mtok", "_max_request_cost_usd", b"_max_request_cost_usd", "_max_ttft_seconds", b"_max_ttft_seconds", "allow_models", b"allow_models", "allow_providers", b"allow_providers", "deny_models", b"deny_models", "deny_providers", b"deny_providers", "free", b"free", "input_modalities", b"input_modalities", "max_completion_price_per_mtok", b"max_completion_price_per_mtok", "max_prompt_price_per_mtok", b"max_prompt_price_per_mtok", "max_request_cost_usd", b"max_request_cost_usd", "max_ttft_seconds", b"max_ttft_seconds", "min_context_tokens", b"min_context_tokens", "required_parameters", b"required_parameters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_completion_price_per_mtok", b"_max_completion_price_per_mtok", "_max_prompt_price_per_mtok", b"_max_prompt_price_per_mtok", "_max_request_cost_usd", b"_max_request_cost_usd", "_max_ttft_seconds", b"_max_ttft_seconds", "allow_models", b"allow_models", "allow_providers", b"allow_providers", "deny_models", b"deny_models", "deny_providers", b"deny_providers", "free", b"free", "input_modalities", b"input_modalities", "max_completion_price_per_mtok", b"max_completion_price_per_mtok", "max_prompt_price_per_mtok", b"max_prompt_price_per_mtok", "max_request_cost_usd", b"max_request_cost_usd", "max_ttft_seconds", b"max_ttft_seconds", "min_context_tokens", b"min_context_tokens", "output_modalities", b"output_modalities", "required_parameters", b"required_parameters"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_completion_price_per_mtok: _TypeAlias = _typing.Literal["max_completion_price_per_mtok"]  # noqa: Y015
     _WhichOneofArgType__max_completion_price_per_mtok: _TypeAlias = _typing.Literal["_max_completion_price_per_mtok", b"_max_completion_price_per_mtok"]  # noqa: Y015
@@ -280,7 +288,7 @@ class ScoreTerms(_message.Message):
     COST_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
     latency: _builtins.float
-    """1 - normalised expected latency, in [0, 1]"""
+    """1 - normalised log expected latency, in [0, 1]"""
     cost: _builtins.float
     """1 - normalised log expected cost, in [0, 1]"""
     quality: _builtins.float
@@ -301,6 +309,40 @@ class ScoreTerms(_message.Message):
 Global___ScoreTerms: _TypeAlias = ScoreTerms  # noqa: Y015
 
 @_typing.final
+class Normalisation(_message.Message):
+    """The bounds one request's terms were normalised against (over the eligible models)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LATENCY_MIN_SECONDS_FIELD_NUMBER: _builtins.int
+    LATENCY_MAX_SECONDS_FIELD_NUMBER: _builtins.int
+    COST_FLOOR_USD_FIELD_NUMBER: _builtins.int
+    COST_MAX_USD_FIELD_NUMBER: _builtins.int
+    latency_min_seconds: _builtins.float
+    """the fastest eligible model: latency term 1"""
+    latency_max_seconds: _builtins.float
+    """latency term 0 here and beyond (capped at a fixed span)"""
+    cost_floor_usd: _builtins.float
+    """the cheapest paid eligible model: cost term 1, free ones too"""
+    cost_max_usd: _builtins.float
+    """the dearest eligible model: cost term 0"""
+    def __init__(
+        self,
+        *,
+        latency_min_seconds: _builtins.float = ...,
+        latency_max_seconds: _builtins.float = ...,
+        cost_floor_usd: _builtins.float = ...,
+        cost_max_usd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_floor_usd", b"cost_floor_usd", "cost_max_usd", b"cost_max_usd", "latency_max_seconds", b"latency_max_seconds", "latency_min_seconds", b"latency_min_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Normalisation: _TypeAlias = Normalisation  # noqa: Y015
+
+@_typing.final
 class Candidate(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -311,6 +353,8 @@ class Candidate(_message.Message):
     EXPECTED_LATENCY_SECONDS_FIELD_NUMBER: _builtins.int
     QUALITY_ESTIMATED_FIELD_NUMBER: _builtins.int
     LATENCY_ESTIMATED_FIELD_NUMBER: _builtins.int
+    QUALITY_SOURCE_FIELD_NUMBER: _builtins.int
+    LATENCY_SOURCE_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     score: _builtins.float
     expected_cost_usd: _builtins.float
@@ -319,6 +363,10 @@ class Candidate(_message.Message):
     """quality is a prior, not a measurement"""
     latency_estimated: _builtins.bool
     """latency is a prior, not a measurement"""
+    quality_source: _builtins.str
+    """e.g. "aa-leaderboard", "family-prior" """
+    latency_source: _builtins.str
+    """"learned" (the router's own traffic), "openrouter-endpoints", or the catalogue's source"""
     @_builtins.property
     def terms(self) -> Global___ScoreTerms: ...
     def __init__(
@@ -331,10 +379,12 @@ class Candidate(_message.Message):
         expected_latency_seconds: _builtins.float = ...,
         quality_estimated: _builtins.bool = ...,
         latency_estimated: _builtins.bool = ...,
+        quality_source: _builtins.str = ...,
+        latency_source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_cost_usd", b"expected_cost_usd", "expected_latency_seconds", b"expected_latency_seconds", "latency_estimated", b"latency_estimated", "model", b"model", "quality_estimated", b"quality_estimated", "score", b"score", "terms", b"terms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_cost_usd", b"expected_cost_usd", "expected_latency_seconds", b"expected_latency_seconds", "latency_estimated", b"latency_estimated", "latency_source", b"latency_source", "model", b"model", "quality_estimated", b"quality_estimated", "quality_source", b"quality_source", "score", b"score", "terms", b"terms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -372,6 +422,7 @@ class RouteResponse(_message.Message):
     ELIGIBLE_MODELS_FIELD_NUMBER: _builtins.int
     REMOVED_BY_CONSTRAINT_FIELD_NUMBER: _builtins.int
     PROFILE_FIELD_NUMBER: _builtins.int
+    NORMALISATION_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """the best candidate"""
     decision_id: _builtins.str
@@ -389,6 +440,8 @@ class RouteResponse(_message.Message):
     def profile(self) -> Global___RequestProfile:
         """the profile the decision was made for"""
 
+    @_builtins.property
+    def normalisation(self) -> Global___Normalisation: ...
     def __init__(
         self,
         *,
@@ -400,10 +453,11 @@ class RouteResponse(_message.Message):
         eligible_models: _builtins.int = ...,
         removed_by_constraint: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         profile: Global___RequestProfile | None = ...,
+        normalisation: Global___Normalisation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile", "weights", b"weights"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["normalisation", b"normalisation", "profile", b"profile", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "catalogue_version", b"catalogue_version", "decision_id", b"decision_id", "eligible_models", b"eligible_models", "model", b"model", "profile", b"profile", "removed_by_constraint", b"removed_by_constraint", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "catalogue_version", b"catalogue_version", "decision_id", b"decision_id", "eligible_models", b"eligible_models", "model", b"model", "normalisation", b"normalisation", "profile", b"profile", "removed_by_constraint", b"removed_by_constraint", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -913,6 +967,7 @@ class CatalogueStatus(_message.Message):
     LAST_REFRESH_ERROR_FIELD_NUMBER: _builtins.int
     CONSECUTIVE_REFRESH_FAILURES_FIELD_NUMBER: _builtins.int
     STALE_FIELD_NUMBER: _builtins.int
+    ELIGIBILITY_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     models: _builtins.int
     source: _builtins.str
@@ -925,6 +980,8 @@ class CatalogueStatus(_message.Message):
     consecutive_refresh_failures: _builtins.int
     stale: _builtins.bool
     """refreshes are failing and the catalogue is older than the refresh interval"""
+    @_builtins.property
+    def eligibility(self) -> Global___Eligibility: ...
     def __init__(
         self,
         *,
@@ -936,30 +993,132 @@ class CatalogueStatus(_message.Message):
         last_refresh_error: _builtins.str = ...,
         consecutive_refresh_failures: _builtins.int = ...,
         stale: _builtins.bool = ...,
+        eligibility: Global___Eligibility | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["eligibility", b"eligibility"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_refresh_failures", b"consecutive_refresh_failures", "last_refresh_attempt", b"last_refresh_attempt", "last_refresh_error", b"last_refresh_error", "last_refresh_success", b"last_refresh_success", "models", b"models", "source", b"source", "stale", b"stale", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_refresh_failures", b"consecutive_refresh_failures", "eligibility", b"eligibility", "last_refresh_attempt", b"last_refresh_attempt", "last_refresh_error", b"last_refresh_error", "last_refresh_success", b"last_refresh_success", "models", b"models", "source", b"source", "stale", b"stale", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CatalogueStatus: _TypeAlias = CatalogueStatus  # noqa: Y015
 
 @_typing.final
+class Eligibility(_message.Message):
+    """How many models of the catalogue a default chat route may consider, and why the rest may not."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ExcludedByRuleEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    MODELS_FIELD_NUMBER: _builtins.int
+    ROUTABLE_FIELD_NUMBER: _builtins.int
+    EXCLUDED_BY_RULE_FIELD_NUMBER: _builtins.int
+    models: _builtins.int
+    """models in the catalogue"""
+    routable: _builtins.int
+    """models a default chat route considers"""
+    @_builtins.property
+    def excluded_by_rule(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """rule -> models it keeps out of default routes, e.g. "output_modalities", "meta_router" """
+
+    def __init__(
+        self,
+        *,
+        models: _builtins.int = ...,
+        routable: _builtins.int = ...,
+        excluded_by_rule: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["excluded_by_rule", b"excluded_by_rule", "models", b"models", "routable", b"routable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Eligibility: _TypeAlias = Eligibility  # noqa: Y015
+
+@_typing.final
+class FreeQuotaStatus(_message.Message):
+    """OpenRouter's shared allowance for ":free" variants, as this router counts it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    PER_MINUTE_LIMIT_FIELD_NUMBER: _builtins.int
+    PER_DAY_LIMIT_FIELD_NUMBER: _builtins.int
+    USED_THIS_MINUTE_FIELD_NUMBER: _builtins.int
+    USED_TODAY_FIELD_NUMBER: _builtins.int
+    BLOCKED_UNTIL_FIELD_NUMBER: _builtins.int
+    BLOCKED_REASON_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """whether the router routes to free variants at all"""
+    per_minute_limit: _builtins.int
+    per_day_limit: _builtins.int
+    used_this_minute: _builtins.int
+    used_today: _builtins.int
+    blocked_until: _builtins.float
+    """Unix seconds; 0 when free variants may be called now"""
+    blocked_reason: _builtins.str
+    tier: _builtins.str
+    """"free" or "paid" (from the key endpoint), "unknown" without a key"""
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        per_minute_limit: _builtins.int = ...,
+        per_day_limit: _builtins.int = ...,
+        used_this_minute: _builtins.int = ...,
+        used_today: _builtins.int = ...,
+        blocked_until: _builtins.float = ...,
+        blocked_reason: _builtins.str = ...,
+        tier: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked_reason", b"blocked_reason", "blocked_until", b"blocked_until", "enabled", b"enabled", "per_day_limit", b"per_day_limit", "per_minute_limit", b"per_minute_limit", "tier", b"tier", "used_this_minute", b"used_this_minute", "used_today", b"used_today"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FreeQuotaStatus: _TypeAlias = FreeQuotaStatus  # noqa: Y015
+
+@_typing.final
 class RouterStatus(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CATALOGUE_FIELD_NUMBER: _builtins.int
+    FREE_QUOTA_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def catalogue(self) -> Global___CatalogueStatus: ...
+    @_builtins.property
+    def free_quota(self) -> Global___FreeQuotaStatus: ...
     def __init__(
         self,
         *,
         catalogue: Global___CatalogueStatus | None = ...,
+        free_quota: Global___FreeQuotaStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue", "free_quota", b"free_quota"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue", "free_quota", b"free_quota"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1006,3 +1165,176 @@ class RefreshCatalogueResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RefreshCatalogueResponse: _TypeAlias = RefreshCatalogueResponse  # noqa: Y015
+
+@_typing.final
+class ExplainRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUTING_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """the model to explain; empty explains the winner alone"""
+    @_builtins.property
+    def routing(self) -> Global___RouteRequest:
+        """the request to explain; top_k is ignored"""
+
+    def __init__(
+        self,
+        *,
+        routing: Global___RouteRequest | None = ...,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["routing", b"routing"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "routing", b"routing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainRequest: _TypeAlias = ExplainRequest  # noqa: Y015
+
+@_typing.final
+class Figure(_message.Message):
+    """One figure behind a term and where it came from."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    ESTIMATED_FIELD_NUMBER: _builtins.int
+    value: _builtins.float
+    source: _builtins.str
+    """"learned", "openrouter-endpoints", "aa-leaderboard", "family-prior", …"""
+    estimated: _builtins.bool
+    def __init__(
+        self,
+        *,
+        value: _builtins.float = ...,
+        source: _builtins.str = ...,
+        estimated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated", b"estimated", "source", b"source", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Figure: _TypeAlias = Figure  # noqa: Y015
+
+@_typing.final
+class ModelExplanation(_message.Message):
+    """One model's score for the request, term by term, with the figures behind each term."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    TERMS_FIELD_NUMBER: _builtins.int
+    CONTRIBUTIONS_FIELD_NUMBER: _builtins.int
+    EXPECTED_COST_USD_FIELD_NUMBER: _builtins.int
+    EXPECTED_LATENCY_SECONDS_FIELD_NUMBER: _builtins.int
+    TTFT_SECONDS_FIELD_NUMBER: _builtins.int
+    TOKENS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    QUALITY_FIELD_NUMBER: _builtins.int
+    PROMPT_PRICE_PER_MTOK_FIELD_NUMBER: _builtins.int
+    COMPLETION_PRICE_PER_MTOK_FIELD_NUMBER: _builtins.int
+    FREE_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    rank: _builtins.int
+    """1 is the winner; 0 when a constraint removed the model"""
+    score: _builtins.float
+    expected_cost_usd: _builtins.float
+    expected_latency_seconds: _builtins.float
+    prompt_price_per_mtok: _builtins.float
+    completion_price_per_mtok: _builtins.float
+    free: _builtins.bool
+    @_builtins.property
+    def terms(self) -> Global___ScoreTerms: ...
+    @_builtins.property
+    def contributions(self) -> Global___ScoreTerms:
+        """each term times its weight; they sum to the score"""
+
+    @_builtins.property
+    def ttft_seconds(self) -> Global___Figure: ...
+    @_builtins.property
+    def tokens_per_second(self) -> Global___Figure: ...
+    @_builtins.property
+    def quality(self) -> Global___Figure: ...
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        rank: _builtins.int = ...,
+        score: _builtins.float = ...,
+        terms: Global___ScoreTerms | None = ...,
+        contributions: Global___ScoreTerms | None = ...,
+        expected_cost_usd: _builtins.float = ...,
+        expected_latency_seconds: _builtins.float = ...,
+        ttft_seconds: Global___Figure | None = ...,
+        tokens_per_second: Global___Figure | None = ...,
+        quality: Global___Figure | None = ...,
+        prompt_price_per_mtok: _builtins.float = ...,
+        completion_price_per_mtok: _builtins.float = ...,
+        free: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contributions", b"contributions", "quality", b"quality", "terms", b"terms", "tokens_per_second", b"tokens_per_second", "ttft_seconds", b"ttft_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_price_per_mtok", b"completion_price_per_mtok", "contributions", b"contributions", "expected_cost_usd", b"expected_cost_usd", "expected_latency_seconds", b"expected_latency_seconds", "free", b"free", "model", b"model", "prompt_price_per_mtok", b"prompt_price_per_mtok", "quality", b"quality", "rank", b"rank", "score", b"score", "terms", b"terms", "tokens_per_second", b"tokens_per_second", "ttft_seconds", b"ttft_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelExplanation: _TypeAlias = ModelExplanation  # noqa: Y015
+
+@_typing.final
+class ExplainResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINNER_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    EXCLUDED_BY_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
+    NORMALISATION_FIELD_NUMBER: _builtins.int
+    ELIGIBLE_MODELS_FIELD_NUMBER: _builtins.int
+    CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    excluded_by: _builtins.str
+    """the constraint that removed the subject; empty when eligible"""
+    eligible_models: _builtins.int
+    catalogue_version: _builtins.str
+    @_builtins.property
+    def winner(self) -> Global___ModelExplanation: ...
+    @_builtins.property
+    def subject(self) -> Global___ModelExplanation:
+        """the model asked about (the winner again when none was named)"""
+
+    @_builtins.property
+    def weights(self) -> Global___Weights: ...
+    @_builtins.property
+    def normalisation(self) -> Global___Normalisation: ...
+    @_builtins.property
+    def profile(self) -> Global___RequestProfile: ...
+    @_builtins.property
+    def summary(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """One line per term and in total: how far the subject is behind the winner, and why."""
+
+    def __init__(
+        self,
+        *,
+        winner: Global___ModelExplanation | None = ...,
+        subject: Global___ModelExplanation | None = ...,
+        excluded_by: _builtins.str = ...,
+        weights: Global___Weights | None = ...,
+        normalisation: Global___Normalisation | None = ...,
+        eligible_models: _builtins.int = ...,
+        catalogue_version: _builtins.str = ...,
+        profile: Global___RequestProfile | None = ...,
+        summary: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["normalisation", b"normalisation", "profile", b"profile", "subject", b"subject", "weights", b"weights", "winner", b"winner"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue_version", b"catalogue_version", "eligible_models", b"eligible_models", "excluded_by", b"excluded_by", "normalisation", b"normalisation", "profile", b"profile", "subject", b"subject", "summary", b"summary", "weights", b"weights", "winner", b"winner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainResponse: _TypeAlias = ExplainResponse  # noqa: Y015

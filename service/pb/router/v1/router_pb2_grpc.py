@@ -64,6 +64,11 @@ class RouterStub:
                 request_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.RefreshCatalogueRequest.SerializeToString,
                 response_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.RefreshCatalogueResponse.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/router.v1.Router/Explain',
+                request_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -107,6 +112,13 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """Why one model ranked where it did for a request, term by term against the winner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +151,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.RefreshCatalogue,
                     request_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.RefreshCatalogueRequest.FromString,
                     response_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.RefreshCatalogueResponse.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.ExplainRequest.FromString,
+                    response_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -303,6 +320,33 @@ class Router:
             '/router.v1.Router/RefreshCatalogue',
             service_dot_pb_dot_router_dot_v1_dot_router__pb2.RefreshCatalogueRequest.SerializeToString,
             service_dot_pb_dot_router_dot_v1_dot_router__pb2.RefreshCatalogueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/router.v1.Router/Explain',
+            service_dot_pb_dot_router_dot_v1_dot_router__pb2.ExplainRequest.SerializeToString,
+            service_dot_pb_dot_router_dot_v1_dot_router__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,8 @@ class RouterStub:
     """The catalogue the router serves and how its last refresh went."""
     RefreshCatalogue: _grpc.UnaryUnaryMultiCallable[_router_pb2.RefreshCatalogueRequest, _router_pb2.RefreshCatalogueResponse]
     """Fetch OpenRouter's catalogue now; a failed or implausible one keeps the current catalogue."""
+    Explain: _grpc.UnaryUnaryMultiCallable[_router_pb2.ExplainRequest, _router_pb2.ExplainResponse]
+    """Why one model ranked where it did for a request, term by term against the winner."""
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -55,6 +57,8 @@ class RouterAsyncStub(RouterStub):
     """The catalogue the router serves and how its last refresh went."""
     RefreshCatalogue: _aio.UnaryUnaryMultiCallable[_router_pb2.RefreshCatalogueRequest, _router_pb2.RefreshCatalogueResponse]  # type: ignore[assignment]
     """Fetch OpenRouter's catalogue now; a failed or implausible one keeps the current catalogue."""
+    Explain: _aio.UnaryUnaryMultiCallable[_router_pb2.ExplainRequest, _router_pb2.ExplainResponse]  # type: ignore[assignment]
+    """Why one model ranked where it did for a request, term by term against the winner."""
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -100,5 +104,13 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.RefreshCatalogueResponse, _abc.Awaitable[_router_pb2.RefreshCatalogueResponse]]:
         """Fetch OpenRouter's catalogue now; a failed or implausible one keeps the current catalogue."""
+
+    @_abc_1.abstractmethod
+    def Explain(
+        self,
+        request: _router_pb2.ExplainRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.ExplainResponse, _abc.Awaitable[_router_pb2.ExplainResponse]]:
+        """Why one model ranked where it did for a request, term by term against the winner."""
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
