@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.common import AsJson, Target, call, out, print_json
+from service.catalogue_keeper import Eligibility
 from service.config import Settings
 from service.grpc_server import catalogue_status
 from service.pb.router.v1 import router_pb2 as pb
@@ -58,6 +59,11 @@ def _when(unix: float) -> str:
 
 def _print_status(status: pb.CatalogueStatus) -> None:
     out.print(f"catalogue {status.version}: {status.models} models ({status.source})")
+    eligibility = status.eligibility
+    routable = Eligibility(
+        eligibility.models, eligibility.routable, dict(eligibility.excluded_by_rule)
+    )
+    out.print(f"default routes: {routable}", highlight=False)
     out.print(
         f"last refresh attempt {_when(status.last_refresh_attempt)}, "
         f"last success {_when(status.last_refresh_success)}"

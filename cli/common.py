@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import grpc
@@ -13,6 +14,7 @@ from rich.console import Console
 
 from service.catalogue_keeper import initial_catalogue
 from service.config import Settings
+from service.explain import explain
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from service.router import ModelRouter
 from service.scorer import ScorerError
@@ -42,10 +44,14 @@ def local_router() -> ModelRouter:
 
 def call(target: str | None, method: str, request: Message) -> Any:
     """`method` of the router at `target`, or of an in-process router without one."""
-    local = {"Route": "route", "ListModels": "list_models"}
+    local: dict[str, Callable[[ModelRouter, Any], Message]] = {
+        "Route": ModelRouter.route,
+        "ListModels": ModelRouter.list_models,
+        "Explain": explain,
+    }
     try:
         if target is None:
-            return getattr(local_router(), local[method])(request)
+            return local[method](local_router(), request)
         with grpc.insecure_channel(target) as channel:
             return getattr(RouterStub(channel), method)(request, timeout=RPC_TIMEOUT_S)
     except ScorerError as exc:

@@ -1,4 +1,4 @@
-"""`router`: serve the router, rank the catalogue, explore and refresh it."""
+"""`router`: serve the router, rank the catalogue, explore it, explain a ranking, refresh it."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import catalogue, routing
+from cli import catalogue, explain, routing
 from cli import serve as serve_cmd
 from service.config import Settings
 
 app = typer.Typer(help="Low-latency model router for OpenRouter.", no_args_is_help=True)
 app.command()(routing.route)
 app.command()(routing.explore)
+app.command()(explain.explain)
 app.command()(catalogue.models)
 app.add_typer(catalogue.catalogue_app, name="catalogue")
 

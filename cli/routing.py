@@ -63,7 +63,8 @@ def route_request(
     return request
 
 
-def _caption(response: pb.RouteResponse) -> str:
+def caption(response: pb.RouteResponse | pb.ExplainResponse) -> str:
+    """What a ranking was made with, under its table."""
     w = response.weights
     return (
         f"weights latency {w.latency:.2f} cost {w.cost:.2f} quality {w.quality:.2f}; "
@@ -72,8 +73,17 @@ def _caption(response: pb.RouteResponse) -> str:
     )
 
 
-def _table(title: str, caption: str, columns: tuple[str, ...]) -> Table:
-    table = Table(title=title, caption=caption)
+def bounds(n: pb.Normalisation) -> str:
+    """The range each term was normalised over, as a line under a ranking."""
+    return (
+        f"normalised over latency {n.latency_min_seconds:.2f} to {n.latency_max_seconds:.2f} s "
+        f"and cost ${n.cost_floor_usd:.6f} to ${n.cost_max_usd:.6f} "
+        "(free models count as the cheapest paid one)"
+    )
+
+
+def _table(title: str, under: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, caption=under)
     for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
     return table
@@ -110,7 +120,7 @@ def route(
     if response is None:
         return
     columns = ("model", "score", "latency", "cost", "quality", "exp. cost $", "exp. time s")
-    table = _table(f"best: {response.model}", _caption(response), columns)
+    table = _table(f"best: {response.model}", caption(response), columns)
     for c in response.candidates:
         table.add_row(
             c.model,
@@ -122,6 +132,7 @@ def route(
             _star(f"{c.expected_latency_seconds:.2f}", c.latency_estimated),
         )
     out.print(table)
+    out.print(bounds(response.normalisation), highlight=False, soft_wrap=True)
 
 
 def explore(
@@ -134,25 +145,44 @@ def explore(
     target: Target = None,
     as_json: AsJson = False,
 ) -> None:
-    """Rank the catalogue for a mode and show what each model brings: quality, speed, price."""
+    """Rank the catalogue for a mode and show what each model brings (quality, speed, price),
+    where each figure comes from, and the bounds the terms were normalised over."""
     request = route_request(mode, custom_mode, weights, top_k, prompt_tokens, output_tokens)
     response = _ranked(request, target, as_json)
     if response is None:
         return
     listing: pb.ListModelsResponse = call(target, "ListModels", pb.ListModelsRequest())
     models = {m.id: m for m in listing.models}
-    columns = ("model", "score", "quality", "ttft s", "tok/s", "$/M in", "$/M out", "context")
-    table = _table(f"top {len(response.candidates)}", _caption(response), columns)
+    columns = (
+        "model",
+        "score",
+        "exp. time s",
+        "ttft s",
+        "tok/s",
+        "latency from",
+        "exp. cost $",
+        "$/M in",
+        "$/M out",
+        "quality",
+        "quality from",
+        "context",
+    )
+    table = _table(f"top {len(response.candidates)}", caption(response), columns)
     for c in response.candidates:
         m = models.get(c.model, pb.ModelInfo(id=c.model))
         table.add_row(
             c.model,
             f"{c.score:.3f}",
-            _star(f"{m.quality:.3f}", m.quality_estimated),
+            _star(f"{c.expected_latency_seconds:.2f}", c.latency_estimated),
             _star(f"{m.ttft_seconds:.2f}", m.latency_estimated),
             _star(f"{m.tokens_per_second:.0f}", m.latency_estimated),
+            c.latency_source,
+            f"{c.expected_cost_usd:.6f}",
             f"{m.prompt_price_per_mtok:.3f}",
             f"{m.completion_price_per_mtok:.3f}",
+            _star(f"{c.terms.quality:.3f}", c.quality_estimated),
+            c.quality_source,
             f"{m.context_length:,}",
         )
     out.print(table)
+    out.print(bounds(response.normalisation), highlight=False, soft_wrap=True)

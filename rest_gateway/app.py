@@ -9,7 +9,7 @@ import grpc
 from fastapi import FastAPI
 
 from rest_gateway import errors
-from rest_gateway.routes import admin, complete, health, metrics, models, route
+from rest_gateway.routes import admin, complete, explain, health, metrics, models, route
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 
 
@@ -28,6 +28,6 @@ def create_app(grpc_target: str) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (route, complete, models, health, metrics, admin):
+    for module in (route, explain, complete, models, health, metrics, admin):
         app.include_router(module.router)
     return app

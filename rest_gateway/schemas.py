@@ -141,6 +141,15 @@ class RouteBody(Strict):
         return request
 
 
+class ExplainBody(RouteBody):
+    """The fields of `/route` (`top_k` is ignored), plus the model to explain."""
+
+    model: str = Field(default="", description="a catalogue model id; empty: the winner alone")
+
+    def to_explain_pb(self) -> pb.ExplainRequest:
+        return pb.ExplainRequest(routing=self.to_pb(), model=self.model)
+
+
 def _fill(target: ListValue, objects: list[dict[str, Any]]) -> None:
     for item in objects:
         target.add_struct().update(item)
@@ -289,6 +298,10 @@ class Candidate(BaseModel):
     expected_latency_seconds: float
     quality_estimated: bool
     latency_estimated: bool
+    quality_source: str = Field(description='e.g. "aa-leaderboard", "family-prior"')
+    latency_source: str = Field(
+        description='"learned", "openrouter-endpoints", or the catalogue\'s source'
+    )
 
 
 class Weights(BaseModel):
@@ -302,6 +315,13 @@ class Profile(BaseModel):
     output_tokens: int
 
 
+class Normalisation(BaseModel):
+    latency_min_seconds: float
+    latency_max_seconds: float
+    cost_floor_usd: float
+    cost_max_usd: float
+
+
 class RouteResult(BaseModel):
     model: str
     candidates: list[Candidate]
@@ -311,6 +331,41 @@ class RouteResult(BaseModel):
     eligible_models: int
     removed_by_constraint: dict[str, int]
     profile: Profile
+    normalisation: Normalisation
+
+
+class Figure(BaseModel):
+    value: float
+    source: str
+    estimated: bool
+
+
+class ModelExplanation(BaseModel):
+    model: str
+    rank: int = Field(description="1 is the winner; 0 when a constraint removed the model")
+    score: float
+    terms: ScoreTerms
+    contributions: ScoreTerms = Field(description="each term times its weight; sum: the score")
+    expected_cost_usd: float
+    expected_latency_seconds: float
+    ttft_seconds: Figure
+    tokens_per_second: Figure
+    quality: Figure
+    prompt_price_per_mtok: float
+    completion_price_per_mtok: float
+    free: bool
+
+
+class ExplainResult(BaseModel):
+    winner: ModelExplanation
+    subject: ModelExplanation
+    excluded_by: str = Field(description="the constraint that removed the subject; empty if none")
+    weights: Weights
+    normalisation: Normalisation
+    eligible_models: int
+    catalogue_version: str
+    profile: Profile
+    summary: list[str]
 
 
 class ModelInfo(BaseModel):
@@ -337,6 +392,12 @@ class ModelList(BaseModel):
     catalogue_version: str
 
 
+class Eligibility(BaseModel):
+    models: int
+    routable: int
+    excluded_by_rule: dict[str, int]
+
+
 class CatalogueStatus(BaseModel):
     version: str
     models: int
@@ -346,6 +407,7 @@ class CatalogueStatus(BaseModel):
     last_refresh_error: str
     consecutive_refresh_failures: int
     stale: bool
+    eligibility: Eligibility
 
 
 class RefreshResult(BaseModel):

@@ -22,6 +22,8 @@ Quality (in [0, 1]), first rule that applies:
 5. the median of the measured models in the same completion-price tier (price-tier-prior);
 6. the median of all measured models, for dynamic-price routers (global-prior).
 The index is mapped to quality by a fixed min-max: (index - 5) / (65 - 5), clamped to [0, 1].
+A prior (rules 4 to 6) is then pulled halfway toward the lower quartile of measured quality and
+never raised (service.priors.QualityPriors).
 
 Latency (time to first answer token in seconds, output tokens per second): the same rules except
 rule 1 (OpenRouter's catalogue has no speed figures); AA's time to first *answer* token is used,
@@ -46,13 +48,14 @@ from typing import Any
 from service.openrouter.models import INHERITING_SUFFIXES, is_realtime, parse_price, split_variant
 from service.priors import (
     FALLBACK_LATENCY,
-    FALLBACK_QUALITY,
     INDEX_CEILING,
     INDEX_FLOOR,
     OPENROUTER_BENCHMARKS,
     PRICE_TIERS,
+    QUALITY_SHRINK,
     Figure,
     Priors,
+    QualityPriors,
     family_of,
     price_tier_of,
     quality_from_index,
@@ -270,7 +273,7 @@ def build(source: Path, leaderboard: Path) -> dict[str, Any]:
             if i not in bases
         ]
 
-    quality_priors = Priors(pool(direct_quality, lambda v: (v[0],)), 6, FALLBACK_QUALITY)
+    quality_priors = QualityPriors(pool(direct_quality, lambda v: (v[0],)))
     latency_priors = Priors(pool(direct_latency, lambda v: v), None, FALLBACK_LATENCY)
 
     def quality_prior(model_id: str) -> Figure:
@@ -316,6 +319,8 @@ def build(source: Path, leaderboard: Path) -> dict[str, Any]:
                 "family": {k: v[0] for k, v in quality_priors.family.items()},
                 "price_tier": {k: v[0] for k, v in quality_priors.tier.items()},
                 "global": quality_priors.overall[0],
+                "shrunk_toward": quality_priors.conservative,
+                "shrink": QUALITY_SHRINK,
             },
             "latency": {
                 "family": {k: list(v) for k, v in latency_priors.family.items()},

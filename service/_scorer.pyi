@@ -5,9 +5,16 @@ Each request is ranked by
     score = w_latency * (1 - norm_latency) + w_cost * (1 - norm_cost) + w_quality * quality
 
 over the models that pass the request's hard constraints. Expected cost (prompt tokens x prompt
-price + output tokens x completion price) is min-max normalised on a log scale, with costs below
-`COST_FLOOR_USD` counted as the floor; expected latency (time to first token + output tokens /
-throughput) is min-max normalised; a degenerate range normalises to 0. Ties break on model id.
+price + output tokens x completion price) is min-max normalised on a log scale from the cheapest
+paid eligible model (free models count as that one; never below `COST_FLOOR_USD`) to the
+dearest; expected latency (time to first token + output tokens / throughput) is min-max
+normalised on a log scale from the fastest eligible model to the slowest, capped at
+`LATENCY_SPAN` times the fastest (slower models score 0). A degenerate range normalises to 0.
+Ties break on model id.
+
+A plain route is a chat route: models whose output is text only, and of the chat kind. A request
+widens it with `output_modalities` (text may accompany them) or by naming a meta-router or guard
+model by id in `allow_models`.
 """
 
 from collections.abc import Mapping, Sequence
@@ -15,12 +22,15 @@ from typing import Final, Literal, Self, final
 
 __all__ = [
     "COST_FLOOR_USD",
+    "LATENCY_FLOOR_S",
+    "LATENCY_SPAN",
     "MAX_PRICE_PER_TOKEN",
     "MAX_TTFT_S",
     "MIN_TOKENS_PER_S",
     "MODE_WEIGHTS",
     "Candidate",
     "Constraints",
+    "Explanation",
     "InvalidCatalogue",
     "InvalidRequest",
     "NoEligibleModel",
@@ -33,7 +43,13 @@ MODE_WEIGHTS: Final[dict[str, tuple[float, float, float]]]
 """The named modes and their (latency, cost, quality) weights."""
 
 COST_FLOOR_USD: Final[float]
-"""Expected costs below this count as this on the log scale."""
+"""Expected costs below this count as this on the log scale (the lowest possible cost floor)."""
+
+LATENCY_FLOOR_S: Final[float]
+"""Expected latencies below this count as this on the log scale."""
+
+LATENCY_SPAN: Final[float]
+"""The latency term reaches 0 at this multiple of the fastest eligible model's latency."""
 
 MAX_PRICE_PER_TOKEN: Final[float]
 """The largest price (USD per token) a catalogue may list."""
@@ -68,6 +84,7 @@ class Constraints:
         *,
         min_context: int = 0,
         input_modalities: Sequence[str] = ...,
+        output_modalities: Sequence[str] = ...,
         required_parameters: Sequence[str] = ...,
         max_prompt_price_per_mtok: float | None = None,
         max_completion_price_per_mtok: float | None = None,
@@ -102,6 +119,12 @@ class Candidate:
     def quality_estimated(self) -> bool: ...
     @property
     def latency_estimated(self) -> bool: ...
+    @property
+    def ttft_s(self) -> float:
+        """The time to first token the latency was computed from."""
+    @property
+    def tokens_per_s(self) -> float:
+        """The throughput the latency was computed from."""
 
 @final
 class Ranking:
@@ -120,6 +143,32 @@ class Ranking:
     def weights(self) -> tuple[float, float, float]: ...
     @property
     def catalogue_version(self) -> str: ...
+    @property
+    def normalisation(self) -> tuple[float, float, float, float]:
+        """(latency_min_s, latency_max_s, cost_floor_usd, cost_max_usd) over the eligible models."""
+
+@final
+class Explanation:
+    """Where one model stands in a request's whole ranking, beside the winner."""
+
+    @property
+    def winner(self) -> Candidate: ...
+    @property
+    def subject(self) -> Candidate | None:
+        """None when a constraint removed the model."""
+    @property
+    def rank(self) -> int:
+        """1 for the winner; 0 when a constraint removed the model."""
+    @property
+    def excluded_by(self) -> str | None: ...
+    @property
+    def eligible(self) -> int: ...
+    @property
+    def weights(self) -> tuple[float, float, float]: ...
+    @property
+    def normalisation(self) -> tuple[float, float, float, float]: ...
+    @property
+    def catalogue_version(self) -> str: ...
 
 @final
 class Scorer:
@@ -127,7 +176,8 @@ class Scorer:
 
     Each model is a mapping with the keys: id (str, "author/name"), context_length (int),
     prompt_price and completion_price (float, USD per token; negative for dynamic pricing),
-    input_modalities (text, image, file, audio, video), text_output (bool),
+    input_modalities and output_modalities (text, image, file, audio, video; unknown output
+    names count as other), kind ("chat", "meta_router" or "guard"; default "chat"),
     supported_parameters (str list), quality (float in [0, 1]), quality_estimated (bool),
     ttft_s (float, seconds to first token), tokens_per_s (float > 0), latency_estimated (bool).
     """
@@ -144,11 +194,34 @@ class Scorer:
         """Apply live stats, all or nothing.
 
         Each mapping has `id` and optionally `ttft_s`, `ttft_p95_s`, `tokens_per_s`,
-        `error_rate` (floats or None; None keeps the catalogue's prior) and `circuit_open`
-        (bool, default False). An entry replaces that model's previous stats wholesale. An
+        `error_rate` (floats or None; None keeps the catalogue's prior), `circuit_open`
+        (bool, default False) and `latency_estimated` (bool or None: whether the figures are
+        still a prior; by default they count as measured when they give a time to first token
+        or a throughput). An entry replaces that model's previous stats wholesale. An
         unknown id or an out-of-range figure raises InvalidRequest and applies nothing.
         Readers never see part of a batch.
         """
+    def set_free_available(self, available: bool) -> None:
+        """Let free models be routed to, or remove them all (reason "free_quota")."""
+
+    def eligibility(self) -> tuple[int, int, list[tuple[str, int]]]:
+        """(models, routable, [(rule, models it keeps out)]) for a plain chat route."""
+
+    def explain(
+        self,
+        weights: tuple[float, float, float],
+        model_id: str,
+        *,
+        prompt_tokens: int,
+        output_tokens: int,
+        constraints: Constraints | None = None,
+    ) -> Explanation:
+        """Rank every eligible model and place `model_id` among them, or say what removed it.
+
+        Raises InvalidRequest for an unknown model or a malformed request, NoEligibleModel when
+        the constraints remove every model.
+        """
+
     def rank(
         self,
         weights: tuple[float, float, float],

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from service.config import ExtraModel, ModelOverride
+from service.eligibility import Kind, model_kind
 from service.scorer import Scorer
 
 
@@ -68,6 +69,19 @@ class ModelRecord:
                 raw[key] = list(value)
         return raw
 
+    @property
+    def kind(self) -> Kind:
+        return model_kind(self.id)
+
+    @property
+    def free(self) -> bool:
+        return self.prompt_price == 0 and self.completion_price == 0
+
+    @property
+    def free_variant(self) -> bool:
+        """One of OpenRouter's `:free` variants, which share a small allowance per account."""
+        return self.id.endswith(":free")
+
     def spec(self) -> dict[str, object]:
         return {
             "id": self.id,
@@ -75,7 +89,8 @@ class ModelRecord:
             "prompt_price": self.prompt_price,
             "completion_price": self.completion_price,
             "input_modalities": self.input_modalities,
-            "text_output": "text" in self.output_modalities,
+            "output_modalities": self.output_modalities,
+            "kind": self.kind,
             "realtime": self.realtime,
             "supported_parameters": self.supported_parameters,
             "quality": self.quality,

@@ -1,15 +1,14 @@
 """Keeps the router's catalogue current: periodic and on-demand refreshes from OpenRouter,
-the last good catalogue kept on any failure, persistence for the next start, and endpoint
-stats folded into the scorer's live figures."""
+the last good catalogue kept on any failure, persistence for the next start, and a rolling
+sweep of endpoint stats (`service.endpoint_sweep`) folded into the scorer's live figures."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
-import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,15 +16,32 @@ from service import catalogue as catalogue_files
 from service import metrics
 from service.catalogue import Catalogue
 from service.config import Settings
+from service.endpoint_sweep import EndpointSweep
+from service.latency_calibration import Calibration
 from service.live_figures import LiveFigures
-from service.openrouter import EndpointStats, OpenRouterClient, OpenRouterError
+from service.openrouter import EndpointFigures, OpenRouterClient, OpenRouterError
 from service.priors import catalogue_from_listing
 from service.router import ModelRouter
-from service.scorer import MAX_TTFT_S, MIN_TOKENS_PER_S, MODE_WEIGHTS
 
 log = logging.getLogger(__name__)
 
 PERSISTED_NAME = "catalogue.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    """How many models of the catalogue a default chat route may consider, and why the rest
+    may not (rule -> models it keeps out)."""
+
+    models: int
+    routable: int
+    excluded_by_rule: Mapping[str, int]
+
+    def __str__(self) -> str:
+        excluded = ", ".join(f"{rule} {n}" for rule, n in sorted(self.excluded_by_rule.items()))
+        return f"{self.routable} of {self.models} models routable" + (
+            f"; excluded: {excluded}" if excluded else ""
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +54,8 @@ class CatalogueStatus:
     last_refresh_error: str
     consecutive_refresh_failures: int
     stale: bool
+    eligibility: Eligibility
+    latency_calibration: Calibration
 
 
 def initial_catalogue(settings: Settings) -> tuple[Catalogue, str]:
@@ -80,6 +98,7 @@ class CatalogueKeeper:
         self._last_error = ""
         self._failures = 0
         self._lock = asyncio.Lock()
+        self._sweep = EndpointSweep(router, client, settings) if client is not None else None
         metrics.CATALOGUE_MODELS.set(len(router.catalogue.models))
 
     @property
@@ -100,6 +119,8 @@ class CatalogueKeeper:
             last_refresh_error=self._last_error,
             consecutive_refresh_failures=self._failures,
             stale=stale,
+            eligibility=Eligibility(*self._router.eligibility()),
+            latency_calibration=self._figures.calibration,
         )
 
     def _fail(self, outcome: str, reason: str) -> bool:
@@ -152,6 +173,7 @@ class CatalogueKeeper:
                 self.status()
                 return False
             self._router.replace_catalogue(fresh)
+            self._figures.recalibrate()
             self._source = "refreshed"
             try:
                 catalogue_files.save(fresh, self.persisted_path)
@@ -160,54 +182,34 @@ class CatalogueKeeper:
             metrics.CATALOGUE_REFRESHES.labels(outcome="replaced").inc()
             metrics.CATALOGUE_MODELS.set(len(fresh.models))
             log.info(
-                "catalogue %s replaced by %s (%d models)",
+                "catalogue %s replaced by %s: %s",
                 current.version,
                 fresh.version,
-                len(fresh.models),
+                self.status().eligibility,
             )
-            self.status()
             return True
 
-    def _models_that_matter(self) -> list[str]:
-        """The top candidates of every named mode, the models whose figures decide routing."""
-        count = self._settings.endpoint_stats_models
-        chosen: dict[str, None] = {}
-        for name in MODE_WEIGHTS:
-            for model_id in self._router.top_models(name, count):
-                chosen[model_id] = None
-        return list(chosen)
+    def _endpoint_sweep(self) -> EndpointSweep | None:
+        """The sweep, when endpoint stats are fetched at all (they need the API key)."""
+        if self._client is None or not self._client.has_key:
+            return None
+        return self._sweep if self._settings.endpoint_stats_models > 0 else None
+
+    def _take(self, fetched: Mapping[str, EndpointFigures | None]) -> int:
+        self._figures.update_endpoint_figures(fetched)
+        return sum(figures is not None for figures in fetched.values())
 
     async def refresh_endpoint_stats(self) -> int:
-        """Fold OpenRouter's recent endpoint figures into the scorer; returns models updated."""
-        client = self._client
-        if client is None or not client.has_key or self._settings.endpoint_stats_models == 0:
-            return 0
-        gate = asyncio.Semaphore(self._settings.endpoint_stats_concurrency)
-        spacing = 1.0 / self._settings.endpoint_stats_per_second
-        start = asyncio.get_running_loop().time()
+        """Endpoint stats of the models that decide routing (the top of each mode) into the live
+        figures now, as after an on-demand refresh; returns how many models got figures."""
+        sweep = self._endpoint_sweep()
+        return 0 if sweep is None else self._take(await sweep.sweep_top())
 
-        async def fetch(position: int, model_id: str) -> tuple[str, list[EndpointStats]]:
-            await asyncio.sleep(
-                max(0.0, start + position * spacing - asyncio.get_running_loop().time())
-            )
-            async with gate:
-                try:
-                    endpoints = await client.endpoints(model_id)
-                except OpenRouterError as exc:
-                    metrics.ENDPOINT_STATS_FETCHES.labels(outcome="failed").inc()
-                    log.info("no endpoint stats for %s: %s", model_id, exc)
-                    return model_id, []
-            metrics.ENDPOINT_STATS_FETCHES.labels(outcome="ok").inc()
-            return model_id, endpoints
-
-        fetched = await asyncio.gather(
-            *(fetch(i, model_id) for i, model_id in enumerate(self._models_that_matter()))
-        )
-        updates = [
-            folded for model_id, endpoints in fetched if (folded := fold(model_id, endpoints))
-        ]
-        self._figures.set_endpoint_figures(updates)
-        return len(updates)
+    async def sweep_endpoint_stats(self) -> int:
+        """The next slice of the rolling sweep over every routable model into the live figures
+        (each periodic refresh); returns how many models got figures."""
+        sweep = self._endpoint_sweep()
+        return 0 if sweep is None else self._take(await sweep.sweep())
 
     async def run(self) -> None:
         """Refresh every `refresh_interval_s` until cancelled."""
@@ -217,23 +219,4 @@ class CatalogueKeeper:
         while True:
             await asyncio.sleep(interval)
             await self.refresh()
-            await self.refresh_endpoint_stats()
-
-
-def fold(model_id: str, endpoints: list[EndpointStats]) -> dict[str, object] | None:
-    """One model's live figures from its endpoints: medians over the healthy endpoints that
-    report them, and the share of failed requests."""
-    healthy = [e for e in endpoints if e.status == 0]
-    ttft = [e.ttft_p50_s for e in healthy if e.ttft_p50_s is not None]
-    throughput = [e.tokens_per_s_p50 for e in healthy if e.tokens_per_s_p50 is not None]
-    uptime = [e.uptime for e in healthy if e.uptime is not None]
-    if not ttft and not throughput:
-        return None
-    return {
-        "id": model_id,
-        "ttft_s": min(statistics.median(ttft), MAX_TTFT_S) if ttft else None,
-        "tokens_per_s": max(statistics.median(throughput), MIN_TOKENS_PER_S)
-        if throughput
-        else None,
-        "error_rate": 1.0 - statistics.fmean(uptime) if uptime else None,
-    }
+            await self.sweep_endpoint_stats()

@@ -91,7 +91,9 @@ class Settings(BaseSettings):
     refresh_interval_s: float = Field(default=600.0, ge=0, description="0 disables refreshes")
     # A refreshed catalogue smaller than this share of the current one is refused as implausible.
     refresh_min_share: float = Field(default=0.5, gt=0, le=1)
-    endpoint_stats_models: int = Field(default=10, ge=0, description="top models per mode")
+    # Endpoint stats are swept over every routable model, these top models of each mode first;
+    # each refresh fetches at most per_second x refresh_interval_s (see service/endpoint_sweep.py).
+    endpoint_stats_models: int = Field(default=10, ge=0, description="0 disables endpoint stats")
     endpoint_stats_concurrency: int = Field(default=4, ge=1)
     endpoint_stats_per_second: float = Field(default=5.0, gt=0)
 
@@ -106,6 +108,9 @@ class Settings(BaseSettings):
     spend_policy: Literal["refuse", "cheaper"] = "refuse"
     cheaper_from_share: float = Field(default=0.8, gt=0, le=1)
     redis_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0")
+    # Off by default: free variants share a small allowance per account and their endpoints may
+    # log prompts. On, the router keeps within the allowance and falls back to paid models.
+    free_models: bool = False
 
     @classmethod
     def settings_customise_sources(

@@ -18,6 +18,8 @@ from grpc_reflection.v1alpha import reflection
 from service.catalogue_keeper import CatalogueStatus
 from service.completion.failover import CompletionError
 from service.config import Settings
+from service.explain import explain
+from service.free_quota import FreeQuotaStatus
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1 import router_pb2_grpc
 from service.runtime import Runtime
@@ -73,6 +75,24 @@ def catalogue_status(status: CatalogueStatus) -> pb.CatalogueStatus:
         last_refresh_error=status.last_refresh_error,
         consecutive_refresh_failures=status.consecutive_refresh_failures,
         stale=status.stale,
+        eligibility=pb.Eligibility(
+            models=status.eligibility.models,
+            routable=status.eligibility.routable,
+            excluded_by_rule=status.eligibility.excluded_by_rule,
+        ),
+    )
+
+
+def free_quota_status(status: FreeQuotaStatus) -> pb.FreeQuotaStatus:
+    return pb.FreeQuotaStatus(
+        enabled=status.enabled,
+        per_minute_limit=status.per_minute_limit,
+        per_day_limit=status.per_day_limit,
+        used_this_minute=status.used_this_minute,
+        used_today=status.used_today,
+        blocked_until=status.blocked_until,
+        blocked_reason=status.blocked_reason,
+        tier=status.tier,
     )
 
 
@@ -81,6 +101,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self._router = runtime.router
         self._keeper = runtime.keeper
         self._completer = runtime.completer
+        self._free_quota = runtime.free_quota
 
     @_statuses
     async def Route(
@@ -88,7 +109,16 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         request: pb.RouteRequest,
         context: grpc.aio.ServicerContext[pb.RouteRequest, pb.RouteResponse],
     ) -> pb.RouteResponse:
+        self._free_quota.before_routing()
         return self._router.route(request)
+
+    @_statuses
+    async def Explain(
+        self,
+        request: pb.ExplainRequest,
+        context: grpc.aio.ServicerContext[pb.ExplainRequest, pb.ExplainResponse],
+    ) -> pb.ExplainResponse:
+        return explain(self._router, request)
 
     @_statuses
     async def ListModels(
@@ -104,7 +134,10 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         request: pb.GetStatusRequest,
         context: grpc.aio.ServicerContext[pb.GetStatusRequest, pb.RouterStatus],
     ) -> pb.RouterStatus:
-        return pb.RouterStatus(catalogue=catalogue_status(self._keeper.status()))
+        return pb.RouterStatus(
+            catalogue=catalogue_status(self._keeper.status()),
+            free_quota=free_quota_status(await self._free_quota.status()),
+        )
 
     @_statuses
     async def RefreshCatalogue(
@@ -189,4 +222,5 @@ async def start(settings: Settings, runtime: Runtime) -> RunningServer:
         len(router.catalogue.models),
     )
     refresher = asyncio.create_task(runtime.keeper.run(), name="catalogue-refresh")
+    runtime.free_quota.keep_tier_fresh()
     return RunningServer(server=server, port=port, health=health, refresher=refresher)

@@ -1,24 +1,40 @@
 """What the router knows of each model right now, pushed into the scorer's live stats.
 
-Three sources, most trusted first: the router's own observations of the model (an
-exponentially weighted average of time to first token and throughput, and a recent p95, each
-forgotten `observation_ttl_s` after the last observation so that a model that lost its traffic
-can win it back), OpenRouter's endpoint figures, and the catalogue's priors (by leaving a
-figure out). Open circuits remove a model outright.
+Sources, most trusted first: the router's own observations of the model (an exponentially
+weighted average of time to first token and throughput, and a recent p95, each forgotten
+`observation_ttl_s` after the last observation so that a model that lost its traffic can win it
+back), OpenRouter's endpoint figures, the catalogue's priors calibrated to the endpoint scale
+(`service.latency_calibration`), and the catalogue's priors as they are (by leaving a figure
+out). An entry pushed with a time to first token or a throughput names in `latency_source` the
+most trusted source among them: "learned", "openrouter-endpoints" or "calibrated:<catalogue
+source>"; without one the key is left out, so the router reports the catalogue's own source (of
+the catalogue being served, even after it is replaced). Open circuits remove a model outright.
+
+Only the models whose inputs changed are recomputed on the request path (an observation, a
+circuit, an expiry); new endpoint figures or a new catalogue recompute every model.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
+from service import metrics
+from service.catalogue import ModelRecord
+from service.latency_calibration import UNCALIBRATED, Calibration, calibrate, calibrated_source
+from service.openrouter import EndpointFigures
 from service.router import ModelRouter
 from service.scorer import MAX_TTFT_S, MIN_TOKENS_PER_S
 
+log = logging.getLogger(__name__)
+
 RECENT = 50  # observations kept per model for the p95
+LEARNED = "learned"
+ENDPOINTS = "openrouter-endpoints"
 
 
 @dataclass
@@ -41,6 +57,44 @@ def _bounded_ttft(value: float) -> float:
     return min(max(value, 0.0), MAX_TTFT_S)
 
 
+def _background(
+    model: ModelRecord, measured: EndpointFigures | None, calibration: Calibration
+) -> dict[str, object]:
+    """The model's figures before the router's own observations: OpenRouter's endpoint
+    figures, else its calibrated priors."""
+    figures: dict[str, object] = {}
+    sources: list[str] = []
+    ttft = measured.ttft_s if measured else None
+    if ttft is not None:
+        figures["ttft_s"] = ttft
+        sources.append(ENDPOINTS)
+    elif (ttft := calibration.ttft_s(model)) is not None:
+        figures["ttft_s"] = ttft
+        sources.append(calibrated_source(model))
+    rate = measured.tokens_per_s if measured else None
+    if rate is not None:
+        figures["tokens_per_s"] = rate
+        sources.append(ENDPOINTS)
+    elif (rate := calibration.tokens_per_s(model)) is not None:
+        figures["tokens_per_s"] = rate
+        sources.append(calibrated_source(model))
+    if measured is not None and measured.error_rate is not None:
+        figures["error_rate"] = measured.error_rate
+    if sources:
+        figures["latency_source"] = ENDPOINTS if ENDPOINTS in sources else sources[0]
+        # A rescaled prior is still a prior.
+        figures["latency_estimated"] = model.latency_estimated and ENDPOINTS not in sources
+    return figures
+
+
+def _record_calibration(calibration: Calibration) -> None:
+    for name, ratio in (("ttft", calibration.ttft), ("tokens_per_s", calibration.throughput)):
+        metrics.LATENCY_CALIBRATION_RATIO.labels(figure=name).set(
+            math.nan if ratio.value is None else ratio.value
+        )
+        metrics.LATENCY_CALIBRATION_MODELS.labels(figure=name).set(ratio.models)
+
+
 class LiveFigures:
     def __init__(
         self,
@@ -55,11 +109,19 @@ class LiveFigures:
         self._ttl = observation_ttl_s
         self._clock = clock
         self._observed: dict[str, _Observed] = {}
-        self._endpoint: dict[str, dict[str, object]] = {}
+        self._measured: dict[str, EndpointFigures] = {}
+        self._calibration = UNCALIBRATED
+        self._background: dict[str, dict[str, object]] = {}
         self._open: frozenset[str] = frozenset()
         self._pushed: dict[str, dict[str, object]] = {}
-        self._dirty = False
+        self._changed: set[str] = set()
         self._next_expiry = math.inf
+        _record_calibration(self._calibration)
+
+    @property
+    def calibration(self) -> Calibration:
+        """How the catalogue's latency priors are put on the endpoint scale now."""
+        return self._calibration
 
     def observe(
         self,
@@ -72,7 +134,7 @@ class LiveFigures:
         """One attempt on the model: whether it succeeded, and what it measured when it did."""
         seen = self._observed.setdefault(model_id, _Observed())
         seen.last_seen = self._clock()
-        self._dirty = True
+        self._changed.add(model_id)
         seen.outcomes.append(ok)
         if ttft_s is not None and math.isfinite(ttft_s):
             ttft = _bounded_ttft(ttft_s)
@@ -92,26 +154,56 @@ class LiveFigures:
         seen = self._observed.get(model_id)
         if seen is not None and seen.tokens_per_s is not None:
             return seen.tokens_per_s
-        rate = self._endpoint.get(model_id, {}).get("tokens_per_s")
+        rate = self._background.get(model_id, {}).get("tokens_per_s")
         return rate if isinstance(rate, float) else None
 
-    def set_endpoint_figures(self, figures: list[dict[str, object]]) -> None:
-        self._endpoint = {str(f["id"]): f for f in figures}
+    def update_endpoint_figures(self, fetched: Mapping[str, EndpointFigures | None]) -> None:
+        """Endpoint figures of the models just fetched (None: the model reported none, so its
+        earlier figures go); the other models keep theirs."""
+        for model_id, figures in fetched.items():
+            if figures is None:
+                self._measured.pop(model_id, None)
+            else:
+                self._measured[model_id] = figures
+        self.recalibrate()
+
+    def recalibrate(self) -> None:
+        """Calibrate the priors again and recompute every model's figures; after new endpoint
+        figures and whenever the catalogue changes."""
+        models = self._router.catalogue.models
+        listed = {m.id for m in models}
+        self._measured = {k: v for k, v in self._measured.items() if k in listed}
+        self._pushed = {k: v for k, v in self._pushed.items() if k in listed}
+        metrics.ENDPOINT_FIGURES_MODELS.set(len(self._measured))
+        calibration = calibrate(models, self._measured)
+        if calibration != self._calibration:
+            log.info("latency priors calibrated to OpenRouter's endpoint scale: %s", calibration)
+            self._calibration = calibration
+            _record_calibration(calibration)
+        background = {}
+        for model in models:
+            figures = _background(model, self._measured.get(model.id), calibration)
+            if figures:
+                background[model.id] = figures
+        self._changed.update(
+            model_id
+            for model_id in background.keys() | self._background.keys()
+            if background.get(model_id) != self._background.get(model_id)
+        )
+        self._background = background
         self.sync()
 
     def before_routing(self, open_circuits: Collection[str]) -> None:
         """Bring the scorer up to date: new observations, forgotten ones, circuits."""
         if frozenset(open_circuits) != self._open:
-            self._open = frozenset(open_circuits)
-            self._dirty = True
-        if self._dirty or self._clock() >= self._next_expiry:
+            opened = frozenset(open_circuits)
+            self._changed.update(opened ^ self._open)
+            self._open = opened
+        if self._changed or self._clock() >= self._next_expiry:
             self.sync()
 
     def _merged(self, model_id: str, now: float) -> dict[str, object]:
-        merged: dict[str, object] = {"id": model_id}
-        endpoint = self._endpoint.get(model_id)
-        if endpoint is not None:
-            merged.update({k: v for k, v in endpoint.items() if k != "id" and v is not None})
+        merged: dict[str, object] = {"id": model_id, **self._background.get(model_id, {})}
         seen = self._observed.get(model_id)
         if seen is not None and now - seen.last_seen <= self._ttl:
             if seen.ttft_s is not None:
@@ -119,6 +211,9 @@ class LiveFigures:
                 merged["ttft_p95_s"] = _p95(seen.ttfts)
             if seen.tokens_per_s is not None:
                 merged["tokens_per_s"] = seen.tokens_per_s
+            if seen.ttft_s is not None or seen.tokens_per_s is not None:
+                merged["latency_source"] = LEARNED
+                merged["latency_estimated"] = False
             if seen.outcomes:
                 merged["error_rate"] = seen.outcomes.count(False) / len(seen.outcomes)
         if model_id in self._open:
@@ -130,19 +225,21 @@ class LiveFigures:
         now = self._clock()
         for model_id in [m for m, s in self._observed.items() if now - s.last_seen > self._ttl]:
             del self._observed[model_id]
-        models = self._observed.keys() | self._endpoint.keys() | self._open | self._pushed.keys()
-        changes = []
-        pushed = {}
-        for model_id in models:
+            self._changed.add(model_id)
+        changes = []  # an entry of its id alone puts the model back on the catalogue's priors
+        for model_id in self._changed:
             merged = self._merged(model_id, now)
-            if len(merged) > 1:
-                pushed[model_id] = merged
-            if self._pushed.get(model_id, {"id": model_id}) != merged:
+            previous = self._pushed.get(model_id)
+            if previous != merged and (previous is not None or len(merged) > 1):
                 changes.append(merged)
         if changes:
             self._router.update_live_stats(changes)
-        self._pushed = pushed
-        self._dirty = False
+        for merged in changes:
+            if len(merged) > 1:
+                self._pushed[str(merged["id"])] = merged
+            else:
+                del self._pushed[str(merged["id"])]
+        self._changed.clear()
         self._next_expiry = min(
             (seen.last_seen + self._ttl for seen in self._observed.values()), default=math.inf
         )

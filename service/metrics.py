@@ -23,3 +23,18 @@ ENDPOINT_STATS_FETCHES = Counter(
     "Fetches of a model's endpoint stats from OpenRouter, by outcome.",
     ["outcome"],
 )
+LATENCY_CALIBRATION_RATIO = Gauge(
+    "router_latency_calibration_ratio",
+    "Factor putting the catalogue's latency priors on OpenRouter's endpoint scale (median "
+    "endpoint figure / prior), by figure (ttft, tokens_per_s); NaN while there is none.",
+    ["figure"],
+)
+LATENCY_CALIBRATION_MODELS = Gauge(
+    "router_latency_calibration_models",
+    "Models with both a measured latency prior and an endpoint figure, by figure.",
+    ["figure"],
+)
+ENDPOINT_FIGURES_MODELS = Gauge(
+    "router_endpoint_figures_models",
+    "Models the router holds OpenRouter endpoint figures for.",
+)

@@ -4,7 +4,9 @@ Shared by the build script of the embedded catalogue and by the catalogue refres
 gets the same kind of figure whichever way it arrives (see service/data/PROVENANCE.md):
 quality maps the Artificial Analysis intelligence index onto [0, 1] with fixed bounds;
 unmeasured models get the median measured figures of their family, else of their
-completion-price tier, else of every measured model, marked estimated.
+completion-price tier, else of every measured model, marked estimated. An estimated quality is
+then pulled halfway toward a conservative value (the lower quartile of measured quality) and
+never raised, so a guess does not outrank a measurement on equal footing.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ GLOBAL_PRIOR = "global-prior"
 
 # When nothing at all is measured: a middling model.
 FALLBACK_QUALITY = (0.4,)
+
+# An estimated quality moves this share of the way toward the conservative value.
+QUALITY_SHRINK = 0.5
 FALLBACK_LATENCY = (1.0, 60.0)
 
 # Name-stem tokens dropped whole: versions (3, 4.5, v2, 4o), sizes (70b, a3b, 8x22b is kept as
@@ -123,6 +128,27 @@ class Priors:
         return Figure(self.overall, GLOBAL_PRIOR, True)
 
 
+class QualityPriors(Priors):
+    """Quality priors, each shrunk toward the lower quartile of measured quality."""
+
+    def __init__(self, pool: list[tuple[str, str | None, tuple[float, ...]]]) -> None:
+        super().__init__(pool, 6, FALLBACK_QUALITY)
+        values = sorted(v[0] for _, _, v in pool)
+        self.conservative = (
+            round(statistics.quantiles(values, n=4)[0], 6)
+            if len(values) >= 2
+            else FALLBACK_QUALITY[0]
+        )
+
+    def figure(self, family: str, price_tier: str | None) -> Figure[tuple[float, ...]]:
+        found = super().figure(family, price_tier)
+        return Figure((self.shrunk(found.value[0]),), found.source, True)
+
+    def shrunk(self, prior: float) -> float:
+        pulled = self.conservative + QUALITY_SHRINK * (prior - self.conservative)
+        return round(min(prior, pulled), 6)
+
+
 def _pool(
     models: list[ModelRecord], estimated: str, figures: str
 ) -> list[tuple[str, str | None, tuple[float, ...]]]:
@@ -145,9 +171,7 @@ def catalogue_from_listing(
     listing carries, if any; a new model gets the priors of the previous catalogue's measured
     models."""
     known = {m.id: m for m in previous.models}
-    quality_priors = Priors(
-        _pool(list(previous.models), "quality_estimated", "quality"), 6, FALLBACK_QUALITY
-    )
+    quality_priors = QualityPriors(_pool(list(previous.models), "quality_estimated", "quality"))
     latency_priors = Priors(
         _pool(list(previous.models), "latency_estimated", "ttft_s tokens_per_s"),
         None,

@@ -8,7 +8,7 @@ from typing import Literal
 from service.catalogue import Catalogue, ModelRecord
 from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
-from service.scorer import MODE_WEIGHTS, Constraints, InvalidRequest, Ranking
+from service.scorer import MODE_WEIGHTS, Constraints, Explanation, InvalidRequest, Ranking
 
 MODE_NAMES = {
     pb.MODE_SPEED: "speed",
@@ -30,11 +30,11 @@ FREE_FILTERS: dict[pb.FreeFilter.ValueType, Literal["any", "only", "exclude"]] =
 }
 
 
-def _modality(value: pb.Modality.ValueType) -> str:
+def _modality(value: pb.Modality.ValueType, field: str) -> str:
     try:
         return MODALITY_NAMES[value]
     except KeyError:
-        raise InvalidRequest(f"constraints.input_modalities: unknown modality {value}") from None
+        raise InvalidRequest(f"constraints.{field}: unknown modality {value}") from None
 
 
 def _constraints(c: pb.Constraints) -> Constraints:
@@ -42,7 +42,8 @@ def _constraints(c: pb.Constraints) -> Constraints:
         raise InvalidRequest(f"constraints.free: unknown value {c.free}")
     return Constraints(
         min_context=c.min_context_tokens,
-        input_modalities=[_modality(m) for m in c.input_modalities],
+        input_modalities=[_modality(m, "input_modalities") for m in c.input_modalities],
+        output_modalities=[_modality(m, "output_modalities") for m in c.output_modalities],
         required_parameters=list(c.required_parameters),
         max_prompt_price_per_mtok=(
             c.max_prompt_price_per_mtok if c.HasField("max_prompt_price_per_mtok") else None
@@ -68,6 +69,8 @@ class ModelRouter:
         self._catalogue = catalogue
         self._by_id = {m.id: m for m in catalogue.models}
         self._scorer = catalogue.scorer()
+        self._latency_sources: dict[str, str] = {}
+        self.set_free_available(True)
 
     @property
     def catalogue(self) -> Catalogue:
@@ -78,14 +81,43 @@ class ModelRouter:
         self._scorer.replace_catalogue(catalogue.version, [m.spec() for m in catalogue.models])
         self._catalogue = catalogue
         self._by_id = {m.id: m for m in catalogue.models}
+        self._latency_sources = {k: v for k, v in self._latency_sources.items() if k in self._by_id}
 
     def model(self, model_id: str) -> ModelRecord | None:
         """The catalogue's record of a model, if it lists it."""
         return self._by_id.get(model_id)
 
     def update_live_stats(self, stats: list[dict[str, object]]) -> None:
-        """Apply live figures, all at once; models no longer in the catalogue are skipped."""
-        self._scorer.update_stats([s for s in stats if s["id"] in self._by_id])
+        """Apply live figures, all at once; models no longer in the catalogue are skipped.
+        Each entry replaces the model's figures; its optional `latency_source` says where
+        its latency figures come from."""
+        known = [s for s in stats if s["id"] in self._by_id]
+        self._scorer.update_stats(known)
+        for entry in known:
+            model_id, source = str(entry["id"]), entry.get("latency_source")
+            if isinstance(source, str):
+                self._latency_sources[model_id] = source
+            else:
+                self._latency_sources.pop(model_id, None)
+
+    def latency_source(self, model_id: str) -> str:
+        """Where the model's latency figures come from now: "learned", "openrouter-endpoints",
+        "calibrated:<catalogue source>", or the catalogue's own source."""
+        source = self._latency_sources.get(model_id)
+        if source is not None:
+            return source
+        record = self._by_id.get(model_id)
+        return record.latency_source if record is not None else ""
+
+    def set_free_available(self, available: bool) -> None:
+        """Route to free variants, or to none of them while their allowance is spent; never
+        while the settings turn them off."""
+        self._scorer.set_free_available(available and self._settings.free_models)
+
+    def eligibility(self) -> tuple[int, int, dict[str, int]]:
+        """(models, routable, {rule: models it keeps out}) for a plain chat route."""
+        models, routable, excluded = self._scorer.eligibility()
+        return models, routable, dict(excluded)
 
     def top_models(self, mode: str, count: int) -> list[str]:
         """The ids of the best `count` models of a named mode for the default request."""
@@ -136,9 +168,26 @@ class ModelRouter:
         )
         return ranking, profile
 
+    def explain_ranking(
+        self, request: pb.RouteRequest, model_id: str
+    ) -> tuple[Explanation, pb.RequestProfile]:
+        """Where `model_id` stands in the whole ranking for `request`, beside the winner."""
+        profile = self.profile(request)
+        explanation = self._scorer.explain(
+            self.weights(request),
+            model_id,
+            prompt_tokens=profile.prompt_tokens,
+            output_tokens=profile.output_tokens,
+            constraints=(
+                _constraints(request.constraints) if request.HasField("constraints") else None
+            ),
+        )
+        return explanation, profile
+
     def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
         ranking, profile = self.rank(request)
         latency, cost, quality = ranking.weights
+        latency_min, latency_max, cost_floor, cost_max = ranking.normalisation
         response = pb.RouteResponse(
             model=ranking.best,
             decision_id=secrets.token_hex(16),
@@ -147,6 +196,12 @@ class ModelRouter:
             eligible_models=ranking.eligible,
             removed_by_constraint=ranking.removed,
             profile=profile,
+            normalisation=pb.Normalisation(
+                latency_min_seconds=latency_min,
+                latency_max_seconds=latency_max,
+                cost_floor_usd=cost_floor,
+                cost_max_usd=cost_max,
+            ),
         )
         for c in ranking.candidates:
             response.candidates.add(
@@ -159,6 +214,8 @@ class ModelRouter:
                 expected_latency_seconds=c.expected_latency_s,
                 quality_estimated=c.quality_estimated,
                 latency_estimated=c.latency_estimated,
+                quality_source=self._by_id[c.model_id].quality_source,
+                latency_source=self.latency_source(c.model_id),
             )
         return response
 

@@ -11,6 +11,8 @@ from redis.asyncio import Redis
 from service.catalogue_keeper import CatalogueKeeper, initial_catalogue
 from service.completion.failover import Completer
 from service.config import Settings
+from service.free_counter import FreeCounter
+from service.free_quota import FreeQuota
 from service.live_figures import LiveFigures
 from service.openrouter import OpenRouterClient
 from service.resilience import CircuitBreakers, RetryBudget
@@ -24,12 +26,20 @@ class Runtime:
     keeper: CatalogueKeeper
     client: OpenRouterClient
     completer: Completer
+    free_quota: FreeQuota
     redis: Redis | None
 
     @classmethod
-    def build(cls, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> Runtime:
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> Runtime:
         """`clock` drives circuit cooldowns, the retry budget's window and how long
-        observations count (tests pass their own)."""
+        observations count; `wall_clock` (Unix seconds) the calendar of the daily spend limit
+        and of the free-variant allowance. Tests pass their own."""
         catalogue, source = initial_catalogue(settings)
         router = ModelRouter(catalogue, settings)
         client = OpenRouterClient(
@@ -39,7 +49,10 @@ class Runtime:
         )
         figures = LiveFigures(router, clock=clock)
         redis = connect(settings.redis_url) if settings.redis_url else None
-        ledger = SpendLedger(settings.daily_spend_limit_usd, redis)
+        ledger = SpendLedger(settings.daily_spend_limit_usd, redis, clock=wall_clock)
+        free_quota = FreeQuota(
+            router, client, FreeCounter(redis), enabled=settings.free_models, clock=wall_clock
+        )
         completer = Completer(
             router,
             client,
@@ -47,12 +60,14 @@ class Runtime:
             CircuitBreakers(clock=clock),
             RetryBudget(clock=clock),
             ledger,
+            free_quota,
             settings,
         )
         keeper = CatalogueKeeper(router, figures, client, settings, source)
-        return cls(router, keeper, client, completer, redis)
+        return cls(router, keeper, client, completer, free_quota, redis)
 
     async def aclose(self) -> None:
+        await self.free_quota.aclose()
         await self.client.aclose()
         if self.redis is not None:
             await self.redis.aclose()

@@ -2,12 +2,15 @@
 
 from service._scorer import (
     COST_FLOOR_USD,
+    LATENCY_FLOOR_S,
+    LATENCY_SPAN,
     MAX_PRICE_PER_TOKEN,
     MAX_TTFT_S,
     MIN_TOKENS_PER_S,
     MODE_WEIGHTS,
     Candidate,
     Constraints,
+    Explanation,
     InvalidCatalogue,
     InvalidRequest,
     NoEligibleModel,
@@ -18,12 +21,15 @@ from service._scorer import (
 
 __all__ = [
     "COST_FLOOR_USD",
+    "LATENCY_FLOOR_S",
+    "LATENCY_SPAN",
     "MAX_PRICE_PER_TOKEN",
     "MAX_TTFT_S",
     "MIN_TOKENS_PER_S",
     "MODE_WEIGHTS",
     "Candidate",
     "Constraints",
+    "Explanation",
     "InvalidCatalogue",
     "InvalidRequest",
     "NoEligibleModel",

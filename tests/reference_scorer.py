@@ -1,9 +1,9 @@
 """A plain-Python reference of the native scorer's semantics, for differential tests and benchmarks.
 
 It is written to be obviously right rather than fast: one loop over the catalogue, checking the
-hard constraints in their documented order, then min-max normalisation and a sort. Every float is
-computed in the same order as the specification, so its results can be compared with the native
-scorer's to within rounding.
+hard constraints in their documented order, then min-max normalisation on log scales and a
+sort. Every float is computed in the same order as the specification, so its results can be
+compared with the native scorer's to within rounding.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 __all__ = [
     "CONSTRAINT_ORDER",
     "COST_FLOOR_USD",
+    "LATENCY_FLOOR_S",
+    "LATENCY_SPAN",
     "LIMITS",
     "MODALITIES",
     "NoEligible",
@@ -25,15 +27,24 @@ __all__ = [
 ]
 
 COST_FLOOR_USD = 1e-9
-"""Expected costs below this (USD) count as this on the log scale."""
+"""The lowest cost floor (USD); above it, the cheapest paid eligible model's cost is the floor."""
+
+LATENCY_FLOOR_S = 1e-3
+"""Expected latencies below this (seconds) count as this on the log scale."""
+
+LATENCY_SPAN = 32.0
+"""The latency term reaches 0 at this multiple of the fastest eligible model's latency."""
 
 MODALITIES = frozenset({"text", "image", "file", "audio", "video"})
 
 CONSTRAINT_ORDER = (
     "dynamic_price",
-    "non_text_output",
     "not_realtime",
     "circuit_open",
+    "free_quota",
+    "output_modalities",
+    "meta_router",
+    "guard_model",
     "context_window",
     "input_modalities",
     "required_parameters",
@@ -86,6 +97,7 @@ class RefRanking:
     eligible: int
     removed: dict[str, int] = field(default_factory=dict)
     weights: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    normalisation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
 
 def normalised_weights(weights: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -153,8 +165,10 @@ def rank(
     output_tokens: int,
     top_k: int,
     constraints: Mapping[str, object],
+    free_available: bool = True,
 ) -> RefRanking:
-    """Rank `models` for one request; `stats` maps a model id to its latest live stats.
+    """Rank `models` for one request; `stats` maps a model id to its latest live stats;
+    `free_available` is false while the free variants' allowance is spent.
 
     `constraints` takes the keyword names of `service.scorer.Constraints`; missing keys take
     their defaults. Raises ValueError for a malformed request and NoEligible when nothing passes.
@@ -168,6 +182,10 @@ def rank(
     for m in modalities:
         if m not in MODALITIES:
             raise ValueError(f"unknown input modality {m!r}")
+    wanted_outputs = set(_strings(constraints, "output_modalities"))
+    for m in wanted_outputs:
+        if m not in MODALITIES:
+            raise ValueError(f"unknown output modality {m!r}")
     required_params = set(_strings(constraints, "required_parameters"))
     allow_models = _strings(constraints, "allow_models")
     deny_models = _strings(constraints, "deny_models")
@@ -188,8 +206,8 @@ def rank(
     required_modalities = set(modalities)
 
     removed = dict.fromkeys(CONSTRAINT_ORDER, 0)
-    # (model, expected cost, log cost, expected latency, latency estimated) per eligible model.
-    eligible: list[tuple[Mapping[str, Any], float, float, float, bool]] = []
+    # (model, expected cost, expected latency, latency estimated) per eligible model.
+    eligible: list[tuple[Mapping[str, Any], float, float, bool]] = []
     catalogue: Sequence[Mapping[str, Any]] = models  # the figures' types are the scorer's
     for model in catalogue:
         model_id: str = model["id"]
@@ -204,14 +222,28 @@ def rank(
         free = prompt_price == 0.0 and completion_price == 0.0
         expected_cost = prompt * prompt_price + output * completion_price
 
+        # Output names the router does not know count as one "other" modality.
+        outputs = {m if m in MODALITIES else "other" for m in model["output_modalities"]}
+        if wanted_outputs:
+            outputs_fit = wanted_outputs <= outputs <= wanted_outputs | {"text"}
+        else:
+            outputs_fit = outputs == {"text"}
+        kind = model.get("kind", "chat")
+
         if prompt_price < 0.0 or completion_price < 0.0:
             reason = "dynamic_price"
-        elif not model["text_output"]:
-            reason = "non_text_output"
         elif not model.get("realtime", True):
             reason = "not_realtime"
         elif live.get("circuit_open", False):
             reason = "circuit_open"
+        elif model_id.endswith(":free") and not free_available:
+            reason = "free_quota"
+        elif not outputs_fit:
+            reason = "output_modalities"
+        elif kind == "meta_router" and model_id not in allow_models:
+            reason = "meta_router"
+        elif kind == "guard" and model_id not in allow_models:
+            reason = "guard_model"
         elif model["context_length"] < needed_context:
             reason = "context_window"
         elif required_modalities and not required_modalities <= set(model["input_modalities"]):
@@ -239,12 +271,15 @@ def rank(
         elif max_cost is not None and expected_cost > max_cost:
             reason = "max_request_cost"
         else:
-            log_cost = math.log(max(expected_cost, COST_FLOOR_USD))
             expected_latency = ttft + output / throughput
-            latency_estimated = (
-                bool(model["latency_estimated"]) and live_ttft is None and live_throughput is None
-            )
-            eligible.append((model, expected_cost, log_cost, expected_latency, latency_estimated))
+            latency_estimated = live.get("latency_estimated")
+            if latency_estimated is None:
+                latency_estimated = (
+                    bool(model["latency_estimated"])
+                    and live_ttft is None
+                    and live_throughput is None
+                )
+            eligible.append((model, expected_cost, expected_latency, latency_estimated))
             continue
         removed[reason] += 1
 
@@ -252,14 +287,21 @@ def rank(
     if not eligible:
         raise NoEligible(removed)
 
-    cost_lo = min(e[2] for e in eligible)
-    cost_hi = max(e[2] for e in eligible)
-    latency_lo = min(e[3] for e in eligible)
-    latency_hi = max(e[3] for e in eligible)
+    # Cost: log scale from the cheapest paid model (free ones count as it) to the dearest.
+    paid = [e[1] for e in eligible if e[1] > 0.0]
+    cost_floor = max(min(paid), COST_FLOOR_USD) if paid else COST_FLOOR_USD
+    cost_max = max(max(e[1] for e in eligible), cost_floor)
+    cost_lo, cost_hi = math.log(cost_floor), math.log(cost_max)
+    # Latency: log scale from the fastest to the slowest, at most LATENCY_SPAN times the fastest.
+    latency_min = max(min(e[2] for e in eligible), LATENCY_FLOOR_S)
+    latency_max = min(max(max(e[2] for e in eligible), LATENCY_FLOOR_S), latency_min * LATENCY_SPAN)
+    latency_lo, latency_hi = math.log(latency_min), math.log(latency_max)
     candidates = []
-    for model, expected_cost, log_cost, expected_latency, latency_estimated in eligible:
-        latency_term = 1.0 - _norm(expected_latency, latency_lo, latency_hi)
-        cost_term = 1.0 - _norm(log_cost, cost_lo, cost_hi)
+    for model, expected_cost, expected_latency, latency_estimated in eligible:
+        log_latency = math.log(max(expected_latency, LATENCY_FLOOR_S))
+        latency_term = 1.0 - min(_norm(log_latency, latency_lo, latency_hi), 1.0)
+        log_cost = math.log(expected_cost) if expected_cost > 0.0 else -math.inf
+        cost_term = 1.0 - _norm(max(log_cost, cost_lo), cost_lo, cost_hi)
         quality_term = float(model["quality"])
         candidates.append(
             RefCandidate(
@@ -280,4 +322,5 @@ def rank(
         eligible=len(eligible),
         removed=removed,
         weights=(wl, wc, wq),
+        normalisation=(latency_min, latency_max, cost_floor, cost_max),
     )

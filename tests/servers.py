@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +42,18 @@ def free_port() -> int:
 
 
 class ServerThread:
-    """The gRPC server on 127.0.0.1:0, in a thread with its own event loop."""
+    """The gRPC server on 127.0.0.1:0, in a thread with its own event loop; `wall_clock` is
+    the runtime's calendar (see `Runtime.build`)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, wall_clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.wall_clock = wall_clock
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self) -> str:
         self.thread.start()
-        self.runtime = Runtime.build(self.settings)
+        self.runtime = Runtime.build(self.settings, wall_clock=self.wall_clock)
         started = asyncio.run_coroutine_threadsafe(
             grpc_server.start(self.settings, self.runtime), self.loop
         )

@@ -287,6 +287,10 @@ def test_priors_are_the_documented_medians() -> None:
         assert all(close(tables["family"][k], v) for k, v in families.items())
         assert all(close(tables["price_tier"][k], v) for k, v in tiers.items())
         assert close(tables["global"], [v for vs in families.values() for v in vs])
+        if what == "quality":
+            pooled = [v[0] for vs in families.values() for v in vs]
+            conservative = tables["shrunk_toward"]
+            assert conservative == pytest.approx(statistics.quantiles(pooled, n=4)[0], abs=1e-6)
 
         for m in models:
             origin, relation = split_source(m[f"{what}_source"])
@@ -301,6 +305,10 @@ def test_priors_are_the_documented_medians() -> None:
             else:
                 assert origin == "global-prior"
                 expected = tables["global"]
+            if what == "quality":
+                # Halfway toward the lower quartile of measured quality, never raised.
+                pulled = conservative + tables["shrink"] * (expected - conservative)
+                expected = round(min(expected, pulled), 6)
             got = [m[k] for k in keys]
             assert got == (expected if isinstance(expected, list) else [expected])
 

@@ -69,3 +69,14 @@ def test_models_lists_the_catalogue(grpc_address: str) -> None:
     result = runner.invoke(app, ["models", "--limit", "2"])
     assert result.exit_code == 0
     assert f"2 of {len(CATALOGUE_IDS)} models" in result.stdout
+
+
+def test_route_table_marks_estimates_and_shows_the_bounds() -> None:
+    result = runner.invoke(app, ["route", "--mode", "quality", "--top-k", "10"])
+    assert result.exit_code == 0, result.output
+    decision = run_json("route", "--mode", "quality", "--top-k", "10")
+    candidates: list[dict[str, object]] = decision["candidates"]  # type: ignore[assignment]
+    assert any(c["latency_estimated"] for c in candidates)
+    assert "*" in result.stdout
+    assert "* estimated" in result.stdout
+    assert "normalised over latency" in result.stdout

@@ -59,6 +59,11 @@ async def runtime(fake: FakeOpenRouter, tmp_path: Path, clock: Clock) -> AsyncIt
         yield built
 
 
+# Circuits, not learning, under test: the fake answers in milliseconds, and on the log latency
+# scale one learned answer would put its model ahead of every catalogue figure.
+QUALITY_ONLY = pb.Weights(quality=1)
+
+
 def ask(routing: pb.RouteRequest, **params: Any) -> pb.CompleteRequest:
     return pb.CompleteRequest(routing=routing, messages=HELLO, params=pb.GenerationParams(**params))
 
@@ -70,8 +75,8 @@ def chat_calls(fake: FakeOpenRouter) -> list[str]:
 async def test_a_circuit_opens_excludes_half_opens_and_closes(
     runtime: Runtime, fake: FakeOpenRouter, clock: Clock
 ) -> None:
-    request = ask(pb.RouteRequest(mode=pb.MODE_QUALITY))
-    top = [c.model for c in runtime.router.route(pb.RouteRequest(mode=pb.MODE_QUALITY)).candidates]
+    request = ask(pb.RouteRequest(weights=QUALITY_ONLY))
+    top = [c.model for c in runtime.router.route(pb.RouteRequest(weights=QUALITY_ONLY)).candidates]
     broken = top[0]
     fake.set_behaviour(broken, HttpError.unavailable())
     for _ in range(5):  # the policy's consecutive failures
@@ -83,7 +88,7 @@ async def test_a_circuit_opens_excludes_half_opens_and_closes(
     answer = await runtime.completer.complete(request, None)
     assert answer.attempts[0].model != broken, "the open circuit left the candidate set"
     assert broken not in chat_calls(fake)[seen_before:]
-    decision = runtime.router.route(pb.RouteRequest(mode=pb.MODE_QUALITY, top_k=50))
+    decision = runtime.router.route(pb.RouteRequest(weights=QUALITY_ONLY, top_k=50))
     assert broken not in [c.model for c in decision.candidates]
     assert decision.removed_by_constraint["circuit_open"] == 1
 
@@ -98,8 +103,8 @@ async def test_a_circuit_opens_excludes_half_opens_and_closes(
 async def test_a_failed_probe_opens_the_circuit_again(
     runtime: Runtime, fake: FakeOpenRouter, clock: Clock
 ) -> None:
-    request = ask(pb.RouteRequest(mode=pb.MODE_QUALITY))
-    broken = runtime.router.route(pb.RouteRequest(mode=pb.MODE_QUALITY)).model
+    request = ask(pb.RouteRequest(weights=QUALITY_ONLY))
+    broken = runtime.router.route(pb.RouteRequest(weights=QUALITY_ONLY)).model
     fake.set_behaviour(broken, HttpError.overloaded())
     for _ in range(5):
         await runtime.completer.complete(request, None)

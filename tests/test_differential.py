@@ -40,6 +40,8 @@ AUTHORS = ("a", "ab", "b", "openai", "x-y")
 NAME_CHARS = "mabx0-.:/"
 PARAMETERS = ("tools", "seed", "temperature", "top_p", "response_format")
 MODALITIES = ("text", "image", "file", "audio", "video")
+OUTPUTS = (["text"],) * 7 + (["image", "text"], ["audio"], ["embeddings"], ["text", "speech"])
+KINDS = ("chat",) * 8 + ("meta_router", "guard")
 UNKNOWN_ID = "zz/unknown"  # no generated model has the author "zz"
 ABSENT = object()
 
@@ -147,7 +149,8 @@ def make_model(model_id: str, p: Palettes, pick: Picker) -> Model:
         "prompt_price": prices[0],
         "completion_price": prices[1],
         "input_modalities": pick.pick(p.modalities),
-        "text_output": not pick.one_in(10),
+        "output_modalities": pick.pick(OUTPUTS),
+        "kind": pick.pick(KINDS),
         "realtime": not pick.one_in(10),
         "supported_parameters": pick.pick(p.params),
         "quality": pick.pick(p.quality),
@@ -168,7 +171,8 @@ def model_ids(draw: st.DrawFn, reuse: Sequence[str] = ()) -> list[str]:
         if reuse and picker.one_in(2):
             ids[picker.pick(reuse)] = None
         else:
-            ids[f"{picker.pick(AUTHORS)}/{draw(names)}"] = None
+            suffix = ":free" if picker.one_in(6) else ""
+            ids[f"{picker.pick(AUTHORS)}/{draw(names)}{suffix}"] = None
     return list(ids)
 
 
@@ -193,6 +197,9 @@ def stats_entry(model_id: str, p: Palettes, pick: Picker) -> Stats:
         value = pick.pick([ABSENT, None, pick.pick(values)])
         if value is not ABSENT:
             entry[key] = value
+    estimated = pick.pick([ABSENT, None, ABSENT, True, False])
+    if estimated is not ABSENT:
+        entry["latency_estimated"] = estimated
     circuit = pick.pick([ABSENT, False, ABSENT, True])
     if circuit is not ABSENT:
         entry["circuit_open"] = circuit
@@ -226,6 +233,7 @@ BAD_PATTERNS = ["", "*", "/*", "a*", "a/*/*", "*/m", "a/m*"]
 CONSTRAINTS = (
     "min_context",
     "input_modalities",
+    "output_modalities",
     "required_parameters",
     *ref.LIMITS,
     "allow_models",
@@ -270,6 +278,8 @@ def constraint_value(
         return pick.pick([model["context_length"], pick.pick(p.context)])
     if name == "input_modalities":
         return ["text", "smell"] if pick.one_in(12) else pick.subset(MODALITIES, 3)
+    if name == "output_modalities":
+        return ["embeddings"] if pick.one_in(12) else pick.subset(MODALITIES, 2)
     if name == "required_parameters":
         unknown = ["no-such-parameter"] if pick.one_in(8) else []  # no model supports it
         return [*pick.subset(PARAMETERS, 3), *unknown]
@@ -318,6 +328,13 @@ def apply_stats(stats: dict[str, Stats], batch: Sequence[Stats]) -> None:
         stats[str(entry["id"])] = entry
 
 
+def set_free_available(scorer: Scorer, pick: Picker) -> bool:
+    """Now and then, the free variants' allowance is spent."""
+    available = not pick.one_in(5)
+    scorer.set_free_available(available)
+    return available
+
+
 def native_rank(scorer: Scorer, request: Request) -> Ranking:
     return scorer.rank(
         request["weights"],
@@ -339,12 +356,16 @@ def close(a: float, b: float) -> bool:
 
 
 def assert_same_outcome(
-    scorer: Scorer, models: Sequence[Model], stats: Mapping[str, Stats], request: Request
+    scorer: Scorer,
+    models: Sequence[Model],
+    stats: Mapping[str, Stats],
+    request: Request,
+    free_available: bool = True,
 ) -> None:
     """Rank with both scorers; they must agree on the ranking, or raise the same kind of error."""
     want: ref.RefRanking | ref.NoEligible | ValueError
     try:
-        want = ref.rank(models, stats, **request)
+        want = ref.rank(models, stats, **request, free_available=free_available)
     except (ref.NoEligible, ValueError) as refused:
         want = refused
     if isinstance(want, ref.NoEligible):
@@ -365,8 +386,12 @@ def assert_same_outcome(
     assert [c.model_id for c in got.candidates] == [c.model_id for c in want.candidates]
     assert (got.eligible, list(got.removed.items())) == (want.eligible, list(want.removed.items()))
     assert got.weights == want.weights
+    assert all(map(close, got.normalisation, want.normalisation)), (got.normalisation, want)
     figures: tuple[str, ...] = ("score", "latency_term", "cost_term", "quality_term")
     figures += ("expected_cost_usd", "expected_latency_s")
+    native_only = ("ttft_s", "tokens_per_s")
+    for g in got.candidates:
+        assert all(math.isfinite(getattr(g, name)) for name in native_only)
     for g, w in zip(got.candidates, want.candidates, strict=True):
         for name in figures:
             assert close(getattr(g, name), getattr(w, name)), (w.model_id, name, g, w)
@@ -402,8 +427,9 @@ def test_rankings_match_the_reference(data: st.DataObject) -> None:
             # A batch with one bad entry is refused whole: nothing in it may take effect.
             with pytest.raises(InvalidRequest):
                 scorer.update_stats(stats_batch(ids, p, pick, bad=True))
+    free_available = set_free_available(scorer, data.draw(pickers, label="free"))
     for request in data.draw(st.lists(requests(models, p), min_size=1, max_size=4), label="reqs"):
-        assert_same_outcome(scorer, models, stats, request)
+        assert_same_outcome(scorer, models, stats, request, free_available)
 
 
 @settings(COMMON, max_examples=400)
@@ -416,27 +442,29 @@ def test_stats_carried_into_a_new_catalogue_match_the_reference(data: st.DataObj
     second = data.draw(catalogues(p, reuse=first_ids), label="second")
     scorer = Scorer("v1", first)
     scorer.update_stats(batch)
+    free_available = set_free_available(scorer, data.draw(pickers, label="free"))
     scorer.replace_catalogue("v2", second)
     stats: dict[str, Stats] = {}
     apply_stats(stats, batch)
     kept = {str(m["id"]) for m in second}
     stats = {model_id: entry for model_id, entry in stats.items() if model_id in kept}
     for request in data.draw(st.lists(requests(second, p), min_size=1, max_size=3), label="reqs"):
-        assert_same_outcome(scorer, second, stats, request)
+        assert_same_outcome(scorer, second, stats, request, free_available)
 
 
 def test_a_one_ulp_faster_model_ranks_as_specified() -> None:
     """Expected latency is ttft + output / throughput, a division: at 10 output tokens a
-    throughput one ulp below 250 takes 0.04000000000000001 s against 0.04 s, so the latency range
-    is not degenerate and the faster model scores 1 against 0. (The minimal case Hypothesis found;
-    multiplying by a precomputed 1 / throughput gives 0.04 for both and ranks them on id.)
+    throughput one ulp below 250 takes 0.04000000000000001 s against 0.04 s. Their logarithms
+    are the same float, so the latency range is degenerate: both score 1 and the tie breaks on
+    id. (Hypothesis found the case on the linear scale, where a precomputed 1 / throughput
+    ranked them wrongly; both scorers must still divide and agree.)
     """
     spec = {
         "context_length": 1000,
         "prompt_price": 1e-6,
         "completion_price": 1e-6,
         "input_modalities": ["text"],
-        "text_output": True,
+        "output_modalities": ["text"],
         "supported_parameters": [],
         "quality": 0.5,
         "quality_estimated": False,
@@ -455,5 +483,6 @@ def test_a_one_ulp_faster_model_ranks_as_specified() -> None:
         "constraints": {},
     }
     want = ref.rank(models, {}, **request)
-    assert [(c.model_id, c.score) for c in want.candidates] == [("b/fast", 1.0), ("a/slow", 0.0)]
+    assert [c.expected_latency_s for c in want.candidates] == [0.04000000000000001, 0.04]
+    assert [(c.model_id, c.score) for c in want.candidates] == [("a/slow", 1.0), ("b/fast", 1.0)]
     assert_same_outcome(Scorer("v1", models), models, {}, request)

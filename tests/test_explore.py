@@ -14,6 +14,7 @@ from service import catalogue
 
 runner = CliRunner()
 TOP = 10
+WIDE = {"COLUMNS": "250"}
 
 
 def explore(mode: str) -> list[dict[str, object]]:
@@ -75,7 +76,32 @@ def test_batch_and_alias_rows_are_never_candidates(everyone: list[dict[str, obje
 
 
 def test_the_table_shows_quality_and_prices() -> None:
-    result = runner.invoke(app, ["explore", "--mode", "quality", "--top-k", "3"])
+    # a table of twelve columns: in a terminal narrower than it the headers fold
+    result = runner.invoke(app, ["explore", "--mode", "quality", "--top-k", "3"], env=WIDE)
     assert result.exit_code == 0, result.output
     assert "quality" in result.stdout
     assert "$/M out" in result.stdout
+
+
+def test_the_table_shows_where_each_figure_comes_from_and_the_bounds() -> None:
+    args = ["explore", "--mode", "quality", "--top-k", "5"]
+    result = runner.invoke(app, args, env=WIDE)
+    assert result.exit_code == 0, result.output
+    ranking = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    records = {m.id: m for m in catalogue.load().models}
+    for c in ranking["candidates"]:
+        record = records[c["model"]]
+        # in process there are no live figures: every source is the catalogue's
+        assert (c["quality_source"], c["latency_source"]) == (
+            record.quality_source,
+            record.latency_source,
+        )
+        row = next(line for line in result.stdout.splitlines() if f" {c['model']} " in line)
+        assert f" {record.quality_source} " in row
+        assert f" {record.latency_source} " in row
+    n = ranking["normalisation"]
+    assert (
+        f"normalised over latency {n['latency_min_seconds']:.2f} to"
+        f" {n['latency_max_seconds']:.2f} s and cost ${n['cost_floor_usd']:.6f} to"
+        f" ${n['cost_max_usd']:.6f}"
+    ) in result.stdout

@@ -302,12 +302,24 @@ def test_endpoints_unknown_and_encoded_slash_are_404(client: httpx.Client) -> No
         assert response.json() == {"error": {"code": 404, "message": "Resource not found"}}
 
 
-def test_endpoints_of_free_variant_and_permanent_slug(
+def test_free_endpoints_are_listed_under_the_base_model_and_by_permanent_slug(
     fake: FakeOpenRouter, client: httpx.Client
 ) -> None:
-    free = client.get("/models/z-ai/glm-5.2:free/endpoints").json()["data"]
-    assert free["id"] == "z-ai/glm-5.2:free"
-    assert {e["pricing"]["prompt"] for e in free["endpoints"]} == {"0"}
+    response = client.get("/models/z-ai/glm-5.2:free/endpoints")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": 404, "message": "Resource not found"}}
+    fake.set_endpoint_stats("z-ai/glm-5.2:free", latency_ms=4321)
+    base = client.get("/models/z-ai/glm-5.2/endpoints").json()["data"]
+    assert base["id"] == "z-ai/glm-5.2"
+    free = [e for e in base["endpoints"] if e["pricing"]["prompt"] == "0"]
+    paid = [e for e in base["endpoints"] if e["pricing"]["prompt"] != "0"]
+    assert free
+    assert paid
+    assert {e["pricing"]["completion"] for e in free} == {"0"}
+    assert {e["latency_last_30m"]["p50"] for e in free} == {4321}
+    assert 4321 not in {e["latency_last_30m"]["p50"] for e in paid}
+    mini = client.get(f"/models/{MINI}/endpoints").json()["data"]["endpoints"]
+    assert all(e["pricing"]["prompt"] != "0" for e in mini), "no free variant, no free endpoint"
     details = next(m for m in fake.models if m["id"] == "z-ai/glm-5.2:free")["links"]["details"]
     by_permaslug = client.get(details.removeprefix("/api/v1")).json()["data"]
     assert by_permaslug["id"] == "z-ai/glm-5.2"

@@ -27,7 +27,7 @@ def test_route_with_weights_constraints_and_profile(gateway: TestClient) -> None
         "/route",
         json={
             "weights": {"latency": 0, "cost": 1, "quality": 3},
-            "constraints": {"free": "only", "max_request_cost_usd": 0.5},
+            "constraints": {"max_request_cost_usd": 0.0001},
             "profile": {"prompt_tokens": 2000, "output_tokens": 100},
             "top_k": 2,
         },
@@ -35,7 +35,8 @@ def test_route_with_weights_constraints_and_profile(gateway: TestClient) -> None
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert len(body["candidates"]) == 2
-    assert all(c["expected_cost_usd"] == 0 for c in body["candidates"])
+    assert all(0 < c["expected_cost_usd"] <= 0.0001 for c in body["candidates"])
+    assert body["removed_by_constraint"]["max_request_cost"] > 0
     assert body["weights"] == pytest.approx({"latency": 0, "cost": 0.25, "quality": 0.75})
 
 

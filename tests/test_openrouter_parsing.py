@@ -133,3 +133,18 @@ def test_endpoints_of_both_shapes() -> None:
     assert (bare.provider, bare.tokens_per_s_p50) == ("no-figures", None)
     with pytest.raises(PayloadError):
         parse_endpoints({"data": {"id": "x"}})
+
+
+def test_an_endpoint_that_costs_nothing_is_free() -> None:
+    priced = {"prompt": "0.000001", "completion": "0.000002"}
+    payload = {
+        "data": {
+            "endpoints": [
+                {"provider_name": "Paid", "pricing": priced},
+                {"provider_name": "Free", "pricing": {"prompt": "0", "completion": 0}},
+                {"provider_name": "Half", "pricing": {"prompt": "0", "completion": "0.000002"}},
+                {"provider_name": "Unpriced"},
+            ]
+        }
+    }
+    assert [e.free for e in parse_endpoints(payload)] == [False, True, False, False]

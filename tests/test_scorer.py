@@ -9,7 +9,7 @@ import pytest
 
 from service import catalogue
 from service.scorer import (
-    COST_FLOOR_USD,
+    LATENCY_SPAN,
     MODE_WEIGHTS,
     Constraints,
     InvalidCatalogue,
@@ -26,7 +26,7 @@ def model(model_id: str, **overrides: object) -> dict[str, object]:
         "prompt_price": 1e-6,
         "completion_price": 2e-6,
         "input_modalities": ["text"],
-        "text_output": True,
+        "output_modalities": ["text"],
         "supported_parameters": ["tools"],
         "quality": 0.5,
         "quality_estimated": False,
@@ -60,22 +60,27 @@ def test_score_matches_the_formula() -> None:
     ranking = scorer.rank((0.5, 0.3, 0.2), prompt_tokens=prompt, output_tokens=output, top_k=3)
     by_id = {str(m["id"]): m for m in TRIO}
 
-    def latency(m: dict[str, object]) -> float:
-        return float(m["ttft_s"]) + output / float(m["tokens_per_s"])  # type: ignore[arg-type]
+    def log_latency(m: dict[str, object]) -> float:
+        return math.log(float(m["ttft_s"]) + output / float(m["tokens_per_s"]))  # type: ignore[arg-type]
 
-    def log_cost(m: dict[str, object]) -> float:
-        cost = prompt * float(m["prompt_price"]) + output * float(m["completion_price"])  # type: ignore[arg-type]
-        return math.log(max(cost, COST_FLOOR_USD))
+    def cost(m: dict[str, object]) -> float:
+        return prompt * float(m["prompt_price"]) + output * float(m["completion_price"])  # type: ignore[arg-type]
 
-    lats = [latency(m) for m in TRIO]
-    costs = [log_cost(m) for m in TRIO]
+    lats = [log_latency(m) for m in TRIO]
+    assert max(lats) - min(lats) < math.log(LATENCY_SPAN)
+    floor = min(cost(m) for m in TRIO if cost(m) > 0)
+    costs = [math.log(max(cost(m), floor)) for m in TRIO]
+    assert ranking.normalisation == pytest.approx(
+        (math.exp(min(lats)), math.exp(max(lats)), floor, math.exp(max(costs)))
+    )
     for c in ranking.candidates:
         m = by_id[c.model_id]
-        lat_term = 1 - (latency(m) - min(lats)) / (max(lats) - min(lats))
-        cost_term = 1 - (log_cost(m) - min(costs)) / (max(costs) - min(costs))
+        lat_term = 1 - (log_latency(m) - min(lats)) / (max(lats) - min(lats))
+        cost_term = 1 - (math.log(max(cost(m), floor)) - min(costs)) / (max(costs) - min(costs))
         want = 0.5 * lat_term + 0.3 * cost_term + 0.2 * float(m["quality"])  # type: ignore[arg-type]
         assert c.score == pytest.approx(want, abs=1e-12)
         assert (c.latency_term, c.cost_term) == pytest.approx((lat_term, cost_term), abs=1e-12)
+        assert (c.ttft_s, c.tokens_per_s) == (m["ttft_s"], m["tokens_per_s"])
     scores = [c.score for c in ranking.candidates]
     assert scores == sorted(scores, reverse=True)
     assert ranking.weights == pytest.approx((0.5, 0.3, 0.2))
@@ -83,7 +88,8 @@ def test_score_matches_the_formula() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "best"),
-    [("speed", "fast/small"), ("cost", "free/model"), ("quality", "big/frontier")],
+    # A free model is worth no more on cost than the cheapest paid one, which fast/small is.
+    [("speed", "fast/small"), ("cost", "fast/small"), ("quality", "big/frontier")],
 )
 def test_each_mode_picks_its_model(mode: str, best: str) -> None:
     ranking = Scorer("t", TRIO).rank(MODE_WEIGHTS[mode], prompt_tokens=1000, output_tokens=500)
@@ -105,6 +111,83 @@ def test_constraints_filter_and_are_counted() -> None:
     assert [c.model_id for c in ranking.candidates] == ["big/frontier"]
     assert ranking.eligible == 1
     assert ranking.removed == {"dynamic_price": 1, "deny_models": 1, "exclude_free": 1}
+
+
+def test_plain_routes_are_chat_routes_and_requests_widen_them() -> None:
+    scorer = Scorer(
+        "t",
+        [
+            *TRIO,
+            model("paint/pictures", output_modalities=["image", "text"]),
+            model("openrouter/free", prompt_price=0.0, completion_price=0.0, kind="meta_router"),
+            model("meta/llama-guard", kind="guard"),
+        ],
+    )
+
+    def route(**constraints: object) -> list[str]:
+        ranking = scorer.rank(
+            MODE_WEIGHTS["cost"],
+            prompt_tokens=1000,
+            output_tokens=500,
+            top_k=10,
+            constraints=Constraints(**constraints),  # type: ignore[arg-type]
+        )
+        return sorted(c.model_id for c in ranking.candidates)
+
+    assert route() == ["big/frontier", "fast/small", "free/model"]
+    assert route(output_modalities=["image"]) == ["paint/pictures"]
+    assert route(allow_models=["openrouter/free", "meta/*"]) == ["openrouter/free"]
+    assert scorer.eligibility() == (
+        6,
+        3,
+        [("output_modalities", 1), ("meta_router", 1), ("guard_model", 1)],
+    )
+    with pytest.raises(InvalidRequest, match="output modality"):
+        route(output_modalities=["smell"])
+    with pytest.raises(InvalidCatalogue, match="kind"):
+        Scorer("t", [model("odd/kind", kind="oracle")])
+
+
+def test_a_spent_free_allowance_removes_free_variants_until_it_returns() -> None:
+    scorer = Scorer(
+        "t", [*TRIO, model("big/frontier:free", prompt_price=0.0, completion_price=0.0)]
+    )
+
+    def route() -> tuple[list[str], dict[str, int]]:
+        ranking = scorer.rank(MODE_WEIGHTS["cost"], prompt_tokens=10, output_tokens=10, top_k=4)
+        return sorted(c.model_id for c in ranking.candidates), ranking.removed
+
+    everyone = ["big/frontier", "big/frontier:free", "fast/small", "free/model"]
+    assert route() == (everyone, {})
+    # Only `:free` variants share OpenRouter's allowance; free/model is merely priced at 0.
+    scorer.set_free_available(False)
+    assert route() == (["big/frontier", "fast/small", "free/model"], {"free_quota": 1})
+    scorer.replace_catalogue("t2", [*TRIO, model("big/frontier:free")])
+    assert route()[1] == {"free_quota": 1}
+    scorer.set_free_available(True)
+    assert route()[1] == {}
+
+
+def test_explain_places_a_model_beside_the_winner() -> None:
+    scorer = Scorer("t", TRIO)
+    weights = MODE_WEIGHTS["quality"]
+    full = scorer.rank(weights, prompt_tokens=1000, output_tokens=500, top_k=3).candidates
+    e = scorer.explain(weights, "free/model", prompt_tokens=1000, output_tokens=500)
+    position = [c.model_id for c in full].index("free/model")
+    assert (e.rank, e.excluded_by, e.eligible) == (position + 1, None, 3)
+    assert e.winner.model_id == full[0].model_id
+    assert e.subject is not None
+    assert e.subject.score == full[position].score
+    removed = scorer.explain(
+        weights,
+        "free/model",
+        prompt_tokens=1000,
+        output_tokens=500,
+        constraints=Constraints(free="exclude"),
+    )
+    assert (removed.rank, removed.subject, removed.excluded_by) == (0, None, "exclude_free")
+    with pytest.raises(InvalidRequest, match="no model"):
+        scorer.explain(weights, "no/such", prompt_tokens=1, output_tokens=1)
 
 
 def test_no_eligible_model_names_the_constraint() -> None:

@@ -7,12 +7,12 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::catalogue::{self, Catalogue, ModelSpec};
+use crate::catalogue::{self, Catalogue, Kind, ModelSpec};
 use crate::constraints::{Constraints, FreeFilter};
 use crate::engine::{Engine, State};
 use crate::error::ScoreError;
 use crate::live::LiveStats;
-use crate::scoring::{self, Mode, Profile, Ranking, Weights};
+use crate::scoring::{self, Candidate, Mode, Normalisation, Profile, Ranking, Weights};
 
 create_exception!(
     _scorer,
@@ -58,7 +58,9 @@ struct PyModelSpec {
     prompt_price: f64,
     completion_price: f64,
     input_modalities: Vec<String>,
-    text_output: bool,
+    output_modalities: Vec<String>,
+    #[pyo3(default = "chat".to_string())]
+    kind: String,
     #[pyo3(default = true)]
     realtime: bool,
     supported_parameters: Vec<String>,
@@ -69,15 +71,24 @@ struct PyModelSpec {
     latency_estimated: bool,
 }
 
-impl From<PyModelSpec> for ModelSpec {
-    fn from(m: PyModelSpec) -> ModelSpec {
-        ModelSpec {
+impl TryFrom<PyModelSpec> for ModelSpec {
+    type Error = ScoreError;
+
+    fn try_from(m: PyModelSpec) -> Result<ModelSpec, ScoreError> {
+        let kind = Kind::parse(&m.kind).ok_or_else(|| {
+            ScoreError::InvalidCatalogue(format!(
+                "model {:?}: kind must be chat, meta_router or guard, got {:?}",
+                m.id, m.kind
+            ))
+        })?;
+        Ok(ModelSpec {
             id: m.id,
             context_length: m.context_length,
             prompt_price: m.prompt_price,
             completion_price: m.completion_price,
             input_modalities: m.input_modalities,
-            text_output: m.text_output,
+            output_modalities: m.output_modalities,
+            kind,
             realtime: m.realtime,
             supported_parameters: m.supported_parameters,
             quality: m.quality,
@@ -85,12 +96,16 @@ impl From<PyModelSpec> for ModelSpec {
             ttft_s: m.ttft_s,
             tokens_per_s: m.tokens_per_s,
             latency_estimated: m.latency_estimated,
-        }
+        })
     }
 }
 
 fn build_catalogue(version: String, models: Vec<PyModelSpec>) -> Result<Catalogue, ScoreError> {
-    Catalogue::new(version, models.into_iter().map(ModelSpec::from).collect())
+    let specs = models
+        .into_iter()
+        .map(ModelSpec::try_from)
+        .collect::<Result<_, _>>()?;
+    Catalogue::new(version, specs)
 }
 
 #[pyclass(name = "Constraints", frozen)]
@@ -105,6 +120,7 @@ impl PyConstraints {
         *,
         min_context = 0,
         input_modalities = Vec::new(),
+        output_modalities = Vec::new(),
         required_parameters = Vec::new(),
         max_prompt_price_per_mtok = None,
         max_completion_price_per_mtok = None,
@@ -120,6 +136,7 @@ impl PyConstraints {
     fn new(
         min_context: u64,
         input_modalities: Vec<String>,
+        output_modalities: Vec<String>,
         required_parameters: Vec<String>,
         max_prompt_price_per_mtok: Option<f64>,
         max_completion_price_per_mtok: Option<f64>,
@@ -145,6 +162,7 @@ impl PyConstraints {
             inner: Constraints {
                 min_context,
                 input_modalities,
+                output_modalities,
                 required_parameters,
                 max_prompt_price_per_mtok,
                 max_completion_price_per_mtok,
@@ -174,6 +192,8 @@ struct PyLiveStats {
     error_rate: Option<f64>,
     #[pyo3(default)]
     circuit_open: bool,
+    #[pyo3(default)]
+    latency_estimated: Option<bool>,
 }
 
 /// One ranked model with the terms of its score.
@@ -188,6 +208,36 @@ struct PyCandidate {
     expected_latency_s: f64,
     quality_estimated: bool,
     latency_estimated: bool,
+    ttft_s: f64,
+    tokens_per_s: f64,
+}
+
+impl PyCandidate {
+    fn of(state: &State, c: &Candidate) -> PyCandidate {
+        let (cat, live) = (&state.catalogue, &state.live);
+        PyCandidate {
+            model_id: cat.ids[c.index].clone(),
+            score: c.score,
+            latency_term: c.latency_term,
+            cost_term: c.cost_term,
+            quality_term: c.quality_term,
+            expected_cost_usd: c.expected_cost_usd,
+            expected_latency_s: c.expected_latency_s,
+            quality_estimated: cat.quality_estimated[c.index],
+            latency_estimated: live.latency_estimated[c.index],
+            ttft_s: c.ttft_s,
+            tokens_per_s: c.tokens_per_s,
+        }
+    }
+}
+
+fn bounds(n: &Normalisation) -> (f64, f64, f64, f64) {
+    (
+        n.latency_min_s,
+        n.latency_max_s,
+        n.cost_floor_usd,
+        n.cost_max_usd,
+    )
 }
 
 /// A ranking as the scorer returned it; Python objects are made only for what is read.
@@ -210,27 +260,11 @@ impl PyRanking {
         if let Some(list) = self.candidates.get() {
             return Ok(list.bind(py).clone());
         }
-        let (cat, live) = (&self.state.catalogue, &self.state.live);
         let items = self
             .ranking
             .candidates
             .iter()
-            .map(|c| {
-                Py::new(
-                    py,
-                    PyCandidate {
-                        model_id: cat.ids[c.index].clone(),
-                        score: c.score,
-                        latency_term: c.latency_term,
-                        cost_term: c.cost_term,
-                        quality_term: c.quality_term,
-                        expected_cost_usd: c.expected_cost_usd,
-                        expected_latency_s: c.expected_latency_s,
-                        quality_estimated: cat.quality_estimated[c.index],
-                        latency_estimated: live.latency_estimated[c.index],
-                    },
-                )
-            })
+            .map(|c| Py::new(py, PyCandidate::of(&self.state, c)))
             .collect::<PyResult<Vec<_>>>()?;
         let list = PyList::new(py, items)?;
         Ok(self
@@ -264,6 +298,25 @@ impl PyRanking {
     fn catalogue_version(&self) -> &str {
         &self.state.catalogue.version
     }
+
+    /// (latency_min_s, latency_max_s, cost_floor_usd, cost_max_usd)
+    #[getter]
+    fn normalisation(&self) -> (f64, f64, f64, f64) {
+        bounds(&self.ranking.normalisation)
+    }
+}
+
+/// Where one model stands in a request's whole ranking, beside the winner.
+#[pyclass(name = "Explanation", frozen, get_all)]
+struct PyExplanation {
+    winner: Py<PyCandidate>,
+    subject: Option<Py<PyCandidate>>,
+    rank: usize,
+    excluded_by: Option<&'static str>,
+    eligible: usize,
+    weights: (f64, f64, f64),
+    normalisation: (f64, f64, f64, f64),
+    catalogue_version: String,
 }
 
 /// Holds the current catalogue and live stats and ranks them; both are swapped whole.
@@ -320,12 +373,62 @@ impl PyScorer {
                         tokens_per_s: s.tokens_per_s,
                         error_rate: s.error_rate,
                         circuit_open: s.circuit_open,
+                        latency_estimated: s.latency_estimated,
                     },
                 )
             })
             .collect();
         py.detach(|| self.engine.update_stats(&updates))?;
         Ok(())
+    }
+
+    fn set_free_available(&self, available: bool) {
+        self.engine.set_free_available(available);
+    }
+
+    /// (models, routable, {rule: models it keeps out}) for a plain chat route.
+    fn eligibility(&self) -> (usize, usize, Vec<(&'static str, usize)>) {
+        let state = self.engine.snapshot();
+        let (routable, excluded) = state.eligibility();
+        let excluded = excluded.into_iter().map(|(c, n)| (c.name(), n)).collect();
+        (state.catalogue.len(), routable, excluded)
+    }
+
+    #[pyo3(signature = (weights, model_id, *, prompt_tokens, output_tokens, constraints = None))]
+    fn explain(
+        &self,
+        py: Python<'_>,
+        weights: (f64, f64, f64),
+        model_id: &str,
+        prompt_tokens: u64,
+        output_tokens: u64,
+        constraints: Option<PyRef<'_, PyConstraints>>,
+    ) -> PyResult<PyExplanation> {
+        let weights = Weights::normalised(weights.0, weights.1, weights.2)?;
+        let profile = Profile {
+            prompt_tokens,
+            output_tokens,
+        };
+        let default = Constraints::default();
+        let constraints = constraints.as_ref().map_or(&default, |c| &c.inner);
+        let state = self.engine.snapshot();
+        let index = *state.catalogue.by_id.get(model_id).ok_or_else(|| {
+            InvalidRequest::new_err(format!("no model {model_id:?} in the catalogue"))
+        })?;
+        let e = scoring::explain(&state, weights, profile, constraints, index)?;
+        Ok(PyExplanation {
+            winner: Py::new(py, PyCandidate::of(&state, &e.winner))?,
+            subject: e
+                .subject
+                .map(|c| Py::new(py, PyCandidate::of(&state, &c)))
+                .transpose()?,
+            rank: e.rank,
+            excluded_by: e.excluded_by.map(|c| c.name()),
+            eligible: e.eligible,
+            weights: (e.weights.latency, e.weights.cost, e.weights.quality),
+            normalisation: bounds(&e.normalisation),
+            catalogue_version: state.catalogue.version.clone(),
+        })
     }
 
     #[pyo3(signature = (weights, *, prompt_tokens, output_tokens, top_k = 5, constraints = None))]
@@ -370,6 +473,8 @@ fn _scorer(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("MODE_WEIGHTS", modes)?;
     m.add("COST_FLOOR_USD", scoring::COST_FLOOR_USD)?;
+    m.add("LATENCY_FLOOR_S", scoring::LATENCY_FLOOR_S)?;
+    m.add("LATENCY_SPAN", scoring::LATENCY_SPAN)?;
     m.add("MAX_PRICE_PER_TOKEN", catalogue::MAX_PRICE_PER_TOKEN)?;
     m.add("MAX_TTFT_S", catalogue::MAX_TTFT_S)?;
     m.add("MIN_TOKENS_PER_S", catalogue::MIN_TOKENS_PER_S)?;
@@ -381,5 +486,6 @@ fn _scorer(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyConstraints>()?;
     m.add_class::<PyCandidate>()?;
     m.add_class::<PyRanking>()?;
+    m.add_class::<PyExplanation>()?;
     Ok(())
 }

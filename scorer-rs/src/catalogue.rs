@@ -4,8 +4,35 @@ use std::collections::HashMap;
 
 use crate::error::ScoreError;
 
-/// Input modalities a model can accept, in bit order.
+/// Input modalities a model can accept, in bit order; output modalities use the same bits.
 pub const MODALITIES: [&str; 5] = ["text", "image", "file", "audio", "video"];
+
+/// The output bit of a modality the router has no name for (embeddings, speech, …).
+pub const OTHER_OUTPUT: u8 = 1 << MODALITIES.len();
+/// The output of a chat model: text and nothing else.
+pub const TEXT_ONLY: u8 = 1;
+
+/// What a model is for, beyond its modalities: chat routes take only chat models unless the
+/// caller names another kind by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Chat,
+    /// Routes requests to other models itself (`openrouter/auto`, `openrouter/free`).
+    MetaRouter,
+    /// Classifies content instead of answering it (guard and safety models).
+    Guard,
+}
+
+impl Kind {
+    pub fn parse(name: &str) -> Option<Kind> {
+        match name {
+            "chat" => Some(Kind::Chat),
+            "meta_router" => Some(Kind::MetaRouter),
+            "guard" => Some(Kind::Guard),
+            _ => None,
+        }
+    }
+}
 
 /// One model as the service describes it; prices are USD per token, negative for dynamic pricing.
 #[derive(Clone, Debug, PartialEq)]
@@ -15,7 +42,8 @@ pub struct ModelSpec {
     pub prompt_price: f64,
     pub completion_price: f64,
     pub input_modalities: Vec<String>,
-    pub text_output: bool,
+    pub output_modalities: Vec<String>,
+    pub kind: Kind,
     /// False for rows not served in real time (batch endpoints, moving aliases).
     pub realtime: bool,
     pub supported_parameters: Vec<String>,
@@ -41,7 +69,11 @@ pub struct Catalogue {
     pub ttft_s: Vec<f64>,
     pub tokens_per_s: Vec<f64>,
     pub latency_estimated: Vec<bool>,
-    pub text_output: Vec<bool>,
+    /// Output modalities in `MODALITIES` bit order, unknown ones as `OTHER_OUTPUT`.
+    pub outputs: Vec<u8>,
+    pub kinds: Vec<Kind>,
+    /// OpenRouter's `:free` variants, which share one small allowance per account.
+    pub free_variant: Vec<bool>,
     pub realtime: Vec<bool>,
     /// Model id to index.
     pub by_id: HashMap<String, usize>,
@@ -50,6 +82,13 @@ pub struct Catalogue {
 
 /// Low bits of a capability word reserved for input modalities.
 pub const MODALITY_BITS: u32 = 8;
+
+/// Output modalities as bits; a name the router does not know sets `OTHER_OUTPUT`.
+pub fn output_bits(names: &[String]) -> u8 {
+    names.iter().fold(0u8, |bits, m| {
+        bits | modality_bit(m).map_or(OTHER_OUTPUT, |b| b as u8)
+    })
+}
 
 pub fn modality_bit(name: &str) -> Option<u64> {
     MODALITIES
@@ -120,7 +159,9 @@ impl Catalogue {
             ttft_s: Vec::with_capacity(n),
             tokens_per_s: Vec::with_capacity(n),
             latency_estimated: Vec::with_capacity(n),
-            text_output: Vec::with_capacity(n),
+            outputs: Vec::with_capacity(n),
+            kinds: Vec::with_capacity(n),
+            free_variant: Vec::with_capacity(n),
             realtime: Vec::with_capacity(n),
             by_id: HashMap::with_capacity(n),
             param_bits: HashMap::new(),
@@ -149,7 +190,9 @@ impl Catalogue {
             cat.ttft_s.push(spec.ttft_s);
             cat.tokens_per_s.push(spec.tokens_per_s);
             cat.latency_estimated.push(spec.latency_estimated);
-            cat.text_output.push(spec.text_output);
+            cat.outputs.push(output_bits(&spec.output_modalities));
+            cat.kinds.push(spec.kind);
+            cat.free_variant.push(spec.id.ends_with(":free"));
             cat.realtime.push(spec.realtime);
             cat.ids.push(spec.id);
         }
@@ -206,7 +249,8 @@ pub(crate) mod tests {
             prompt_price: 1e-6,
             completion_price: 2e-6,
             input_modalities: vec!["text".into()],
-            text_output: true,
+            output_modalities: vec!["text".into()],
+            kind: Kind::Chat,
             realtime: true,
             supported_parameters: vec!["tools".into()],
             quality: 0.5,
@@ -255,6 +299,15 @@ pub(crate) mod tests {
         ] {
             assert!(Catalogue::new("v", vec![broken]).is_err());
         }
+    }
+
+    #[test]
+    fn output_modalities_become_bits() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(output_bits(&names(&["text"])), TEXT_ONLY);
+        assert_eq!(output_bits(&names(&["image", "text"])), 0b11);
+        assert_eq!(output_bits(&names(&["embeddings"])), OTHER_OUTPUT);
+        assert_eq!(output_bits(&[]), 0);
     }
 
     #[test]

@@ -1,17 +1,21 @@
 //! Hard constraints: which models a request may use at all, decided before any scoring.
 
-use crate::catalogue::{modality_bit, Catalogue};
+use crate::catalogue::{modality_bit, Catalogue, Kind, TEXT_ONLY};
 use crate::engine::State;
 use crate::error::ScoreError;
 
 /// Each reason a model can be removed, in the order they are checked; a removed model is
-/// counted under the first constraint it fails.
+/// counted under the first constraint it fails. The first four hold whatever the request; the
+/// next three define a chat route, which a request may widen (output modalities, ids).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Constraint {
     DynamicPrice,
-    NonTextOutput,
     NotRealtime,
     CircuitOpen,
+    FreeQuota,
+    OutputModalities,
+    MetaRouter,
+    GuardModel,
     ContextWindow,
     InputModalities,
     RequiredParameters,
@@ -28,11 +32,14 @@ pub enum Constraint {
 }
 
 impl Constraint {
-    pub const ALL: [Constraint; 17] = [
+    pub const ALL: [Constraint; 20] = [
         Constraint::DynamicPrice,
-        Constraint::NonTextOutput,
         Constraint::NotRealtime,
         Constraint::CircuitOpen,
+        Constraint::FreeQuota,
+        Constraint::OutputModalities,
+        Constraint::MetaRouter,
+        Constraint::GuardModel,
         Constraint::ContextWindow,
         Constraint::InputModalities,
         Constraint::RequiredParameters,
@@ -51,9 +58,12 @@ impl Constraint {
     pub fn name(self) -> &'static str {
         match self {
             Constraint::DynamicPrice => "dynamic_price",
-            Constraint::NonTextOutput => "non_text_output",
             Constraint::NotRealtime => "not_realtime",
             Constraint::CircuitOpen => "circuit_open",
+            Constraint::FreeQuota => "free_quota",
+            Constraint::OutputModalities => "output_modalities",
+            Constraint::MetaRouter => "meta_router",
+            Constraint::GuardModel => "guard_model",
             Constraint::ContextWindow => "context_window",
             Constraint::InputModalities => "input_modalities",
             Constraint::RequiredParameters => "required_parameters",
@@ -84,6 +94,8 @@ pub enum FreeFilter {
 pub struct Constraints {
     pub min_context: u64,
     pub input_modalities: Vec<String>,
+    /// Empty for a chat route (text only); else what the model must produce.
+    pub output_modalities: Vec<String>,
     pub required_parameters: Vec<String>,
     pub max_prompt_price_per_mtok: Option<f64>,
     pub max_completion_price_per_mtok: Option<f64>,
@@ -133,6 +145,10 @@ fn check_patterns(patterns: &[String], what: &str) -> Result<(), ScoreError> {
 pub struct Compiled<'a> {
     raw: &'a Constraints,
     modalities: u64,
+    /// Requested output modality bits; 0 for a chat route.
+    outputs: u8,
+    /// Models of another kind than chat that the caller named by id.
+    named_kinds: Vec<usize>,
     params: u64,
     /// A required parameter no model of the catalogue supports.
     unknown_param: bool,
@@ -154,6 +170,20 @@ impl<'a> Compiled<'a> {
                 ))
             })?;
         }
+        let mut outputs = 0u8;
+        for m in &raw.output_modalities {
+            outputs |= modality_bit(m).ok_or_else(|| {
+                ScoreError::InvalidRequest(format!(
+                    "unknown output modality {m:?}; expected one of text, image, file, audio, video"
+                ))
+            })? as u8;
+        }
+        let named_kinds = raw
+            .allow_models
+            .iter()
+            .filter_map(|id| cat.by_id.get(id.as_str()).copied())
+            .filter(|&i| cat.kinds[i] != Kind::Chat)
+            .collect();
         let mut params = 0u64;
         let mut unknown_param = false;
         for p in &raw.required_parameters {
@@ -187,6 +217,8 @@ impl<'a> Compiled<'a> {
         Ok(Compiled {
             raw,
             modalities,
+            outputs,
+            named_kinds,
             params,
             unknown_param,
             max_prompt_price,
@@ -210,9 +242,57 @@ impl<'a> Compiled<'a> {
                 self.modalities | self.params
             },
             rare: self.rare,
+            chat_route: self.outputs == 0 && self.named_kinds.is_empty(),
             excluded: &state.live.excluded[..n],
             context: &state.catalogue.context[..n],
             caps: &state.catalogue.caps[..n],
+        }
+    }
+
+    /// What a request that widens the chat route (other output modalities, other kinds named by
+    /// id) makes of model `i`: the exclusions that always hold, then its own route's.
+    #[cold]
+    #[inline(never)]
+    fn widened_failure(
+        &self,
+        check: &Check<'_>,
+        i: usize,
+        expected_cost: f64,
+    ) -> Option<Constraint> {
+        let state = check.state;
+        let cat = &*state.catalogue;
+        if let Some(reason) = state.live.blocked(cat, i) {
+            return Some(reason);
+        }
+        let (out, wanted) = (cat.outputs[i], self.outputs);
+        let outputs_fit = if wanted == 0 {
+            out == TEXT_ONLY
+        } else {
+            out & wanted == wanted && out & !(wanted | TEXT_ONLY) == 0
+        };
+        if !outputs_fit {
+            return Some(Constraint::OutputModalities);
+        }
+        match cat.kinds[i] {
+            Kind::Chat => {}
+            _ if self.named_kinds.contains(&i) => {}
+            Kind::MetaRouter => return Some(Constraint::MetaRouter),
+            Kind::Guard => return Some(Constraint::GuardModel),
+        }
+        if check.context[i] < check.needed_context {
+            return Some(Constraint::ContextWindow);
+        }
+        if check.caps[i] & check.required_caps != check.required_caps {
+            return Some(if check.caps[i] & self.modalities != self.modalities {
+                Constraint::InputModalities
+            } else {
+                Constraint::RequiredParameters
+            });
+        }
+        if self.rare {
+            self.rare_failure(state, i, expected_cost)
+        } else {
+            None
         }
     }
 
@@ -271,6 +351,8 @@ pub struct Check<'s> {
     /// to the catalogue, which no model then has.
     required_caps: u64,
     rare: bool,
+    /// A plain chat route, which the precomputed exclusions describe exactly.
+    chat_route: bool,
     excluded: &'s [Option<Constraint>],
     context: &'s [u64],
     caps: &'s [u64],
@@ -296,6 +378,9 @@ impl Check<'_> {
     /// The first constraint model `i` fails, given the expected cost of this request on it.
     #[inline(always)]
     pub fn first_failure(&self, i: usize, expected_cost: f64) -> Option<Constraint> {
+        if !self.chat_route {
+            return self.compiled.widened_failure(self, i, expected_cost);
+        }
         let fits = self.excluded[i].is_none()
             & (self.context[i] >= self.needed_context)
             & (self.caps[i] & self.required_caps == self.required_caps);

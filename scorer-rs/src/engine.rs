@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::catalogue::Catalogue;
+use crate::constraints::Constraint;
 use crate::constraints::Constraints;
 use crate::error::ScoreError;
 use crate::live::{Live, LiveStats};
@@ -16,6 +17,22 @@ pub struct State {
 }
 
 impl State {
+    /// How many models a plain chat route may consider, and how many each rule keeps out.
+    pub fn eligibility(&self) -> (usize, Vec<(Constraint, usize)>) {
+        let mut counts = [0usize; Constraint::ALL.len()];
+        for reason in self.live.excluded.iter().flatten() {
+            counts[*reason as usize] += 1;
+        }
+        let routable = self.live.excluded.iter().filter(|r| r.is_none()).count();
+        let excluded = Constraint::ALL
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, n)| (*c, n))
+            .collect();
+        (routable, excluded)
+    }
+
     pub fn fresh(catalogue: Catalogue) -> State {
         let live = Live::priors(&catalogue);
         State {
@@ -70,6 +87,20 @@ impl Engine {
             live,
         });
         Ok(())
+    }
+
+    /// Let free variants be routed to, or stop them (their shared allowance is spent).
+    pub fn set_free_available(&self, available: bool) {
+        let _writing = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.snapshot();
+        if old.live.free_available == available {
+            return;
+        }
+        let live = old.live.with_free_available(&old.catalogue, available);
+        self.swap(State {
+            catalogue: Arc::clone(&old.catalogue),
+            live,
+        });
     }
 
     pub fn rank(

@@ -1,6 +1,6 @@
 //! Live per-model statistics laid over the catalogue's priors.
 
-use crate::catalogue::{check_latency, Catalogue};
+use crate::catalogue::{check_latency, Catalogue, Kind, TEXT_ONLY};
 use crate::constraints::Constraint;
 use crate::error::ScoreError;
 
@@ -12,6 +12,9 @@ pub struct LiveStats {
     pub tokens_per_s: Option<f64>,
     pub error_rate: Option<f64>,
     pub circuit_open: bool,
+    /// Whether the figures are still a prior (e.g. rescaled); by default they are measured
+    /// when they give a time to first token or a throughput.
+    pub latency_estimated: Option<bool>,
 }
 
 impl LiveStats {
@@ -26,17 +29,36 @@ impl LiveStats {
     }
 }
 
-fn static_exclusion(cat: &Catalogue, i: usize, circuit_open: bool) -> Option<Constraint> {
+/// Why model `i` can never be a candidate, whatever the request, if it cannot.
+fn blocked(
+    cat: &Catalogue,
+    i: usize,
+    circuit_open: bool,
+    free_available: bool,
+) -> Option<Constraint> {
     if cat.has_dynamic_price(i) {
         Some(Constraint::DynamicPrice)
-    } else if !cat.text_output[i] {
-        Some(Constraint::NonTextOutput)
     } else if !cat.realtime[i] {
         Some(Constraint::NotRealtime)
     } else if circuit_open {
         Some(Constraint::CircuitOpen)
+    } else if !free_available && cat.free_variant[i] {
+        Some(Constraint::FreeQuota)
     } else {
         None
+    }
+}
+
+/// Why model `i` is no candidate for a chat route (text out, a chat model), if it is not.
+fn outside_chat_route(cat: &Catalogue, i: usize) -> Option<Constraint> {
+    if cat.outputs[i] != TEXT_ONLY {
+        Some(Constraint::OutputModalities)
+    } else {
+        match cat.kinds[i] {
+            Kind::Chat => None,
+            Kind::MetaRouter => Some(Constraint::MetaRouter),
+            Kind::Guard => Some(Constraint::GuardModel),
+        }
     }
 }
 
@@ -47,7 +69,9 @@ pub struct Live {
     pub tokens_per_s: Vec<f64>,
     pub latency_estimated: Vec<bool>,
     pub circuit_open: Vec<bool>,
-    /// Why a model can never be a candidate whatever the request, if it cannot.
+    /// False while `:free` variants may not be called (their shared allowance is spent).
+    pub free_available: bool,
+    /// Why a model is no candidate for a chat route, if it is not.
     pub excluded: Vec<Option<Constraint>>,
     pub stats: Vec<Option<LiveStats>>,
 }
@@ -60,20 +84,41 @@ impl Live {
             tokens_per_s: cat.tokens_per_s.clone(),
             latency_estimated: cat.latency_estimated.clone(),
             circuit_open: vec![false; cat.len()],
+            free_available: true,
             excluded: (0..cat.len())
-                .map(|i| static_exclusion(cat, i, false))
+                .map(|i| blocked(cat, i, false, true).or_else(|| outside_chat_route(cat, i)))
                 .collect(),
             stats: vec![None; cat.len()],
         }
     }
 
+    /// Why model `i` can never be a candidate now, whatever the request, if it cannot.
+    pub fn blocked(&self, cat: &Catalogue, i: usize) -> Option<Constraint> {
+        blocked(cat, i, self.circuit_open[i], self.free_available)
+    }
+
+    fn exclude(&mut self, cat: &Catalogue, i: usize) {
+        self.excluded[i] = self.blocked(cat, i).or_else(|| outside_chat_route(cat, i));
+    }
+
+    /// A copy in which free variants may (or may not) be called.
+    pub fn with_free_available(&self, cat: &Catalogue, available: bool) -> Live {
+        let mut next = self.clone();
+        next.free_available = available;
+        for i in (0..cat.len()).filter(|&i| cat.free_variant[i]) {
+            next.exclude(cat, i);
+        }
+        next
+    }
+
     fn set(&mut self, cat: &Catalogue, i: usize, stats: LiveStats) {
         self.ttft_s[i] = stats.ttft_s.unwrap_or(cat.ttft_s[i]);
         self.tokens_per_s[i] = stats.tokens_per_s.unwrap_or(cat.tokens_per_s[i]);
-        self.latency_estimated[i] =
-            cat.latency_estimated[i] && stats.ttft_s.is_none() && stats.tokens_per_s.is_none();
+        self.latency_estimated[i] = stats.latency_estimated.unwrap_or(
+            cat.latency_estimated[i] && stats.ttft_s.is_none() && stats.tokens_per_s.is_none(),
+        );
         self.circuit_open[i] = stats.circuit_open;
-        self.excluded[i] = static_exclusion(cat, i, stats.circuit_open);
+        self.exclude(cat, i);
         self.stats[i] = Some(stats);
     }
 
@@ -102,7 +147,7 @@ impl Live {
 
     /// Stats of models that survive into a new catalogue, carried over by id.
     pub fn carried_over(&self, old: &Catalogue, new: &Catalogue) -> Live {
-        let mut next = Live::priors(new);
+        let mut next = Live::priors(new).with_free_available(new, self.free_available);
         for (j, id) in new.ids.iter().enumerate() {
             if let Some(stats) = old.by_id.get(id).and_then(|&i| self.stats[i]) {
                 next.set(new, j, stats);

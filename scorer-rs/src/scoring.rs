@@ -9,8 +9,17 @@ use crate::constraints::{Check, Compiled, Constraint, Constraints};
 use crate::engine::State;
 use crate::error::ScoreError;
 
-/// Expected costs below this (USD) count as this on the log scale, so free models stay finite.
+/// Expected costs below this (USD) count as this on the log scale. The floor of a ranking is the
+/// cheapest paid eligible model's cost (free models count as it), and never below this.
 pub const COST_FLOOR_USD: f64 = 1e-9;
+
+/// Expected latencies below this (seconds) count as this on the log scale.
+pub const LATENCY_FLOOR_S: f64 = 1e-3;
+
+/// The latency term falls to 0 at this multiple of the fastest eligible model's expected
+/// latency (or at the slowest eligible model, if that is nearer): five doublings, each worth a
+/// fifth of the term, so a few extreme figures cannot squeeze the differences that matter.
+pub const LATENCY_SPAN: f64 = 32.0;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Weights {
@@ -103,6 +112,19 @@ pub struct Candidate {
     pub quality_term: f64,
     pub expected_cost_usd: f64,
     pub expected_latency_s: f64,
+    /// The figures the latency came from.
+    pub ttft_s: f64,
+    pub tokens_per_s: f64,
+}
+
+/// The bounds one request's terms were normalised against: term 1 at the first of each pair,
+/// term 0 at the second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalisation {
+    pub latency_min_s: f64,
+    pub latency_max_s: f64,
+    pub cost_floor_usd: f64,
+    pub cost_max_usd: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +133,7 @@ pub struct Ranking {
     pub eligible: usize,
     pub removed: Vec<(Constraint, usize)>,
     pub weights: Weights,
+    pub normalisation: Normalisation,
 }
 
 /// Bits of the mantissa that index the table of `approx_ln`.
@@ -160,8 +183,10 @@ fn better(cat: &Catalogue, a: &Candidate, b: &Candidate) -> Ordering {
 /// Scratch space of one ranking, reused across calls on a thread.
 #[derive(Default)]
 struct Pool {
-    /// Catalogue indices of the eligible models.
+    /// Catalogue indices of the eligible models, and their expected cost and latency.
     index: Vec<u32>,
+    cost: Vec<f64>,
+    latency: Vec<f64>,
     estimate: Vec<f64>,
     scratch: Vec<f64>,
 }
@@ -170,15 +195,17 @@ thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
-/// What one request makes of each model, and the normalisation bounds over the eligible set.
+/// What one request makes of each model, and the normalisation bounds over the eligible set,
+/// both on a log scale.
 struct Terms<'a> {
     state: &'a State,
     prompt: f64,
     output: f64,
     log_cost_min: f64,
     log_cost_max: f64,
-    latency_min: f64,
-    latency_max: f64,
+    log_latency_min: f64,
+    log_latency_max: f64,
+    bounds: Normalisation,
 }
 
 impl Terms<'_> {
@@ -197,10 +224,16 @@ impl Terms<'_> {
     fn candidate(&self, i: usize, weights: Weights) -> Candidate {
         let cost = self.cost(i);
         let latency = self.latency(i);
-        let latency_term = 1.0 - normalise(latency, self.latency_min, self.latency_max);
+        let latency_term = 1.0
+            - normalise(
+                latency.max(LATENCY_FLOOR_S).ln(),
+                self.log_latency_min,
+                self.log_latency_max,
+            )
+            .min(1.0);
         let cost_term = 1.0
             - normalise(
-                cost.max(COST_FLOOR_USD).ln(),
+                cost.ln().max(self.log_cost_min),
                 self.log_cost_min,
                 self.log_cost_max,
             );
@@ -215,8 +248,33 @@ impl Terms<'_> {
             quality_term,
             expected_cost_usd: cost,
             expected_latency_s: latency,
+            ttft_s: self.state.live.ttft_s[i],
+            tokens_per_s: self.state.live.tokens_per_s[i],
         }
     }
+}
+
+/// The eligible set's bounds as `filter_eligible` found them.
+struct Bounds {
+    eligible: usize,
+    cost_paid_min: f64,
+    cost_max: f64,
+    latency_min: f64,
+    latency_max: f64,
+}
+
+/// The request's constraints bound to `state`, handed to `f`.
+fn with_check<R>(
+    state: &State,
+    profile: Profile,
+    constraints: &Constraints,
+    f: impl FnOnce(&Check<'_>) -> R,
+) -> Result<R, ScoreError> {
+    let compiled = Compiled::new(constraints, &state.catalogue)?;
+    let needed_context = constraints
+        .min_context
+        .max(profile.prompt_tokens.saturating_add(profile.output_tokens));
+    Ok(f(&compiled.bind(state, needed_context)))
 }
 
 pub fn rank(
@@ -231,12 +289,55 @@ pub fn rank(
             "top_k must be at least 1".to_string(),
         ));
     }
-    let compiled = Compiled::new(constraints, &state.catalogue)?;
-    let needed_context = constraints
-        .min_context
-        .max(profile.prompt_tokens.saturating_add(profile.output_tokens));
-    let check = compiled.bind(state, needed_context);
-    POOL.with_borrow_mut(|pool| rank_with(pool, state, &check, weights, profile, top_k))
+    with_check(state, profile, constraints, |check| {
+        POOL.with_borrow_mut(|pool| rank_with(pool, state, check, weights, profile, top_k))
+    })?
+}
+
+/// Where one model stands in a request's whole ranking, beside the winner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    pub winner: Candidate,
+    /// None when a constraint removed the subject.
+    pub subject: Option<Candidate>,
+    /// 1 for the winner; 0 when a constraint removed the subject.
+    pub rank: usize,
+    pub excluded_by: Option<Constraint>,
+    pub eligible: usize,
+    pub weights: Weights,
+    pub normalisation: Normalisation,
+}
+
+/// Rank every eligible model for the request and find model `subject` (a catalogue index)
+/// among them, or the constraint that removed it.
+pub fn explain(
+    state: &State,
+    weights: Weights,
+    profile: Profile,
+    constraints: &Constraints,
+    subject: usize,
+) -> Result<Explanation, ScoreError> {
+    let mut full = rank(state, weights, profile, constraints, state.catalogue.len())?;
+    let position = full.candidates.iter().position(|c| c.index == subject);
+    let excluded_by = match position {
+        Some(_) => None,
+        None => with_check(state, profile, constraints, |check| {
+            let cat = &state.catalogue;
+            let cost = profile.prompt_tokens as f64 * cat.prompt_price[subject]
+                + profile.output_tokens as f64 * cat.completion_price[subject];
+            check.first_failure(subject, cost)
+        })?,
+    };
+    let subject = position.map(|p| full.candidates[p].clone());
+    Ok(Explanation {
+        winner: full.candidates.swap_remove(0),
+        subject,
+        rank: position.map_or(0, |p| p + 1),
+        excluded_by,
+        eligible: full.eligible,
+        weights: full.weights,
+        normalisation: full.normalisation,
+    })
 }
 
 fn rank_with(
@@ -250,20 +351,16 @@ fn rank_with(
     let cat = &*state.catalogue;
     let n = cat.len();
     assert!(n <= u32::MAX as usize, "catalogue larger than u32 indices");
-    let mut terms = Terms {
-        state,
-        prompt: profile.prompt_tokens as f64,
-        output: profile.output_tokens as f64,
-        log_cost_min: 0.0,
-        log_cost_max: 0.0,
-        latency_min: f64::INFINITY,
-        latency_max: f64::NEG_INFINITY,
-    };
     let mut removed = [0usize; Constraint::ALL.len()];
-    let (eligible, cost_min, cost_max, latency_min, latency_max) =
-        filter_eligible(&mut pool.index, state, check, &terms, &mut removed);
-    terms.latency_min = latency_min;
-    terms.latency_max = latency_max;
+    let output = profile.output_tokens as f64;
+    let bounds = filter_eligible(
+        pool,
+        state,
+        check,
+        (profile.prompt_tokens as f64, output),
+        &mut removed,
+    );
+    let eligible = bounds.eligible;
     let removed: Vec<(Constraint, usize)> = Constraint::ALL
         .iter()
         .zip(removed)
@@ -274,8 +371,33 @@ fn rank_with(
     if eligible == 0 {
         return Err(ScoreError::NoEligibleModel(removed));
     }
-    terms.log_cost_min = cost_min.max(COST_FLOOR_USD).ln();
-    terms.log_cost_max = cost_max.max(COST_FLOOR_USD).ln();
+    // Infinite when no paid model is eligible: every cost then counts as the floor.
+    let cost_floor = if bounds.cost_paid_min.is_finite() {
+        bounds.cost_paid_min.max(COST_FLOOR_USD)
+    } else {
+        COST_FLOOR_USD
+    };
+    let latency_min = bounds.latency_min.max(LATENCY_FLOOR_S);
+    let latency_max = bounds
+        .latency_max
+        .max(LATENCY_FLOOR_S)
+        .min(latency_min * LATENCY_SPAN);
+    let cost_max = bounds.cost_max.max(cost_floor);
+    let terms = Terms {
+        state,
+        prompt: profile.prompt_tokens as f64,
+        output,
+        log_cost_min: cost_floor.ln(),
+        log_cost_max: cost_max.ln(),
+        log_latency_min: latency_min.ln(),
+        log_latency_max: latency_max.ln(),
+        bounds: Normalisation {
+            latency_min_s: latency_min,
+            latency_max_s: latency_max,
+            cost_floor_usd: cost_floor,
+            cost_max_usd: cost_max,
+        },
+    };
     let mut best: Vec<Candidate> = if eligible <= top_k {
         pool.index
             .iter()
@@ -296,31 +418,35 @@ fn rank_with(
         eligible,
         removed,
         weights,
+        normalisation: terms.bounds,
     })
 }
 
 /// Fills `index` with the models that pass the constraints, counts the others in `removed`,
-/// and returns how many passed with the min and max of their expected cost and latency.
+/// and returns how many passed with the bounds of their expected cost and latency.
 /// Kept out of line: a small loop of its own keeps its figures in registers.
 #[inline(never)]
 fn filter_eligible(
-    index: &mut Vec<u32>,
+    pool: &mut Pool,
     state: &State,
     check: &Check<'_>,
-    terms: &Terms<'_>,
+    (prompt, output): (f64, f64),
     removed: &mut [usize; Constraint::ALL.len()],
-) -> (usize, f64, f64, f64, f64) {
+) -> Bounds {
     let cat = &*state.catalogue;
     let live = &state.live;
     let n = cat.len();
-    index.resize(n, 0);
-    let index = &mut index[..n];
+    pool.index.resize(n, 0);
+    pool.cost.resize(n, 0.0);
+    pool.latency.resize(n, 0.0);
+    let index = &mut pool.index[..n];
+    let (costs, latencies) = (&mut pool.cost[..n], &mut pool.latency[..n]);
     let (prompt_price, completion_price) = (&cat.prompt_price[..n], &cat.completion_price[..n]);
     let (ttft, tokens_per_s) = (&live.ttft_s[..n], &live.tokens_per_s[..n]);
-    let (prompt, output) = (terms.prompt, terms.output);
     // Eligible costs and latencies are finite and never negative, so their bit patterns order
-    // like their values: integer min and max are exact here, and cheaper than f64's.
-    let (mut cost_min, mut cost_max) = (u64::MAX, 0u64);
+    // like their values: integer min and max are exact here, and cheaper than f64's. A free
+    // model's cost (0) maps to u64::MAX for the paid minimum.
+    let (mut cost_paid_min, mut cost_max) = (u64::MAX, 0u64);
     let (mut latency_min, mut latency_max) = (u64::MAX, 0u64);
     let mut eligible = 0;
     for i in 0..n {
@@ -331,21 +457,37 @@ fn filter_eligible(
             continue;
         }
         let latency = ttft[i] + output / tokens_per_s[i];
+        costs[eligible] = cost;
+        latencies[eligible] = latency;
         let (cost, latency) = (cost.to_bits(), latency.to_bits());
-        cost_min = cost_min.min(cost);
+        cost_paid_min = cost_paid_min.min(cost.wrapping_sub(1));
         cost_max = cost_max.max(cost);
         latency_min = latency_min.min(latency);
         latency_max = latency_max.max(latency);
         index[eligible] = i as u32;
         eligible += 1;
     }
-    (
+    Bounds {
         eligible,
-        f64::from_bits(cost_min),
-        f64::from_bits(cost_max),
-        f64::from_bits(latency_min),
-        f64::from_bits(latency_max),
-    )
+        cost_paid_min: if cost_paid_min == u64::MAX {
+            f64::INFINITY
+        } else {
+            f64::from_bits(cost_paid_min + 1)
+        },
+        cost_max: f64::from_bits(cost_max),
+        latency_min: f64::from_bits(latency_min),
+        latency_max: f64::from_bits(latency_max),
+    }
+}
+
+/// 1 / range, or 0 for a degenerate range (whose terms are all 1).
+#[inline]
+fn scale(min: f64, max: f64) -> f64 {
+    if max > min {
+        1.0 / (max - min)
+    } else {
+        0.0
+    }
 }
 
 /// Catalogue indices that may belong to the top k. Every score is first estimated with the
@@ -357,15 +499,13 @@ fn shortlist<'p>(
     weights: Weights,
     top_k: usize,
 ) -> impl Iterator<Item = usize> + 'p {
-    let cost_range = terms.log_cost_max - terms.log_cost_min;
-    let cost_scale = if cost_range > 0.0 {
-        1.0 / cost_range
-    } else {
-        0.0
-    };
-    // The logarithm's error, and rounding: the estimate multiplies where the score divides.
-    let slack = weights.cost * cost_scale * APPROX_LN_ERROR + 1e-9;
-    estimate_scores(&mut pool.estimate, &pool.index, terms, weights);
+    let cost_scale = scale(terms.log_cost_min, terms.log_cost_max);
+    let latency_scale = scale(terms.log_latency_min, terms.log_latency_max);
+    // The logarithm's error in both log terms (clamping only shrinks it), and rounding: the
+    // estimate multiplies where the score divides.
+    let slack =
+        (weights.cost * cost_scale + weights.latency * latency_scale) * APPROX_LN_ERROR + 1e-9;
+    estimate_scores(pool, terms, weights);
     let cutoff = kth_largest(&pool.estimate, &mut pool.scratch, top_k) - 2.0 * slack;
     let (index, estimate) = (&pool.index, &pool.estimate);
     index
@@ -375,45 +515,34 @@ fn shortlist<'p>(
         .map(|(&i, _)| i as usize)
 }
 
-/// Scores of the models in `index`, estimated with `approx_ln` instead of the exact logarithm.
+/// Scores of the eligible models, estimated with `approx_ln` instead of the exact logarithm,
+/// from the costs and latencies `filter_eligible` laid out side by side.
 #[inline(never)]
-fn estimate_scores(estimate: &mut Vec<f64>, index: &[u32], terms: &Terms<'_>, weights: Weights) {
-    let cat = &*terms.state.catalogue;
-    let live = &terms.state.live;
-    let n = cat.len();
-    let (prompt_price, completion_price) = (&cat.prompt_price[..n], &cat.completion_price[..n]);
-    let (ttft, tokens_per_s) = (&live.ttft_s[..n], &live.tokens_per_s[..n]);
-    let quality = &cat.quality[..n];
-    let (prompt, output) = (terms.prompt, terms.output);
-    let cost_range = terms.log_cost_max - terms.log_cost_min;
-    let latency_range = terms.latency_max - terms.latency_min;
-    let cost_scale = if cost_range > 0.0 {
-        1.0 / cost_range
-    } else {
-        0.0
-    };
-    let latency_scale = if latency_range > 0.0 {
-        1.0 / latency_range
-    } else {
-        0.0
-    };
-    let (log_cost_min, latency_min) = (terms.log_cost_min, terms.latency_min);
+fn estimate_scores(pool: &mut Pool, terms: &Terms<'_>, weights: Weights) {
+    let quality = &terms.state.catalogue.quality;
+    let n = pool.index.len();
+    let (index, costs, latencies) = (&pool.index[..n], &pool.cost[..n], &pool.latency[..n]);
+    let cost_scale = scale(terms.log_cost_min, terms.log_cost_max);
+    let latency_scale = scale(terms.log_latency_min, terms.log_latency_max);
+    let (log_cost_min, log_latency_min) = (terms.log_cost_min, terms.log_latency_min);
+    let cost_floor = terms.bounds.cost_floor_usd;
     let table = ln_table();
-    estimate.resize(index.len(), 0.0);
-    for (estimate, &i) in estimate.iter_mut().zip(index) {
-        let i = i as usize;
-        let cost = prompt * prompt_price[i] + output * completion_price[i];
-        let floored = if cost > COST_FLOOR_USD {
-            cost
+    pool.estimate.resize(n, 0.0);
+    // Plain comparisons rather than f64::max and min, which also handle NaN (none here).
+    for (k, estimate) in pool.estimate.iter_mut().enumerate() {
+        let (cost, latency) = (costs[k], latencies[k]);
+        let cost = if cost > cost_floor { cost } else { cost_floor };
+        let latency = if latency > LATENCY_FLOOR_S {
+            latency
         } else {
-            COST_FLOOR_USD
+            LATENCY_FLOOR_S
         };
-        let cost_term = 1.0 - (approx_ln(table, floored) - log_cost_min) * cost_scale;
-        let latency = ttft[i] + output / tokens_per_s[i];
-        let latency_term = 1.0 - (latency - latency_min) * latency_scale;
+        let cost_term = 1.0 - (approx_ln(table, cost) - log_cost_min) * cost_scale;
+        let slowness = (approx_ln(table, latency) - log_latency_min) * latency_scale;
+        let latency_term = 1.0 - if slowness < 1.0 { slowness } else { 1.0 };
         *estimate = weights.latency * latency_term
             + weights.cost * cost_term
-            + weights.quality * quality[i];
+            + weights.quality * quality[index[k] as usize];
     }
 }
 
@@ -433,7 +562,8 @@ fn kth_largest(values: &[f64], scratch: &mut Vec<f64>, k: usize) -> f64 {
 mod tests {
     use super::*;
     use crate::catalogue::tests::spec;
-    use crate::catalogue::ModelSpec;
+    use crate::catalogue::{Kind, ModelSpec};
+    use crate::constraints::FreeFilter;
 
     fn state(specs: Vec<ModelSpec>) -> State {
         State::fresh(Catalogue::new("v", specs).unwrap())
@@ -461,7 +591,11 @@ mod tests {
     }
 
     fn trio() -> State {
-        state(vec![
+        state(trio_specs())
+    }
+
+    fn trio_specs() -> Vec<ModelSpec> {
+        vec![
             ModelSpec {
                 ttft_s: 0.1,
                 tokens_per_s: 300.0,
@@ -483,7 +617,7 @@ mod tests {
                 quality: 0.9,
                 ..spec("big/frontier")
             },
-        ])
+        ]
     }
 
     #[test]
@@ -492,21 +626,63 @@ mod tests {
         let cat = &*st.catalogue;
         let w = Mode::Balanced.weights();
         let r = rank(&st, w, PROFILE, &Constraints::default(), 3).unwrap();
-        let lat: Vec<f64> = (0..3).map(|i| expected_latency(cat, i, PROFILE)).collect();
-        let cost: Vec<f64> = (0..3)
-            .map(|i| expected_cost(cat, i, PROFILE).max(COST_FLOOR_USD).ln())
+        let lat: Vec<f64> = (0..3)
+            .map(|i| expected_latency(cat, i, PROFILE).ln())
             .collect();
+        let cost: Vec<f64> = (0..3).map(|i| expected_cost(cat, i, PROFILE)).collect();
+        // Latency spans less than LATENCY_SPAN here; the free model's cost is floored at the
+        // cheapest paid one's (fast/small).
         let (lmin, lmax) = (lat[0], lat[2]);
-        let (cmin, cmax) = (cost[1], cost[2]);
+        let (cmin, cmax) = (cost[0].ln(), cost[2].ln());
+        assert_eq!(
+            r.normalisation,
+            Normalisation {
+                latency_min_s: lat[0].exp(),
+                latency_max_s: expected_latency(cat, 2, PROFILE),
+                cost_floor_usd: cost[0],
+                cost_max_usd: cost[2],
+            }
+        );
         for c in &r.candidates {
             let i = c.index;
             let want_lat = 1.0 - (lat[i] - lmin) / (lmax - lmin);
-            let want_cost = 1.0 - (cost[i] - cmin) / (cmax - cmin);
+            let want_cost = 1.0 - (cost[i].ln().max(cmin) - cmin) / (cmax - cmin);
             let want = (want_lat + want_cost + cat.quality[i]) / 3.0;
             assert!((c.latency_term - want_lat).abs() < 1e-12);
             assert!((c.cost_term - want_cost).abs() < 1e-12);
             assert!((c.score - want).abs() < 1e-12, "{} {}", c.score, want);
         }
+    }
+
+    #[test]
+    fn latency_beyond_the_span_scores_zero() {
+        let st = state(vec![
+            ModelSpec {
+                ttft_s: 1.0,
+                tokens_per_s: 1e6,
+                ..spec("quick/one")
+            },
+            ModelSpec {
+                ttft_s: 2.0 * LATENCY_SPAN,
+                ..spec("slow/one")
+            },
+            ModelSpec {
+                ttft_s: 1e4,
+                ..spec("glacial/one")
+            },
+        ]);
+        let r = rank(
+            &st,
+            Mode::Speed.weights(),
+            PROFILE,
+            &Constraints::default(),
+            3,
+        )
+        .unwrap();
+        let fastest = expected_latency(&st.catalogue, 0, PROFILE);
+        assert_eq!(r.normalisation.latency_max_s, fastest * LATENCY_SPAN);
+        let terms: Vec<f64> = r.candidates.iter().map(|c| c.latency_term).collect();
+        assert_eq!(terms, vec![1.0, 0.0, 0.0]);
     }
 
     #[test]
@@ -517,8 +693,48 @@ mod tests {
             ids(&st, &r)[0].clone()
         };
         assert_eq!(best(Mode::Speed), "fast/small");
-        assert_eq!(best(Mode::Cost), "free/model");
+        // Free is worth no more than the cheapest paid model: fast/small is both that and faster.
+        assert_eq!(best(Mode::Cost), "fast/small");
         assert_eq!(best(Mode::Quality), "big/frontier");
+    }
+
+    #[test]
+    fn a_free_model_wins_on_its_other_terms_or_not_at_all() {
+        let paid = spec("paid/model");
+        let free = |quality: f64| ModelSpec {
+            prompt_price: 0.0,
+            completion_price: 0.0,
+            quality,
+            ..spec("free/model")
+        };
+        let dear = ModelSpec {
+            prompt_price: 1e-4,
+            completion_price: 1e-4,
+            ..spec("dear/model")
+        };
+        let best = |specs: Vec<ModelSpec>| {
+            let st = state(specs);
+            let r = rank(
+                &st,
+                Mode::Cost.weights(),
+                PROFILE,
+                &Constraints::default(),
+                2,
+            )
+            .unwrap();
+            assert_eq!(r.candidates[0].cost_term, r.candidates[1].cost_term);
+            ids(&st, &r)[0].clone()
+        };
+        // Equal otherwise: a tie, broken by id.
+        assert_eq!(
+            best(vec![paid.clone(), free(0.5), dear.clone()]),
+            "free/model"
+        );
+        assert_eq!(
+            best(vec![paid.clone(), free(0.4), dear.clone()]),
+            "paid/model"
+        );
+        assert_eq!(best(vec![paid, free(0.6), dear]), "free/model");
     }
 
     #[test]
@@ -652,6 +868,110 @@ mod tests {
                 Err(ScoreError::InvalidRequest(_))
             ));
         }
+    }
+
+    #[test]
+    fn chat_routes_take_chat_models_unless_the_request_widens_them() {
+        let st = state(vec![
+            spec("plain/chat"),
+            ModelSpec {
+                output_modalities: vec!["image".into(), "text".into()],
+                ..spec("paint/pictures")
+            },
+            ModelSpec {
+                output_modalities: vec!["audio".into()],
+                ..spec("sing/songs")
+            },
+            ModelSpec {
+                kind: Kind::MetaRouter,
+                ..spec("openrouter/free")
+            },
+            ModelSpec {
+                kind: Kind::Guard,
+                ..spec("meta/guard")
+            },
+        ]);
+        let route = |c: Constraints| {
+            rank(&st, Mode::Balanced.weights(), PROFILE, &c, 5)
+                .map(|r| (ids(&st, &r), r.removed))
+                .unwrap()
+        };
+        let (chat, removed) = route(Constraints::default());
+        assert_eq!(chat, vec!["plain/chat"]);
+        assert_eq!(
+            removed,
+            vec![
+                (Constraint::OutputModalities, 2),
+                (Constraint::MetaRouter, 1),
+                (Constraint::GuardModel, 1)
+            ]
+        );
+        let images = Constraints {
+            output_modalities: vec!["image".into()],
+            ..Constraints::default()
+        };
+        assert_eq!(route(images).0, vec!["paint/pictures"]);
+        let named = Constraints {
+            allow_models: vec!["openrouter/free".into(), "plain/chat".into()],
+            ..Constraints::default()
+        };
+        assert_eq!(route(named).0, vec!["openrouter/free", "plain/chat"]);
+        let guard_by_author = Constraints {
+            allow_models: vec!["meta/*".into()],
+            ..Constraints::default()
+        };
+        assert!(rank(&st, Mode::Cost.weights(), PROFILE, &guard_by_author, 1).is_err());
+    }
+
+    #[test]
+    fn a_spent_free_allowance_removes_every_free_model() {
+        let mut specs = trio_specs();
+        specs.push(ModelSpec {
+            prompt_price: 0.0,
+            completion_price: 0.0,
+            ..spec("big/frontier:free")
+        });
+        let engine = crate::engine::Engine::new(Catalogue::new("v", specs).unwrap());
+        let route = || {
+            let (st, r) = engine
+                .rank(Mode::Cost.weights(), PROFILE, &Constraints::default(), 3)
+                .unwrap();
+            (ids(&st, &r).len(), r.removed)
+        };
+        assert_eq!(route(), (3, vec![]));
+        // Only `:free` variants share the allowance; free/model is merely priced at 0.
+        engine.set_free_available(false);
+        assert_eq!(route(), (3, vec![(Constraint::FreeQuota, 1)]));
+        engine.set_free_available(true);
+        assert_eq!(route(), (3, vec![]));
+    }
+
+    #[test]
+    fn explain_places_a_model_against_the_winner() {
+        let st = trio();
+        let cons = Constraints::default();
+        let w = Mode::Quality.weights();
+        let full = rank(&st, w, PROFILE, &cons, 3).unwrap();
+        let free = st.catalogue.by_id["free/model"];
+        let e = explain(&st, w, PROFILE, &cons, free).unwrap();
+        let position = full
+            .candidates
+            .iter()
+            .position(|c| c.index == free)
+            .unwrap();
+        assert_eq!(e.rank, position + 1);
+        assert_eq!(e.winner, full.candidates[0]);
+        assert_eq!(e.subject.as_ref(), Some(&full.candidates[position]));
+        assert_eq!((e.excluded_by, e.eligible), (None, 3));
+        let no_free = Constraints {
+            free: FreeFilter::Exclude,
+            ..Constraints::default()
+        };
+        let e = explain(&st, w, PROFILE, &no_free, free).unwrap();
+        assert_eq!(
+            (e.rank, e.subject, e.excluded_by),
+            (0, None, Some(Constraint::ExcludeFree))
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Properties of the ranking that must hold for any catalogue and any request.
 
 use proptest::prelude::*;
+use router_scorer::catalogue::Kind;
 use router_scorer::{
     rank, Catalogue, Constraints, FreeFilter, LiveStats, Mode, ModelSpec, Profile, Ranking,
     ScoreError, State, Weights,
@@ -30,7 +31,12 @@ fn model(k: usize) -> impl Strategy<Value = ModelSpec> {
         prop_oneof![Just(0.5), 0.0..=1.0f64],
         prop_oneof![Just(1.0), 0.0..5.0f64],
         prop_oneof![Just(60.0), 1.0..400.0f64],
-        any::<bool>(),
+        prop_oneof![
+            6 => Just(vec!["text"]),
+            1 => Just(vec!["image", "text"]),
+            1 => Just(vec!["audio"]),
+        ],
+        prop_oneof![8 => Just(Kind::Chat), 1 => Just(Kind::MetaRouter), 1 => Just(Kind::Guard)],
     )
         .prop_map(
             move |(
@@ -43,7 +49,8 @@ fn model(k: usize) -> impl Strategy<Value = ModelSpec> {
                 quality,
                 ttft_s,
                 tokens_per_s,
-                text,
+                outputs,
+                kind,
             )| {
                 ModelSpec {
                     id: format!("{author}/m{k}"),
@@ -51,7 +58,8 @@ fn model(k: usize) -> impl Strategy<Value = ModelSpec> {
                     prompt_price,
                     completion_price,
                     input_modalities: mods.into_iter().map(String::from).collect(),
-                    text_output: text || !k.is_multiple_of(3),
+                    output_modalities: outputs.into_iter().map(String::from).collect(),
+                    kind,
                     realtime: k % 5 != 4,
                     supported_parameters: params.into_iter().map(String::from).collect(),
                     quality,
@@ -93,9 +101,24 @@ fn constraints() -> impl Strategy<Value = Constraints> {
         prop::sample::subsequence(vec!["acme/*", "bolt/m1", "core/*"], 0..=2),
         prop::sample::subsequence(AUTHORS.to_vec(), 0..=1),
         prop::sample::select(vec![FreeFilter::Any, FreeFilter::Only, FreeFilter::Exclude]),
+        prop::sample::subsequence(vec!["image", "audio"], 0..=1),
+        prop::sample::subsequence(vec!["acme/m2", "core/m3", "dyna/m4"], 0..=2),
     )
         .prop_map(
-            |(mods, params, max_prompt, max_cost, max_ttft, deny, providers, free)| Constraints {
+            |(
+                mods,
+                params,
+                max_prompt,
+                max_cost,
+                max_ttft,
+                deny,
+                providers,
+                free,
+                outputs,
+                allow,
+            )| Constraints {
+                output_modalities: outputs.into_iter().map(String::from).collect(),
+                allow_models: allow.into_iter().map(String::from).collect(),
                 input_modalities: mods.into_iter().map(String::from).collect(),
                 required_parameters: params.into_iter().map(String::from).collect(),
                 max_prompt_price_per_mtok: max_prompt,
@@ -127,10 +150,20 @@ fn satisfies(spec: &ModelSpec, c: &Constraints, p: Profile, cost: f64) -> bool {
         Some(a) => author == a,
         None => *pat == spec.id,
     };
+    let outputs: Vec<&str> = spec.output_modalities.iter().map(String::as_str).collect();
+    let wanted: Vec<&str> = c.output_modalities.iter().map(String::as_str).collect();
+    let outputs_fit = if wanted.is_empty() {
+        outputs == ["text"]
+    } else {
+        wanted.iter().all(|m| outputs.contains(m))
+            && outputs.iter().all(|m| *m == "text" || wanted.contains(m))
+    };
     spec.prompt_price >= 0.0
         && spec.completion_price >= 0.0
-        && spec.text_output
         && spec.realtime
+        && outputs_fit
+        && (spec.kind == Kind::Chat || c.allow_models.contains(&spec.id))
+        && (c.allow_models.is_empty() || c.allow_models.iter().any(matches))
         && spec.context_length >= c.min_context.max(p.prompt_tokens + p.output_tokens)
         && c.input_modalities
             .iter()
@@ -215,7 +248,8 @@ proptest! {
                 prompt_price: 1e-6 * (1.0 + u * 1e-3),
                 completion_price: 2e-6 * (1.0 + u * 1e-3),
                 input_modalities: vec![],
-                text_output: true,
+                output_modalities: vec!["text".into()],
+                kind: Kind::Chat,
                 realtime: true,
                 supported_parameters: vec![],
                 quality: 0.5 + v * 1e-4,
@@ -285,6 +319,62 @@ proptest! {
         *q += (1.0 - *q) * better;
         let r2 = rank(&state(raised), w, p, &Constraints::default(), usize::MAX).unwrap();
         prop_assert!(term(&r2).score >= target.score);
+    }
+
+    #[test]
+    fn a_model_that_gets_faster_never_drops_in_speed_mode(
+        specs in catalogue(), p in profile(), pick in any::<prop::sample::Index>(),
+        sooner in 0.0..=1.0f64, quicker in 1.0..=50.0f64,
+    ) {
+        let w = Mode::Speed.weights();
+        let Ok(r0) = rank(&state(specs.clone()), w, p, &Constraints::default(), usize::MAX) else { return Ok(()); };
+        let position = pick.index(r0.candidates.len());
+        let target = r0.candidates[position].index;
+        let mut faster = specs;
+        faster[target].ttft_s *= sooner;
+        faster[target].tokens_per_s *= quicker;
+        let r1 = rank(&state(faster), w, p, &Constraints::default(), usize::MAX).unwrap();
+        let after = r1.candidates.iter().position(|c| c.index == target).unwrap();
+        prop_assert!(after <= position, "rank {position} -> {after}");
+    }
+
+    /// Cheaper while still paid: a model that turns free is as good on cost as the cheapest
+    /// paid model, no better, so the floor moves with it (see the README).
+    #[test]
+    fn a_model_that_gets_cheaper_never_drops_in_cost_mode(
+        specs in catalogue(), p in profile(), pick in any::<prop::sample::Index>(),
+        cheaper in 1e-3..=1.0f64,
+    ) {
+        let w = Mode::Cost.weights();
+        let Ok(r0) = rank(&state(specs.clone()), w, p, &Constraints::default(), usize::MAX) else { return Ok(()); };
+        let position = pick.index(r0.candidates.len());
+        let target = r0.candidates[position].index;
+        let mut lowered = specs;
+        lowered[target].prompt_price *= cheaper;
+        lowered[target].completion_price *= cheaper;
+        let r1 = rank(&state(lowered), w, p, &Constraints::default(), usize::MAX).unwrap();
+        let after = r1.candidates.iter().position(|c| c.index == target).unwrap();
+        prop_assert!(after <= position, "rank {position} -> {after}");
+    }
+
+    #[test]
+    fn free_models_are_no_better_on_cost_than_the_cheapest_paid_one(
+        specs in catalogue(), w in weights(), p in profile(),
+    ) {
+        let st = state(specs);
+        let Ok(r) = rank(&st, w, p, &Constraints::default(), usize::MAX) else { return Ok(()); };
+        let cheapest_paid = r.candidates.iter()
+            .filter(|c| c.expected_cost_usd > 0.0)
+            .min_by(|a, b| a.expected_cost_usd.total_cmp(&b.expected_cost_usd));
+        for c in &r.candidates {
+            prop_assert!(c.cost_term <= 1.0);
+            if c.expected_cost_usd == 0.0 {
+                prop_assert_eq!(c.cost_term, 1.0);
+            }
+        }
+        if let Some(paid) = cheapest_paid {
+            prop_assert_eq!(paid.cost_term, 1.0);
+        }
     }
 
     #[test]

@@ -1,10 +1,12 @@
 """The completion path: rank the candidates, then try them in order within one deadline.
 
-Each candidate passes its circuit breaker, the retry budget (after the first attempt) and a
-spend reservation before it is called. Retryable failures move on to the next candidate; a
-context-length error moves on to a candidate with a larger window; bad requests, a bad key,
-missing credits and moderation fail at once. Every attempt is recorded, measured and fed back
-into the scorer's live figures and the model's circuit.
+Each candidate passes its circuit breaker, a slot of the free-variant allowance (free models
+only), the retry budget (after the first attempt) and a spend reservation before it is called.
+Retryable failures move on to the next candidate; a context-length error moves on to a
+candidate with a larger window; bad requests, a bad key, missing credits and moderation fail at
+once. Every attempt is recorded, measured and fed back into the scorer's live figures and the
+model's circuit, except OpenRouter's refusal of a free variant for the account's allowance:
+that is no verdict on the model, and the model's paid sibling is tried next.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import grpc
 from service.catalogue import ModelRecord
 from service.completion.request import Prepared, prepare
 from service.config import Settings
+from service.free_quota import FreeQuota
 from service.live_figures import LiveFigures
 from service.openrouter import OpenRouterClient
 from service.openrouter.chat import (
@@ -35,6 +38,7 @@ from service.openrouter.chat import (
 from service.pb.router.v1 import router_pb2 as pb
 from service.resilience import CircuitBreakers, RetryBudget
 from service.router import ModelRouter
+from service.scorer import NoEligibleModel
 from service.spend import MAX_AMOUNT_USD, Reservation, SpendLedger
 
 FAIL_FAST = {
@@ -47,6 +51,9 @@ FAIL_FAST = {
     Failure.MODERATION: (grpc.StatusCode.PERMISSION_DENIED, "moderation refused the request"),
     Failure.MISCONFIGURED: (grpc.StatusCode.FAILED_PRECONDITION, "the router is misconfigured"),
 }
+# Outcomes of candidates skipped without a call (a call refused by OpenRouter has a status).
+NOT_CALLED = frozenset({"circuit_open", "free_quota"})
+FREE_SUFFIX = ":free"
 
 
 class CompletionError(Exception):
@@ -73,8 +80,9 @@ def _add_tool_calls(message: pb.ChatMessage, calls: object) -> None:
 
 
 def _tried(call: _Call) -> int:
-    """Attempts that called a model (a skipped open circuit is not one)."""
-    return sum(a.outcome != "circuit_open" for a in call.attempts)
+    """Attempts that called a model (a candidate skipped for its open circuit or for the
+    free-variant allowance is not one)."""
+    return sum(a.http_status > 0 or a.outcome not in NOT_CALLED for a in call.attempts)
 
 
 @dataclass
@@ -84,6 +92,10 @@ class _Call:
     prepared: Prepared
     decision: pb.RouteResponse
     deadline: float
+    # The models to try, in order: the ranking, with a paid sibling moved up after its free
+    # variant was refused; `position` is the one under way.
+    candidates: list[str]
+    position: int = 0
     attempts: list[pb.Attempt] = field(default_factory=list)
     # Models must have a larger window than this after a context-length error.
     min_context: int = 0
@@ -102,6 +114,7 @@ class Completer:
         breakers: CircuitBreakers,
         retries: RetryBudget,
         ledger: SpendLedger,
+        free_quota: FreeQuota,
         settings: Settings,
     ) -> None:
         self._router = router
@@ -110,6 +123,7 @@ class Completer:
         self._breakers = breakers
         self._retries = retries
         self._ledger = ledger
+        self._free = free_quota
         self._settings = settings
         # Deadlines and measurements run on real time, whatever clock drives the circuits.
         self._clock = time.monotonic
@@ -151,10 +165,12 @@ class Completer:
         route.top_k = max(route.top_k, self._settings.max_attempts)
         await self._economise(route)
         self._figures.before_routing(self._breakers.open_models())
+        self._free.before_routing()
         self._retries.record_request()
         decision = self._router.route(route)
         budget = self._settings.completion_timeout_s if timeout_s is None else timeout_s
-        return _Call(prepared, decision, self._clock() + budget)
+        candidates = [c.model for c in decision.candidates]
+        return _Call(prepared, decision, self._clock() + budget, candidates)
 
     def _record(self, call: _Call, model: str, outcome: str, **fields: object) -> pb.Attempt:
         attempt = pb.Attempt(model=model, outcome=outcome, **fields)  # type: ignore[arg-type]
@@ -195,6 +211,10 @@ class Completer:
         if not self._breakers.acquire(model_id):
             self._record(call, model_id, "circuit_open")
             return None
+        if model.free_variant and not await self._free.take():
+            self._breakers.release(model_id)
+            self._record(call, model_id, "free_quota", error=self._free.why_not())
+            return None
         if index > 0 and not self._retries.try_spend():
             self._breakers.release(model_id)
             raise self._fail(
@@ -213,20 +233,18 @@ class Completer:
         return reservation
 
     async def _turns(self, call: _Call) -> AsyncGenerator[tuple[str, Reservation]]:
-        """The candidates in ranked order, each admitted and holding its spend reservation;
-        a candidate comes again when its failure asked for that (`call.again`)."""
-        candidates = [c.model for c in call.decision.candidates]
-        index = 0
-        while index < len(candidates):
-            model_id = candidates[index]
+        """The candidates in order, each admitted and holding its spend reservation; a
+        candidate comes again when its failure asked for that (`call.again`)."""
+        while call.position < len(call.candidates):
+            model_id = call.candidates[call.position]
             reservation = await self._admit(call, _tried(call), model_id)
             if reservation is None:
-                index += 1
+                call.position += 1
                 continue
-            call.last, call.again = index == len(candidates) - 1, False
+            call.last, call.again = call.position == len(call.candidates) - 1, False
             yield model_id, reservation
             if not call.again:
-                index += 1
+                call.position += 1
 
     async def _abandon(self, model_id: str, reservation: Reservation) -> None:
         """The attempt ended without a verdict on the model (cancelled, or the router failed)."""
@@ -244,14 +262,21 @@ class Completer:
         """Account for a failed attempt and decide the next turn; raises when the call must
         stop."""
         await self._ledger.release(reservation)
+        model = self._router.model(model_id)
+        refused_free = error.free_limit if model is not None and model.free_variant else None
         self._record(
             call,
             model_id,
-            error.outcome,
+            "free_quota" if refused_free else error.outcome,
             http_status=error.status,
             error=str(error),
             total_seconds=self._clock() - started,
         )
+        if refused_free is not None:  # the account's allowance, not the model, refused it
+            self._breakers.release(model_id)
+            await self._free.refused(refused_free)
+            self._paid_sibling_next(call, model_id)
+            return
         if error.kind is Failure.RETRYABLE:
             self._breakers.record(model_id, False)
             self._figures.observe(model_id, ok=False)
@@ -261,9 +286,37 @@ class Completer:
             code, message = FAIL_FAST[error.kind]
             raise self._fail(call, code, f"{message}: {error}")
         if error.kind is Failure.CONTEXT_LENGTH:
-            model = self._router.model(model_id)
             call.min_context = max(call.min_context, model.context_length if model else 0)
         call.again = await self._wait_retry_after(call, error)
+
+    def _paid_sibling_next(self, call: _Call, model_id: str) -> None:
+        """Move the paid sibling of a refused free variant (its id without `:free`) to the next
+        turn, when the catalogue has it, the request's constraints allow it and it has not had
+        its turn yet."""
+        sibling = model_id.removesuffix(FREE_SUFFIX)
+        if sibling == model_id or sibling in call.candidates[: call.position + 1]:
+            return
+        if self._router.model(sibling) is None or not self._allows(call, sibling):
+            return
+        if sibling in call.candidates:
+            call.candidates.remove(sibling)
+        call.candidates.insert(call.position + 1, sibling)
+
+    def _allows(self, call: _Call, model_id: str) -> bool:
+        """Whether the request's constraints let `model_id` through."""
+        route = pb.RouteRequest()
+        route.CopyFrom(call.prepared.route)
+        allowed = route.constraints.allow_models
+        if allowed and model_id not in allowed:
+            return False
+        del allowed[:]
+        allowed.append(model_id)
+        route.top_k = 1
+        try:
+            self._router.rank(route)
+        except NoEligibleModel:
+            return False
+        return True
 
     def _left(self, call: _Call) -> float:
         left = call.deadline - self._clock()

@@ -19,6 +19,8 @@ from typing import Any, TypeAlias
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from service.openrouter.free_allowance import FreeLimitHit, free_limit_hit
+
 # One SSE line may carry a whole generated image as base64.
 MAX_SSE_LINE_BYTES = 16 * 1024 * 1024
 CONTEXT_LENGTH = re.compile(
@@ -38,7 +40,8 @@ class Failure(enum.Enum):
 
 
 class UpstreamError(Exception):
-    """One attempt on one model failed; `outcome` names the failure for the attempt record."""
+    """One attempt on one model failed; `outcome` names the failure for the attempt record.
+    `free_limit` is set when OpenRouter refused a free variant for the account's allowance."""
 
     def __init__(
         self,
@@ -48,12 +51,14 @@ class UpstreamError(Exception):
         *,
         status: int = 0,
         retry_after_s: float | None = None,
+        free_limit: FreeLimitHit | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.outcome = outcome
         self.status = status
         self.retry_after_s = retry_after_s
+        self.free_limit = free_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +157,14 @@ def classify(
     if kind is None:
         retryable = status in (404, 408, 429) or status >= 500
         kind = Failure.RETRYABLE if retryable else Failure.BAD_REQUEST
-    return UpstreamError(kind, outcome, text, status=status, retry_after_s=_retry_after(headers))
+    return UpstreamError(
+        kind,
+        outcome,
+        text,
+        status=status,
+        retry_after_s=_retry_after(headers),
+        free_limit=free_limit_hit(status, error, headers),
+    )
 
 
 def _usage(raw: object) -> Usage | None:

@@ -18,6 +18,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from service.openrouter import chat as chat_api
+from service.openrouter.free_allowance import KeyInfo, parse_key
 from service.openrouter.models import (
     EndpointStats,
     ListedModel,
@@ -132,14 +133,22 @@ class OpenRouterClient:
             raise OpenRouterError(f"GET /models: {exc}", status=200) from None
 
     async def endpoints(self, model_id: str) -> list[EndpointStats]:
-        """The provider endpoints of one model; latency and throughput need the API key."""
-        base = model_id.removeprefix("~").split(":", 1)[0]
-        path = f"/models/{base}/endpoints"
+        """The provider endpoints of one model id, as it is (OpenRouter answers 404 for a
+        `:free` id: see `service.endpoint_sweep`); latency and throughput need the API key."""
+        path = f"/models/{model_id}/endpoints"
         payload = await self._get_json(path, authorised=True)
         try:
             return parse_endpoints(payload)
         except PayloadError as exc:
             raise OpenRouterError(f"GET {path}: {exc}", status=200) from None
+
+    async def key(self) -> KeyInfo:
+        """What `GET /key` says of the router's key (its tier sets the free-model allowance)."""
+        payload = await self._get_json("/key", authorised=True)
+        try:
+            return parse_key(payload)
+        except PayloadError as exc:
+            raise OpenRouterError(f"GET /key: {exc}", status=200) from None
 
     def _chat_headers(self) -> dict[str, str]:
         if not self.has_key:

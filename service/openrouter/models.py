@@ -170,6 +170,7 @@ class EndpointStats:
     tokens_per_s_p50: float | None
     uptime: float | None  # fraction of successful requests over the last 30 minutes
     status: int
+    free: bool  # prompt and completion cost nothing: an endpoint of the model's `:free` variant
 
 
 def parse_endpoints(payload: object) -> list[EndpointStats]:
@@ -189,6 +190,8 @@ def parse_endpoints(payload: object) -> list[EndpointStats]:
         uptime = _number(row.get("uptime_last_30m"))
         status = row.get("status")
         provider = row.get("provider_name") or row.get("tag") or "unknown"
+        pricing = _mapping(row.get("pricing"))
+        prices = (parse_price(pricing.get("prompt")), parse_price(pricing.get("completion")))
         parsed.append(
             EndpointStats(
                 provider=str(provider),
@@ -196,6 +199,7 @@ def parse_endpoints(payload: object) -> list[EndpointStats]:
                 tokens_per_s_p50=throughput if throughput is not None and throughput > 0 else None,
                 uptime=min(max(uptime / 100, 0.0), 1.0) if uptime is not None else None,
                 status=status if isinstance(status, int) and not isinstance(status, bool) else 0,
+                free=prices == (0.0, 0.0),
             )
         )
     return parsed

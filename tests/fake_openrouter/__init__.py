@@ -34,13 +34,20 @@ Test controls:
     `ModelsReply(models=[])`, `ModelsReply(delay_s=…)`, `Stall`, `Reset`, `Drop`);
     `set_models(rows)`; `set_endpoint_stats(model_id, provider=…, latency_ms=…, throughput=…,
     uptime=…)`; `set_balance(usd)`; `config` (live `FakeConfig`: usage-chunk style, processing
-    comments, generation visibility delay, per-key limit, free tier); `requests`, `spent_usd`,
-    `models`; `reset()`.
+    comments, generation visibility delay, per-key limit, free tier, the `:free` allowance and
+    a clock offset); `requests`, `spent_usd`, `models`; `reset()`.
+
+The `:free` allowance (`free_limits.py`): calls to `:free` variants count per minute and per
+UTC day for the account (all keys); past `config.free_models_per_minute` (20) or
+`config.free_per_day` (`free_models_per_day`, else 50 when `is_free_tier`, else 1,000) they get
+OpenRouter's own 429, reset at the window's end. `config.clock_offset_s` moves the fake's
+calendar forward, so tests reach the next minute or day without waiting.
 
 Chat behaviours, one call per failure mode:
     `Reply(content, reasoning, tool_calls, first_token_delay_s, chunk_delay_s, …)`;
     `Reply(content="")` (empty 200); `HttpError.rate_limited(retry_after_s, per="minute"|"day")`
-    (OpenRouter's free-tier 429), `.upstream_rate_limited(retry_after_s)`, `.timeout()` (408),
+    (OpenRouter's free-tier 429, scripted; `limit=` sets its X-RateLimit-Limit),
+    `.upstream_rate_limited(retry_after_s)`, `.timeout()` (408),
     `.internal()` (500), `.bad_gateway()` (502), `.unavailable(retry_after_s)` (503),
     `.edge_timeout()` (524), `.overloaded()` (529), `.no_endpoints()` (404), `.moderation()`
     (403), `.unauthorized()` (401), or any `HttpError(status, message, metadata)`;

@@ -95,17 +95,22 @@ class HttpError:
 
     @classmethod
     def rate_limited(
-        cls, retry_after_s: float | None = None, *, per: Literal["minute", "day"] = "minute"
+        cls,
+        retry_after_s: float | None = None,
+        *,
+        per: Literal["minute", "day"] = "minute",
+        limit: int | None = None,
     ) -> HttpError:
-        """OpenRouter's own free-model 429 (`free-models-per-min` or `-per-day`)."""
+        """OpenRouter's own free-model 429 (`free-models-per-min` or `-per-day`); `limit`
+        defaults to 20 a minute, 50 a day. Only the 50-a-day message was observed; past 1,000
+        a day the fake leaves out its advice to buy credits."""
         if per == "minute":
-            message, limit = "Rate limit exceeded: free-models-per-min. ", 20
+            message, limit = "Rate limit exceeded: free-models-per-min. ", limit or 20
         else:
-            message = (
-                "Rate limit exceeded: free-models-per-day. "
-                "Add 10 credits to unlock 1000 free model requests per day"
-            )
-            limit = 50
+            limit = limit or 50
+            message = "Rate limit exceeded: free-models-per-day. "
+            if limit < 1000:
+                message += "Add 10 credits to unlock 1000 free model requests per day"
         return cls(
             429,
             message,

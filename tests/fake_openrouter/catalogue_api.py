@@ -38,6 +38,7 @@ CATEGORIES = frozenset(
 OUTPUT_MODALITIES = frozenset({"text", "image", "audio", "embeddings"})
 INPUT_MODALITIES = frozenset({"text", "image", "audio", "file", "video"})
 DEFAULT_LIMIT, MAX_LIMIT = 500, 1000
+FREE_SUFFIX = ":free"
 
 
 class InvalidQuery(ValueError):
@@ -142,10 +143,15 @@ class CatalogueApi:
         return json_response({"data": resolution.served if alias else resolution.row})
 
     async def endpoints(self, request: Request) -> Response:
-        row = self.state.catalogue.for_endpoints(_slug(request))
+        """A `:free` id has no endpoints page (404, as observed): its free endpoints, priced 0,
+        are listed under the base model, after the base model's own."""
+        slug = _slug(request)
+        row = None if slug.endswith(FREE_SUFFIX) else self.state.catalogue.for_endpoints(slug)
         if row is None:
             return _not_found()
         authenticated = not isinstance(authenticate(self.state, request), ErrorResult)
+        free = self.state.catalogue.get(f"{row['id']}{FREE_SUFFIX}")
+        served = [row] if free is None else [row, free]
         data = {
             "id": row["id"],
             "name": row.get("name", row["id"]),
@@ -153,8 +159,9 @@ class CatalogueApi:
             "description": row.get("description", ""),
             "architecture": row.get("architecture"),
             "endpoints": [
-                endpoint_json(row, endpoint, authenticated=authenticated)
-                for endpoint in self.state.endpoints(row)
+                endpoint_json(variant, endpoint, authenticated=authenticated)
+                for variant in served
+                for endpoint in self.state.endpoints(variant)
             ],
         }
         return json_response({"data": data})

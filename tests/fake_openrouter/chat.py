@@ -1,8 +1,9 @@
 """`POST /api/v1/chat/completions`: validation, `model` then `models[]` fallback, provider routing.
 
 Each attempt on a model first passes the fake's own checks (endpoints left after the `provider`
-preferences, context window, 402 pre-authorisation), then consumes one scripted behaviour of that
-model. Errors fall back to the next model, except 401 and 402, which concern the account.
+preferences, context window, 402 pre-authorisation, the `:free` allowance), then consumes one
+scripted behaviour of that model. Errors fall back to the next model, except 401 and 402, which
+concern the account.
 """
 
 from __future__ import annotations
@@ -134,6 +135,10 @@ class ChatApi:
             refusal = self._preauthorise(served)
             if refusal is not None:
                 return refusal
+            limited = self._free_allowance(served)
+            if limited is not None:
+                last = limited
+                continue
             behaviour = self.state.next_behaviour(str(resolution.row["id"]))
             if isinstance(behaviour, HttpError):
                 last = render_http_error(
@@ -141,6 +146,7 @@ class ChatApi:
                     model=requested,
                     provider=served.endpoint.provider_name,
                     user_id=ask.user_id,
+                    now=self.state.now(),
                 )
             elif isinstance(behaviour, InsufficientCredits):
                 requested_tokens = ask.max_tokens or max_output(served.row) or 0
@@ -156,6 +162,22 @@ class ChatApi:
             failed.append(served.provider_response(last.status))
         assert last is not None  # there is always at least one candidate
         return last
+
+    def _free_allowance(self, served: Served) -> ErrorResult | None:
+        """OpenRouter's own 429 once the account's `:free` allowance is spent; else the call
+        counts against it."""
+        if not served.model.endswith(":free"):
+            return None
+        config, now = self.state.config, self.state.now()
+        spent = self.state.free_allowance.take(
+            now, config.free_models_per_minute, config.free_per_day
+        )
+        if spent is None:
+            return None
+        refusal = HttpError.rate_limited(per=spent.per, limit=spent.limit)
+        return render_http_error(
+            refusal, model=served.resolution.requested, user_id=served.ask.user_id, now=now
+        )
 
     def _preauthorise(self, served: Served) -> ErrorResult | None:
         """OpenRouter reserves `max_tokens` (default: the model's maximum output) at the

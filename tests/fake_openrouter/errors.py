@@ -73,8 +73,15 @@ def rate_limit_headers(limit: RateLimitHeaders, now: float) -> dict[str, str]:
 
 
 def render_http_error(
-    spec: HttpError, *, model: str = "", provider: str | None = None, user_id: str | None = None
+    spec: HttpError,
+    *,
+    model: str = "",
+    provider: str | None = None,
+    user_id: str | None = None,
+    now: float | None = None,
 ) -> ErrorResult:
+    """`now` (Unix seconds, default the real time) dates the reset of a rate limit."""
+
     def fill(text: str) -> str:
         return text.replace("{model}", model).replace("{provider}", provider or "the provider")
 
@@ -88,7 +95,7 @@ def render_http_error(
         metadata.update({key: routed[key] for key in spec.route_metadata})
     headers: dict[str, str] = {}
     if spec.rate_limit is not None:
-        headers = rate_limit_headers(spec.rate_limit, time.time())
+        headers = rate_limit_headers(spec.rate_limit, time.time() if now is None else now)
         metadata = {"headers": dict(headers), **(metadata or {})}
     if spec.retry_after_s is not None:
         headers["Retry-After"] = str(math.ceil(spec.retry_after_s))

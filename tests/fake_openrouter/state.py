@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from .behaviours import ChatBehaviour, ModelsBehaviour, Reply
 from .catalogue import Catalogue, Model
+from .free_limits import FreeAllowance
 from .providers import (
     Endpoint,
     Percentiles,
@@ -45,6 +46,22 @@ class FakeConfig:
     key_limit_usd: float | None = None
     """Per-key spending limit reported by `/key` and enforced by the 402 pre-authorisation."""
     is_free_tier: bool = False
+    """`/key`'s "never bought credits"; it also sets the `:free` daily allowance (below)."""
+    free_models_per_minute: int = 20
+    """The account's `:free` allowance per minute."""
+    free_models_per_day: int | None = None
+    """The account's daily `:free` allowance. None: 50 when `is_free_tier`, else 1,000. The
+    real threshold is 10 USD of credits bought, which the fake does not track: set 50 here for
+    an account that bought some credits but less than that."""
+    clock_offset_s: float = 0.0
+    """Added to the real time wherever the fake reads the calendar (the `:free` allowance's
+    minutes and days, and the resets its 429s report): move it forward instead of waiting."""
+
+    @property
+    def free_per_day(self) -> int:
+        if self.free_models_per_day is not None:
+            return self.free_models_per_day
+        return 50 if self.is_free_tier else 1000
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,11 @@ class FakeState:
             self._stats: dict[tuple[str, str], dict[str, Any]] = {}
             self._requests: list[RecordedRequest] = []
             self._generations: dict[str, StoredGeneration] = {}
+            self.free_allowance = FreeAllowance()
+
+    def now(self) -> float:
+        """Unix seconds on the fake's calendar (`config.clock_offset_s` ahead of real time)."""
+        return time.time() + self.config.clock_offset_s
 
     # Keys and money.
 
