@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import calendar
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -81,21 +81,15 @@ class Replicas:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path / "redis") as running:
-        yield running
-
-
-@pytest.fixture
-async def on_redis(server: RedisServer) -> AsyncIterator[Replicas]:
-    made = Replicas(server.url)
+async def on_redis(redis_server: RedisServer) -> AsyncIterator[Replicas]:
+    made = Replicas(redis_server.url)
     yield made
     await made.aclose()
 
 
 @pytest.fixture(params=["redis", "memory"])
 async def replicas(request: pytest.FixtureRequest) -> AsyncIterator[Replicas]:
-    url = request.getfixturevalue("server").url if request.param == "redis" else None
+    url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
     made = Replicas(url)
     yield made
     await made.aclose()
@@ -210,18 +204,18 @@ async def test_turned_off_free_variants_are_never_routed_to(replicas: Replicas) 
 
 
 async def test_counts_go_on_in_memory_while_redis_is_down(
-    on_redis: Replicas, server: RedisServer, caplog: pytest.LogCaptureFixture
+    on_redis: Replicas, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     quota = on_redis.quota(retry_after_s=0.0)
     await take_many(quota, on_redis.clock, 5)
-    server.kill()
+    redis_server.kill()
     with caplog.at_level(logging.WARNING, logger="service.free_quota"):
         await take_many(quota, on_redis.clock, 3)
     assert (await quota.status()).used_today == 8, "counted from what Redis last said"
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, "one warning per outage"
 
-    server.start()  # empty: no persistence
+    redis_server.start()  # empty: no persistence
     assert await quota.take()
     assert (await on_redis.quota().status()).used_today == 9, (
         "Redis is told of the calls counted in memory and of those it forgot"

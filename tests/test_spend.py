@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,21 +56,15 @@ class Ledgers:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path / "redis") as running:
-        yield running
-
-
-@pytest.fixture
-async def on_redis(server: RedisServer) -> AsyncIterator[Ledgers]:
-    made = Ledgers(server.url)
+async def on_redis(redis_server: RedisServer) -> AsyncIterator[Ledgers]:
+    made = Ledgers(redis_server.url)
     yield made
     await made.aclose()
 
 
 @pytest.fixture(params=["redis", "memory"])
 async def ledgers(request: pytest.FixtureRequest) -> AsyncIterator[Ledgers]:
-    url = request.getfixturevalue("server").url if request.param == "redis" else None
+    url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
     made = Ledgers(url)
     yield made
     await made.aclose()
@@ -241,7 +235,7 @@ async def test_storage_layout(on_redis: Ledgers) -> None:
 
 
 async def test_redis_killed_midway(
-    on_redis: Ledgers, server: RedisServer, caplog: pytest.LogCaptureFixture
+    on_redis: Ledgers, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The ledger goes on in memory from the totals it last saw; when Redis comes back (empty:
     no persistence) it restores at least that spend and adds what it recorded meanwhile."""
@@ -252,7 +246,7 @@ async def test_redis_killed_midway(
     assert in_flight is not None
     await ledger.settle(done, 0.2)
 
-    server.kill()
+    redis_server.kill()
     assert await ledger.status() == SpendStatus(DAY, 0.2, 0.3, 1.0)
     assert not ledger.using_redis
     results = await asyncio.gather(*(ledger.reserve(0.1) for _ in range(50)))
@@ -264,14 +258,16 @@ async def test_redis_killed_midway(
     assert await ledger.status() == SpendStatus(DAY, 0.8, 0.0, 1.0)
     assert warnings_logged(caplog) == 1
 
-    server.start()
+    redis_server.start()
     assert await ledger.status() == SpendStatus(DAY, 0.8, 0.0, 1.0)
     assert ledger.using_redis
     assert (await on_redis.new(1.0).status()).spent_usd == 0.8
     assert warnings_logged(caplog) == 1
 
 
-async def test_lost_replies_are_not_counted_twice(on_redis: Ledgers, server: RedisServer) -> None:
+async def test_lost_replies_are_not_counted_twice(
+    on_redis: Ledgers, redis_server: RedisServer
+) -> None:
     """A frozen Redis times calls out, then runs them once it thaws: replaying them from the
     journal must neither count a settle again nor keep a hold the ledger made elsewhere."""
     ledger = on_redis.new(1.0, timeout_s=0.05, retry_after_s=0)
@@ -282,33 +278,35 @@ async def test_lost_replies_are_not_counted_twice(on_redis: Ledgers, server: Red
     assert warm is not None
     await ledger.release(warm)  # Redis has the settle script: a late settle would run
 
-    server.pause()
+    redis_server.pause()
     try:
         await ledger.settle(done, 0.4)  # sent, then timed out
         assert not ledger.using_redis
     finally:
-        server.resume()
+        redis_server.resume()
     assert await ledger.status() == SpendStatus(DAY, 0.4, 0.0, 1.0)
     assert ledger.using_redis
 
-    server.pause()
+    redis_server.pause()
     try:
         local = await ledger.reserve(0.1)  # sent, timed out, then held in memory instead
         assert local is not None
         await ledger.settle(local, 0.1)
     finally:
-        server.resume()
+        redis_server.resume()
     assert await holds("router:spend:{2025-03-14}:holds") == 1  # the hold Redis made late
     assert await ledger.status() == SpendStatus(DAY, 0.5, 0.0, 1.0)
     assert await holds("router:spend:{2025-03-14}:holds") == 0
     assert (await on_redis.new(1.0).status()).spent_usd == 0.5
 
 
-async def test_a_replay_whose_reply_was_lost_is_not_applied_twice(server: RedisServer) -> None:
+async def test_a_replay_whose_reply_was_lost_is_not_applied_twice(
+    redis_server: RedisServer,
+) -> None:
     """Redis runs the replay of the journal but its reply is lost: replaying it again when
     Redis answers must change nothing."""
     retry_after_s = 0.2
-    async with LossyProxy(server.port) as proxy:
+    async with LossyProxy(redis_server.port) as proxy:
         ledgers = Ledgers(proxy.url)
         try:
             ledger = ledgers.new(1.0, timeout_s=0.1, retry_after_s=retry_after_s)

@@ -1,6 +1,6 @@
 //! The Python face of the scorer: a thin layer of conversions over the pure-Rust core.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
@@ -319,6 +319,24 @@ struct PyExplanation {
     catalogue_version: String,
 }
 
+static NO_CONSTRAINTS: LazyLock<Constraints> = LazyLock::new(Constraints::default);
+
+/// A request's weights (scaled), profile and constraints as the core takes them.
+fn request<'a>(
+    weights: (f64, f64, f64),
+    prompt_tokens: u64,
+    output_tokens: u64,
+    constraints: &'a Option<PyRef<'_, PyConstraints>>,
+) -> Result<(Weights, Profile, &'a Constraints), ScoreError> {
+    let weights = Weights::normalised(weights.0, weights.1, weights.2)?;
+    let profile = Profile {
+        prompt_tokens,
+        output_tokens,
+    };
+    let constraints = constraints.as_ref().map_or(&*NO_CONSTRAINTS, |c| &c.inner);
+    Ok((weights, profile, constraints))
+}
+
 /// Holds the current catalogue and live stats and ranks them; both are swapped whole.
 #[pyclass(name = "Scorer", frozen)]
 struct PyScorer {
@@ -404,13 +422,8 @@ impl PyScorer {
         output_tokens: u64,
         constraints: Option<PyRef<'_, PyConstraints>>,
     ) -> PyResult<PyExplanation> {
-        let weights = Weights::normalised(weights.0, weights.1, weights.2)?;
-        let profile = Profile {
-            prompt_tokens,
-            output_tokens,
-        };
-        let default = Constraints::default();
-        let constraints = constraints.as_ref().map_or(&default, |c| &c.inner);
+        let (weights, profile, constraints) =
+            request(weights, prompt_tokens, output_tokens, &constraints)?;
         let state = self.engine.snapshot();
         let index = *state.catalogue.by_id.get(model_id).ok_or_else(|| {
             InvalidRequest::new_err(format!("no model {model_id:?} in the catalogue"))
@@ -441,13 +454,8 @@ impl PyScorer {
         top_k: usize,
         constraints: Option<PyRef<'_, PyConstraints>>,
     ) -> PyResult<PyRanking> {
-        let weights = Weights::normalised(weights.0, weights.1, weights.2)?;
-        let profile = Profile {
-            prompt_tokens,
-            output_tokens,
-        };
-        let default = Constraints::default();
-        let constraints = constraints.as_ref().map_or(&default, |c| &c.inner);
+        let (weights, profile, constraints) =
+            request(weights, prompt_tokens, output_tokens, &constraints)?;
         let state = self.engine.snapshot();
         let rank = || scoring::rank(&state, weights, profile, constraints, top_k);
         let ranking = if state.catalogue.len() > DETACH_ABOVE_MODELS {
