@@ -232,17 +232,22 @@ impl<'a> Compiled<'a> {
     /// This request's constraints bound to one snapshot, for the per-model check.
     pub fn bind<'s>(&'s self, state: &'s State, needed_context: u64) -> Check<'s> {
         let n = state.catalogue.len();
+        let caps_needed = if self.unknown_param {
+            u64::MAX
+        } else {
+            self.modalities | self.params
+        };
+        let chat_route = self.outputs == 0 && self.named_kinds.is_empty();
         Check {
             compiled: self,
             state,
             needed_context,
-            required_caps: if self.unknown_param {
-                u64::MAX
-            } else {
-                self.modalities | self.params
-            },
+            // No model has every bit (some modality bits are unused): a widened route takes
+            // the slow path for every model.
+            required_caps: if chat_route { caps_needed } else { u64::MAX },
+            caps_needed,
             rare: self.rare,
-            chat_route: self.outputs == 0 && self.named_kinds.is_empty(),
+            chat_route,
             excluded: &state.live.excluded[..n],
             context: &state.catalogue.context[..n],
             caps: &state.catalogue.caps[..n],
@@ -282,7 +287,7 @@ impl<'a> Compiled<'a> {
         if check.context[i] < check.needed_context {
             return Some(Constraint::ContextWindow);
         }
-        if check.caps[i] & check.required_caps != check.required_caps {
+        if check.caps[i] & check.caps_needed != check.caps_needed {
             return Some(if check.caps[i] & self.modalities != self.modalities {
                 Constraint::InputModalities
             } else {
@@ -349,6 +354,8 @@ pub struct Check<'s> {
     needed_context: u64,
     /// Required modality and parameter bits; all bits when a required parameter is unknown
     /// to the catalogue, which no model then has.
+    caps_needed: u64,
+    /// `caps_needed` for a chat route; all bits for a widened one.
     required_caps: u64,
     rare: bool,
     /// A plain chat route, which the precomputed exclusions describe exactly.
@@ -359,9 +366,18 @@ pub struct Check<'s> {
 }
 
 impl Check<'_> {
-    /// Which of the common constraints model `i` fails, once it is known to fail one.
+    /// Why model `i` fails the fast check: a widened route checks every model this way.
     #[cold]
     #[inline(never)]
+    fn failure(&self, i: usize, expected_cost: f64) -> Option<Constraint> {
+        if self.chat_route {
+            Some(self.common_failure(i))
+        } else {
+            self.compiled.widened_failure(self, i, expected_cost)
+        }
+    }
+
+    /// Which of the common constraints model `i` fails, once it is known to fail one.
     fn common_failure(&self, i: usize) -> Constraint {
         let required_modalities = self.compiled.modalities;
         if let Some(reason) = self.excluded[i] {
@@ -378,14 +394,11 @@ impl Check<'_> {
     /// The first constraint model `i` fails, given the expected cost of this request on it.
     #[inline(always)]
     pub fn first_failure(&self, i: usize, expected_cost: f64) -> Option<Constraint> {
-        if !self.chat_route {
-            return self.compiled.widened_failure(self, i, expected_cost);
-        }
         let fits = self.excluded[i].is_none()
             & (self.context[i] >= self.needed_context)
             & (self.caps[i] & self.required_caps == self.required_caps);
         if !fits {
-            return Some(self.common_failure(i));
+            return self.failure(i, expected_cost);
         }
         if self.rare {
             self.compiled.rare_failure(self.state, i, expected_cost)
