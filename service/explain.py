@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from service.catalogue import ModelRecord
 from service.pb.router.v1 import router_pb2 as pb
-from service.router import MODALITY_NAMES, ModelRouter, _per_mtok
+from service.router import MODALITY_NAMES, ModelRouter, per_mtok
 from service.scorer import Candidate, InvalidRequest
 
 # What each constraint means, completed from the request and the model's record.
@@ -93,8 +93,8 @@ def _record(router: ModelRouter, model_id: str) -> ModelRecord:
 
 
 def _priced(explanation: pb.ModelExplanation, record: ModelRecord) -> pb.ModelExplanation:
-    explanation.prompt_price_per_mtok = _per_mtok(record.prompt_price)
-    explanation.completion_price_per_mtok = _per_mtok(record.completion_price)
+    explanation.prompt_price_per_mtok = per_mtok(record.prompt_price)
+    explanation.completion_price_per_mtok = per_mtok(record.completion_price)
     explanation.free = record.free
     return explanation
 

@@ -235,7 +235,7 @@ class ModelRouter:
         )
 
 
-def _per_mtok(price_per_token: float) -> float:
+def per_mtok(price_per_token: float) -> float:
     """USD per million tokens; a dynamic price stays -1."""
     return price_per_token * 1e6 if price_per_token >= 0 else -1.0
 
@@ -247,8 +247,8 @@ def _model_info(m: ModelRecord) -> pb.ModelInfo:
         author=m.author,
         context_length=m.context_length,
         max_output_tokens=m.max_output_tokens,
-        prompt_price_per_mtok=_per_mtok(m.prompt_price),
-        completion_price_per_mtok=_per_mtok(m.completion_price),
+        prompt_price_per_mtok=per_mtok(m.prompt_price),
+        completion_price_per_mtok=per_mtok(m.completion_price),
         input_modalities=m.input_modalities,
         output_modalities=m.output_modalities,
         supported_parameters=m.supported_parameters,
