@@ -1,5 +1,7 @@
 //! Live per-model statistics laid over the catalogue's priors.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::catalogue::{check_latency, Catalogue, Kind, TEXT_ONLY};
 use crate::constraints::Constraint;
 use crate::error::ScoreError;
@@ -62,9 +64,18 @@ fn outside_chat_route(cat: &Catalogue, i: usize) -> Option<Constraint> {
     }
 }
 
+/// A number no other set of figures had, so that what was derived from figures can be kept
+/// exactly as long as they last.
+fn next_figures_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The figures the scorer uses for each model: priors overlaid with live stats, by index.
 #[derive(Clone, Debug)]
 pub struct Live {
+    /// Changes whenever `ttft_s` or `tokens_per_s` may have.
+    pub figures_id: u64,
     pub ttft_s: Vec<f64>,
     pub tokens_per_s: Vec<f64>,
     pub latency_estimated: Vec<bool>,
@@ -80,6 +91,7 @@ impl Live {
     /// Nothing observed yet: every figure is the catalogue's prior.
     pub fn priors(cat: &Catalogue) -> Live {
         Live {
+            figures_id: next_figures_id(),
             ttft_s: cat.ttft_s.clone(),
             tokens_per_s: cat.tokens_per_s.clone(),
             latency_estimated: cat.latency_estimated.clone(),
@@ -139,6 +151,7 @@ impl Live {
             resolved.push((i, *stats));
         }
         let mut next = self.clone();
+        next.figures_id = next_figures_id();
         for (i, stats) in resolved {
             next.set(cat, i, stats);
         }
@@ -147,6 +160,7 @@ impl Live {
 
     /// Stats of models that survive into a new catalogue, carried over by id.
     pub fn carried_over(&self, old: &Catalogue, new: &Catalogue) -> Live {
+        // A new id: `priors` made one, and `with_free_available` keeps it.
         let mut next = Live::priors(new).with_free_available(new, self.free_available);
         for (j, id) in new.ids.iter().enumerate() {
             if let Some(stats) = old.by_id.get(id).and_then(|&i| self.stats[i]) {

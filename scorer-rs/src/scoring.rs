@@ -183,10 +183,13 @@ fn better(cat: &Catalogue, a: &Candidate, b: &Candidate) -> Ordering {
 /// Scratch space of one ranking, reused across calls on a thread.
 #[derive(Default)]
 struct Pool {
-    /// Catalogue indices of the eligible models, and their expected cost and latency.
+    /// Catalogue indices of the eligible models.
     index: Vec<u32>,
-    cost: Vec<f64>,
-    latency: Vec<f64>,
+    /// `approx_ln` of every model's expected latency for one set of figures and one output
+    /// size (the key): most requests share the default profile, and figures change far less
+    /// often than requests come.
+    log_latency: Vec<f64>,
+    log_latency_key: Option<(u64, u64)>,
     estimate: Vec<f64>,
     scratch: Vec<f64>,
 }
@@ -437,10 +440,7 @@ fn filter_eligible(
     let live = &state.live;
     let n = cat.len();
     pool.index.resize(n, 0);
-    pool.cost.resize(n, 0.0);
-    pool.latency.resize(n, 0.0);
     let index = &mut pool.index[..n];
-    let (costs, latencies) = (&mut pool.cost[..n], &mut pool.latency[..n]);
     let (prompt_price, completion_price) = (&cat.prompt_price[..n], &cat.completion_price[..n]);
     let (ttft, tokens_per_s) = (&live.ttft_s[..n], &live.tokens_per_s[..n]);
     // Eligible costs and latencies are finite and never negative, so their bit patterns order
@@ -457,8 +457,6 @@ fn filter_eligible(
             continue;
         }
         let latency = ttft[i] + output / tokens_per_s[i];
-        costs[eligible] = cost;
-        latencies[eligible] = latency;
         let (cost, latency) = (cost.to_bits(), latency.to_bits());
         cost_paid_min = cost_paid_min.min(cost.wrapping_sub(1));
         cost_max = cost_max.max(cost);
@@ -515,34 +513,59 @@ fn shortlist<'p>(
         .map(|(&i, _)| i as usize)
 }
 
-/// Scores of the eligible models, estimated with `approx_ln` instead of the exact logarithm,
-/// from the costs and latencies `filter_eligible` laid out side by side.
+/// Fills `pool.log_latency` with `approx_ln` of each model's expected latency (above
+/// `LATENCY_FLOOR_S`), by catalogue index, unless it holds them for these figures and output.
+fn cache_log_latencies(pool: &mut Pool, state: &State, output: f64) {
+    let key = (state.live.figures_id, output.to_bits());
+    if pool.log_latency_key != Some(key) {
+        let live = &state.live;
+        let table = ln_table();
+        pool.log_latency.clear();
+        pool.log_latency.extend(
+            live.ttft_s
+                .iter()
+                .zip(&live.tokens_per_s)
+                .map(|(ttft, rate)| {
+                    let latency = ttft + output / rate;
+                    let floored = if latency > LATENCY_FLOOR_S {
+                        latency
+                    } else {
+                        LATENCY_FLOOR_S
+                    };
+                    approx_ln(table, floored)
+                }),
+        );
+        pool.log_latency_key = Some(key);
+    }
+}
+
+/// Scores of the eligible models, estimated with `approx_ln` instead of the exact logarithm.
 #[inline(never)]
 fn estimate_scores(pool: &mut Pool, terms: &Terms<'_>, weights: Weights) {
-    let quality = &terms.state.catalogue.quality;
-    let n = pool.index.len();
-    let (index, costs, latencies) = (&pool.index[..n], &pool.cost[..n], &pool.latency[..n]);
+    let cat = &*terms.state.catalogue;
+    let n = cat.len();
+    let (prompt_price, completion_price) = (&cat.prompt_price[..n], &cat.completion_price[..n]);
+    let quality = &cat.quality[..n];
+    let (prompt, output) = (terms.prompt, terms.output);
     let cost_scale = scale(terms.log_cost_min, terms.log_cost_max);
     let latency_scale = scale(terms.log_latency_min, terms.log_latency_max);
     let (log_cost_min, log_latency_min) = (terms.log_cost_min, terms.log_latency_min);
     let cost_floor = terms.bounds.cost_floor_usd;
     let table = ln_table();
-    pool.estimate.resize(n, 0.0);
+    cache_log_latencies(pool, terms.state, output);
+    let log_latency = &pool.log_latency[..n];
+    pool.estimate.resize(pool.index.len(), 0.0);
     // Plain comparisons rather than f64::max and min, which also handle NaN (none here).
-    for (k, estimate) in pool.estimate.iter_mut().enumerate() {
-        let (cost, latency) = (costs[k], latencies[k]);
+    for (estimate, &i) in pool.estimate.iter_mut().zip(&pool.index) {
+        let i = i as usize;
+        let cost = prompt * prompt_price[i] + output * completion_price[i];
         let cost = if cost > cost_floor { cost } else { cost_floor };
-        let latency = if latency > LATENCY_FLOOR_S {
-            latency
-        } else {
-            LATENCY_FLOOR_S
-        };
         let cost_term = 1.0 - (approx_ln(table, cost) - log_cost_min) * cost_scale;
-        let slowness = (approx_ln(table, latency) - log_latency_min) * latency_scale;
+        let slowness = (log_latency[i] - log_latency_min) * latency_scale;
         let latency_term = 1.0 - if slowness < 1.0 { slowness } else { 1.0 };
         *estimate = weights.latency * latency_term
             + weights.cost * cost_term
-            + weights.quality * quality[index[k] as usize];
+            + weights.quality * quality[i];
     }
 }
 

@@ -377,6 +377,24 @@ proptest! {
         }
     }
 
+    /// The shortlist's cached latencies must follow every update of the figures.
+    #[test]
+    fn the_shortlist_follows_live_updates(
+        specs in catalogue(), p in profile(), pick in any::<prop::sample::Index>(),
+        ttft in 0.0..1.0f64, k in 1usize..4,
+    ) {
+        let engine = router_scorer::Engine::new(Catalogue::new("v", specs.clone()).unwrap());
+        let w = Mode::Speed.weights();
+        let none = Constraints::default();
+        let _ = engine.rank(w, p, &none, k);
+        let id = specs[pick.index(specs.len())].id.clone();
+        let quick = LiveStats { ttft_s: Some(ttft), tokens_per_s: Some(1e4), ..LiveStats::default() };
+        engine.update_stats(&[(id, quick)]).unwrap();
+        if let (Ok((_, top)), Ok((_, all))) = (engine.rank(w, p, &none, k), engine.rank(w, p, &none, usize::MAX)) {
+            prop_assert_eq!(&top.candidates[..], &all.candidates[..k.min(all.candidates.len())]);
+        }
+    }
+
     #[test]
     fn open_circuits_and_live_latency_are_honoured(
         specs in catalogue(), p in profile(), pick in any::<prop::sample::Index>(), ttft in 0.0..10.0f64,
