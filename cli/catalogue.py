@@ -57,6 +57,21 @@ def _when(unix: float) -> str:
     return dt.datetime.fromtimestamp(unix, dt.UTC).isoformat(timespec="seconds")
 
 
+def _ratio(name: str, value: float | None, models: int) -> str:
+    if value is None:
+        return f"{name} not calibrated ({models} models with both figures)"
+    return f"{name} times {value:.3g} (median over {models} models)"
+
+
+def _calibration(c: pb.LatencyCalibration) -> str:
+    ttft = c.ttft_ratio if c.HasField("ttft_ratio") else None
+    throughput = c.throughput_ratio if c.HasField("throughput_ratio") else None
+    return (
+        f"{_ratio('time to first token', ttft, c.ttft_models)}, "
+        f"{_ratio('throughput', throughput, c.throughput_models)} on OpenRouter's endpoint scale"
+    )
+
+
 def _print_status(status: pb.CatalogueStatus) -> None:
     out.print(f"catalogue {status.version}: {status.models} models ({status.source})")
     eligibility = status.eligibility
@@ -64,6 +79,7 @@ def _print_status(status: pb.CatalogueStatus) -> None:
         eligibility.models, eligibility.routable, dict(eligibility.excluded_by_rule)
     )
     out.print(f"default routes: {routable}", highlight=False)
+    out.print(f"latency priors: {_calibration(status.latency_calibration)}", highlight=False)
     out.print(
         f"last refresh attempt {_when(status.last_refresh_attempt)}, "
         f"last success {_when(status.last_refresh_success)}"

@@ -302,6 +302,8 @@ class Candidate(BaseModel):
     latency_source: str = Field(
         description='"learned", "openrouter-endpoints", or the catalogue\'s source'
     )
+    ttft_seconds: float = Field(description="time to first token the latency was computed from")
+    tokens_per_second: float = Field(description="throughput the latency was computed from")
 
 
 class Weights(BaseModel):
@@ -398,6 +400,13 @@ class Eligibility(BaseModel):
     excluded_by_rule: dict[str, int]
 
 
+class LatencyCalibration(BaseModel):
+    ttft_ratio: float | None = None
+    ttft_models: int
+    throughput_ratio: float | None = None
+    throughput_models: int
+
+
 class CatalogueStatus(BaseModel):
     version: str
     models: int
@@ -408,6 +417,7 @@ class CatalogueStatus(BaseModel):
     consecutive_refresh_failures: int
     stale: bool
     eligibility: Eligibility
+    latency_calibration: LatencyCalibration
 
 
 class RefreshResult(BaseModel):

@@ -80,6 +80,12 @@ def catalogue_status(status: CatalogueStatus) -> pb.CatalogueStatus:
             routable=status.eligibility.routable,
             excluded_by_rule=status.eligibility.excluded_by_rule,
         ),
+        latency_calibration=pb.LatencyCalibration(
+            ttft_ratio=status.latency_calibration.ttft.value,
+            ttft_models=status.latency_calibration.ttft.models,
+            throughput_ratio=status.latency_calibration.throughput.value,
+            throughput_models=status.latency_calibration.throughput.models,
+        ),
     )
 
 

@@ -216,6 +216,8 @@ class ModelRouter:
                 latency_estimated=c.latency_estimated,
                 quality_source=self._by_id[c.model_id].quality_source,
                 latency_source=self.latency_source(c.model_id),
+                ttft_seconds=c.ttft_s,
+                tokens_per_second=c.tokens_per_s,
             )
         return response
 

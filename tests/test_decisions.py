@@ -105,6 +105,8 @@ def test_each_figure_says_where_it_comes_from(router: ModelRouter) -> None:
     for c in ranking(router, "quality", 10):
         model = record(router, c.model)
         assert (c.quality_source, c.latency_source) == (model.quality_source, model.latency_source)
+        assert (c.ttft_seconds, c.tokens_per_second) == (model.ttft_s, model.tokens_per_s)
+        assert c.expected_latency_seconds == model.ttft_s + 500 / model.tokens_per_s
         assert c.quality_source
         assert c.latency_source
 

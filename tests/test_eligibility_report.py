@@ -71,5 +71,7 @@ def test_refreshes_report_what_default_routes_exclude(
             assert f"{routable} of {models} models routable" in printed
             for rule, count in excluded.items():
                 assert f"{rule} {count}" in printed
+            assert "latency priors: time to first token" in printed
+            assert "on OpenRouter's endpoint scale" in printed
 
     assert f"{routable} of {models} models routable" in caplog.text, "logged on replacing"

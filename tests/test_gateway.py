@@ -20,6 +20,10 @@ def test_route_speed(gateway: TestClient) -> None:
     assert body["weights"] == {"latency": 0.7, "cost": 0.2, "quality": 0.1}
     assert set(body["candidates"][0]["terms"]) == {"latency", "cost", "quality"}
     assert body["profile"] == {"prompt_tokens": 1000, "output_tokens": 500}
+    best = body["candidates"][0]
+    figures = best["ttft_seconds"] + 500 / best["tokens_per_second"]
+    assert best["expected_latency_seconds"] == pytest.approx(figures)
+    assert body["normalisation"]["latency_min_seconds"] <= best["expected_latency_seconds"]
 
 
 def test_route_with_weights_constraints_and_profile(gateway: TestClient) -> None:

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from rest_gateway.schemas import CatalogueStatus, LatencyCalibration, as_json
 from service.catalogue_keeper import CatalogueKeeper, initial_catalogue
 from service.config import ModelOverride, Settings
+from service.grpc_server import catalogue_status
 from service.live_figures import LiveFigures
 from service.openrouter import OpenRouterClient
 from service.pb.router.v1 import router_pb2 as pb
@@ -66,6 +68,12 @@ class Router:
             ),
             f"calibrated:{source}",
         )
+
+
+def on_the_wire(wired: Router) -> LatencyCalibration:
+    """The calibration as GetStatus sends it and the gateway's /health shows it."""
+    status = catalogue_status(wired.keeper.status())
+    return CatalogueStatus.model_validate(as_json(status)).latency_calibration
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +137,9 @@ async def test_priors_are_calibrated_onto_the_endpoint_scale(
     assert calibration.ttft.value == pytest.approx(TTFT_RATIO, rel=1e-3)
     assert calibration.throughput.value == pytest.approx(THROUGHPUT_RATIO, rel=1e-3)
     assert calibration.ttft.models >= 5
+    wire = on_the_wire(wired)
+    assert (wire.ttft_ratio, wire.ttft_models) == (calibration.ttft.value, calibration.ttft.models)
+    assert wire.throughput_ratio == calibration.throughput.value
     assert wired.latency(FAMILY_PRIOR_ONLY) == wired.calibrated(FAMILY_PRIOR_ONLY, "family-prior")
     # A rescaled guess is still a guess; OpenRouter's own figures are measurements.
     assert wired.estimated(FAMILY_PRIOR_ONLY)
@@ -184,6 +195,8 @@ async def test_too_few_models_with_both_figures_leave_the_priors_as_they_are(
     calibration = wired.keeper.status().latency_calibration
     assert (calibration.ttft.value, calibration.ttft.models) == (None, 4)
     assert calibration.throughput.value is None
+    wire = on_the_wire(wired)
+    assert (wire.ttft_ratio, wire.ttft_models, wire.throughput_ratio) == (None, 4, None)
     prior = wired.router.model(FAMILY_PRIOR_ONLY)
     assert prior is not None
     assert wired.latency(FAMILY_PRIOR_ONLY) == (

@@ -355,6 +355,8 @@ class Candidate(_message.Message):
     LATENCY_ESTIMATED_FIELD_NUMBER: _builtins.int
     QUALITY_SOURCE_FIELD_NUMBER: _builtins.int
     LATENCY_SOURCE_FIELD_NUMBER: _builtins.int
+    TTFT_SECONDS_FIELD_NUMBER: _builtins.int
+    TOKENS_PER_SECOND_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     score: _builtins.float
     expected_cost_usd: _builtins.float
@@ -367,6 +369,9 @@ class Candidate(_message.Message):
     """e.g. "aa-leaderboard", "family-prior" """
     latency_source: _builtins.str
     """"learned" (the router's own traffic), "openrouter-endpoints", or the catalogue's source"""
+    ttft_seconds: _builtins.float
+    """the figures the expected latency was computed from"""
+    tokens_per_second: _builtins.float
     @_builtins.property
     def terms(self) -> Global___ScoreTerms: ...
     def __init__(
@@ -381,10 +386,12 @@ class Candidate(_message.Message):
         latency_estimated: _builtins.bool = ...,
         quality_source: _builtins.str = ...,
         latency_source: _builtins.str = ...,
+        ttft_seconds: _builtins.float = ...,
+        tokens_per_second: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_cost_usd", b"expected_cost_usd", "expected_latency_seconds", b"expected_latency_seconds", "latency_estimated", b"latency_estimated", "latency_source", b"latency_source", "model", b"model", "quality_estimated", b"quality_estimated", "quality_source", b"quality_source", "score", b"score", "terms", b"terms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_cost_usd", b"expected_cost_usd", "expected_latency_seconds", b"expected_latency_seconds", "latency_estimated", b"latency_estimated", "latency_source", b"latency_source", "model", b"model", "quality_estimated", b"quality_estimated", "quality_source", b"quality_source", "score", b"score", "terms", b"terms", "tokens_per_second", b"tokens_per_second", "ttft_seconds", b"ttft_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -968,6 +975,7 @@ class CatalogueStatus(_message.Message):
     CONSECUTIVE_REFRESH_FAILURES_FIELD_NUMBER: _builtins.int
     STALE_FIELD_NUMBER: _builtins.int
     ELIGIBILITY_FIELD_NUMBER: _builtins.int
+    LATENCY_CALIBRATION_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     models: _builtins.int
     source: _builtins.str
@@ -982,6 +990,8 @@ class CatalogueStatus(_message.Message):
     """refreshes are failing and the catalogue is older than the refresh interval"""
     @_builtins.property
     def eligibility(self) -> Global___Eligibility: ...
+    @_builtins.property
+    def latency_calibration(self) -> Global___LatencyCalibration: ...
     def __init__(
         self,
         *,
@@ -994,14 +1004,55 @@ class CatalogueStatus(_message.Message):
         consecutive_refresh_failures: _builtins.int = ...,
         stale: _builtins.bool = ...,
         eligibility: Global___Eligibility | None = ...,
+        latency_calibration: Global___LatencyCalibration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["eligibility", b"eligibility"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["eligibility", b"eligibility", "latency_calibration", b"latency_calibration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_refresh_failures", b"consecutive_refresh_failures", "eligibility", b"eligibility", "last_refresh_attempt", b"last_refresh_attempt", "last_refresh_error", b"last_refresh_error", "last_refresh_success", b"last_refresh_success", "models", b"models", "source", b"source", "stale", b"stale", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_refresh_failures", b"consecutive_refresh_failures", "eligibility", b"eligibility", "last_refresh_attempt", b"last_refresh_attempt", "last_refresh_error", b"last_refresh_error", "last_refresh_success", b"last_refresh_success", "latency_calibration", b"latency_calibration", "models", b"models", "source", b"source", "stale", b"stale", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CatalogueStatus: _TypeAlias = CatalogueStatus  # noqa: Y015
+
+@_typing.final
+class LatencyCalibration(_message.Message):
+    """How the offline latency priors are rescaled onto OpenRouter's endpoint scale: the median of
+    endpoint figure / prior over the models that have both. A ratio is absent until enough
+    models have both.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TTFT_RATIO_FIELD_NUMBER: _builtins.int
+    TTFT_MODELS_FIELD_NUMBER: _builtins.int
+    THROUGHPUT_RATIO_FIELD_NUMBER: _builtins.int
+    THROUGHPUT_MODELS_FIELD_NUMBER: _builtins.int
+    ttft_ratio: _builtins.float
+    ttft_models: _builtins.int
+    throughput_ratio: _builtins.float
+    throughput_models: _builtins.int
+    def __init__(
+        self,
+        *,
+        ttft_ratio: _builtins.float | None = ...,
+        ttft_models: _builtins.int = ...,
+        throughput_ratio: _builtins.float | None = ...,
+        throughput_models: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_throughput_ratio", b"_throughput_ratio", "_ttft_ratio", b"_ttft_ratio", "throughput_ratio", b"throughput_ratio", "ttft_ratio", b"ttft_ratio"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_throughput_ratio", b"_throughput_ratio", "_ttft_ratio", b"_ttft_ratio", "throughput_models", b"throughput_models", "throughput_ratio", b"throughput_ratio", "ttft_models", b"ttft_models", "ttft_ratio", b"ttft_ratio"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__throughput_ratio: _TypeAlias = _typing.Literal["throughput_ratio"]  # noqa: Y015
+    _WhichOneofArgType__throughput_ratio: _TypeAlias = _typing.Literal["_throughput_ratio", b"_throughput_ratio"]  # noqa: Y015
+    _WhichOneofReturnType__ttft_ratio: _TypeAlias = _typing.Literal["ttft_ratio"]  # noqa: Y015
+    _WhichOneofArgType__ttft_ratio: _TypeAlias = _typing.Literal["_ttft_ratio", b"_ttft_ratio"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__throughput_ratio) -> _WhichOneofReturnType__throughput_ratio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ttft_ratio) -> _WhichOneofReturnType__ttft_ratio | None: ...
+
+Global___LatencyCalibration: _TypeAlias = LatencyCalibration  # noqa: Y015
 
 @_typing.final
 class Eligibility(_message.Message):
