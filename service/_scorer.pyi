@@ -8,8 +8,9 @@ over the models that pass the request's hard constraints. Expected cost (prompt 
 price + output tokens x completion price) is min-max normalised on a log scale from the cheapest
 paid eligible model (free models count as that one; never below `COST_FLOOR_USD`) to the
 dearest; expected latency (time to first token + output tokens / throughput) is min-max
-normalised on a log scale from the fastest eligible model to the slowest, capped at
-`LATENCY_SPAN` times the fastest (slower models score 0). A degenerate range normalises to 0.
+normalised on a log scale from the fastest eligible model (see `LATENCY_OUTLIER`) to the
+slowest, capped at `LATENCY_SPAN` times the fastest (slower ones score 0). A degenerate range
+normalises to 0.
 Ties break on model id.
 
 A plain route is a chat route: models whose output is text only, and of the chat kind. A request
@@ -23,6 +24,9 @@ from typing import Final, Literal, Self, final
 __all__ = [
     "COST_FLOOR_USD",
     "LATENCY_FLOOR_S",
+    "LATENCY_OUTLIER",
+    "LATENCY_OUTLIER_POOL",
+    "LATENCY_RANK",
     "LATENCY_SPAN",
     "MAX_PRICE_PER_TOKEN",
     "MAX_TTFT_S",
@@ -49,7 +53,13 @@ LATENCY_FLOOR_S: Final[float]
 """Expected latencies below this count as this on the log scale."""
 
 LATENCY_SPAN: Final[float]
-"""The latency term reaches 0 at this multiple of the fastest eligible model's latency."""
+"""The latency term reaches 0 at this multiple of where the latency scale starts."""
+
+LATENCY_RANK: Final[int]
+LATENCY_OUTLIER: Final[float]
+LATENCY_OUTLIER_POOL: Final[int]
+"""Among at least `LATENCY_OUTLIER_POOL` eligible models, the latency scale starts no lower than
+`1 / LATENCY_OUTLIER` of the `LATENCY_RANK`-th fastest one's latency."""
 
 MAX_PRICE_PER_TOKEN: Final[float]
 """The largest price (USD per token) a catalogue may list."""

@@ -3,6 +3,9 @@
 from service._scorer import (
     COST_FLOOR_USD,
     LATENCY_FLOOR_S,
+    LATENCY_OUTLIER,
+    LATENCY_OUTLIER_POOL,
+    LATENCY_RANK,
     LATENCY_SPAN,
     MAX_PRICE_PER_TOKEN,
     MAX_TTFT_S,
@@ -22,6 +25,9 @@ from service._scorer import (
 __all__ = [
     "COST_FLOOR_USD",
     "LATENCY_FLOOR_S",
+    "LATENCY_OUTLIER",
+    "LATENCY_OUTLIER_POOL",
+    "LATENCY_RANK",
     "LATENCY_SPAN",
     "MAX_PRICE_PER_TOKEN",
     "MAX_TTFT_S",

@@ -17,6 +17,9 @@ __all__ = [
     "CONSTRAINT_ORDER",
     "COST_FLOOR_USD",
     "LATENCY_FLOOR_S",
+    "LATENCY_OUTLIER",
+    "LATENCY_OUTLIER_POOL",
+    "LATENCY_RANK",
     "LATENCY_SPAN",
     "LIMITS",
     "MODALITIES",
@@ -33,7 +36,11 @@ LATENCY_FLOOR_S = 1e-3
 """Expected latencies below this (seconds) count as this on the log scale."""
 
 LATENCY_SPAN = 32.0
-"""The latency term reaches 0 at this multiple of the fastest eligible model's latency."""
+"""The latency term reaches 0 at this multiple of where the scale starts."""
+
+LATENCY_RANK, LATENCY_OUTLIER, LATENCY_OUTLIER_POOL = 3, 2.0, 10
+"""Among at least `LATENCY_OUTLIER_POOL` eligible models the latency scale starts no lower than
+`1 / LATENCY_OUTLIER` of the `LATENCY_RANK`-th fastest one's latency."""
 
 MODALITIES = frozenset({"text", "image", "file", "audio", "video"})
 
@@ -292,14 +299,19 @@ def rank(
     cost_floor = max(min(paid), COST_FLOOR_USD) if paid else COST_FLOOR_USD
     cost_max = max(max(e[1] for e in eligible), cost_floor)
     cost_lo, cost_hi = math.log(cost_floor), math.log(cost_max)
-    # Latency: log scale from the fastest to the slowest, at most LATENCY_SPAN times the fastest.
-    latency_min = max(min(e[2] for e in eligible), LATENCY_FLOOR_S)
+    # Latency: log scale from the fastest (no lower than half the third fastest, among ten
+    # models or more) to the slowest, at most LATENCY_SPAN times the start.
+    fastest = sorted(e[2] for e in eligible)
+    start = fastest[0]
+    if len(fastest) >= LATENCY_OUTLIER_POOL:
+        start = max(start, fastest[LATENCY_RANK - 1] / LATENCY_OUTLIER)
+    latency_min = max(start, LATENCY_FLOOR_S)
     latency_max = min(max(max(e[2] for e in eligible), LATENCY_FLOOR_S), latency_min * LATENCY_SPAN)
     latency_lo, latency_hi = math.log(latency_min), math.log(latency_max)
     candidates = []
     for model, expected_cost, expected_latency, latency_estimated in eligible:
         log_latency = math.log(max(expected_latency, LATENCY_FLOOR_S))
-        latency_term = 1.0 - min(_norm(log_latency, latency_lo, latency_hi), 1.0)
+        latency_term = 1.0 - min(max(_norm(log_latency, latency_lo, latency_hi), 0.0), 1.0)
         log_cost = math.log(expected_cost) if expected_cost > 0.0 else -math.inf
         cost_term = 1.0 - _norm(max(log_cost, cost_lo), cost_lo, cost_hi)
         quality_term = float(model["quality"])

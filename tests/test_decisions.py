@@ -132,3 +132,15 @@ def test_free_variants_are_off_by_default() -> None:
     default = ModelRouter(catalogue.load(), Settings())
     default.set_free_available(True)
     assert default.eligibility()[2]["free_quota"] == 17
+
+
+def test_an_implausibly_fast_figure_does_not_squeeze_the_rest() -> None:
+    """One model measured absurdly fast (say, a one-chunk answer read as huge throughput)
+    ranks first, and the others keep their order: it does not push them all to the bottom."""
+    router = ModelRouter(catalogue.load(), Settings())
+    before = [c.model for c in ranking(router, "speed", 5)]
+    outlier = everyone(router)[100].model
+    router.update_live_stats([{"id": outlier, "ttft_s": 0.01, "tokens_per_s": 100_000.0}])
+    after = [c.model for c in ranking(router, "speed", 6)]
+    assert after[0] == outlier
+    assert after[1:] == before

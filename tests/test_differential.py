@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
+from service import scorer as native
 from service.scorer import (
     MODE_WEIGHTS,
     Constraints,
@@ -486,3 +487,9 @@ def test_a_one_ulp_faster_model_ranks_as_specified() -> None:
     assert [c.expected_latency_s for c in want.candidates] == [0.04000000000000001, 0.04]
     assert [(c.model_id, c.score) for c in want.candidates] == [("a/slow", 1.0), ("b/fast", 1.0)]
     assert_same_outcome(Scorer("v1", models), models, {}, request)
+
+
+def test_the_reference_uses_the_scorers_constants() -> None:
+    names = ("COST_FLOOR_USD", "LATENCY_FLOOR_S", "LATENCY_SPAN", "LATENCY_RANK")
+    names += ("LATENCY_OUTLIER", "LATENCY_OUTLIER_POOL")
+    assert [getattr(ref, n) for n in names] == [getattr(native, n) for n in names]

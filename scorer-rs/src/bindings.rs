@@ -483,6 +483,9 @@ fn _scorer(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("COST_FLOOR_USD", scoring::COST_FLOOR_USD)?;
     m.add("LATENCY_FLOOR_S", scoring::LATENCY_FLOOR_S)?;
     m.add("LATENCY_SPAN", scoring::LATENCY_SPAN)?;
+    m.add("LATENCY_RANK", scoring::LATENCY_RANK)?;
+    m.add("LATENCY_OUTLIER", scoring::LATENCY_OUTLIER)?;
+    m.add("LATENCY_OUTLIER_POOL", scoring::LATENCY_OUTLIER_POOL)?;
     m.add("MAX_PRICE_PER_TOKEN", catalogue::MAX_PRICE_PER_TOKEN)?;
     m.add("MAX_TTFT_S", catalogue::MAX_TTFT_S)?;
     m.add("MIN_TOKENS_PER_S", catalogue::MIN_TOKENS_PER_S)?;

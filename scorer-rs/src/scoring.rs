@@ -16,10 +16,16 @@ pub const COST_FLOOR_USD: f64 = 1e-9;
 /// Expected latencies below this (seconds) count as this on the log scale.
 pub const LATENCY_FLOOR_S: f64 = 1e-3;
 
-/// The latency term falls to 0 at this multiple of the fastest eligible model's expected
-/// latency (or at the slowest eligible model, if that is nearer): five doublings, each worth a
-/// fifth of the term, so a few extreme figures cannot squeeze the differences that matter.
+/// The latency term is 1 at the fastest eligible model and falls to 0 at `LATENCY_SPAN` times
+/// that (or at the slowest eligible model, if that is nearer): five doublings, each worth a
+/// fifth of the term. So no figure at the slow end squeezes the differences that matter; and
+/// among at least `LATENCY_OUTLIER_POOL` eligible models the scale starts no lower than
+/// `1 / LATENCY_OUTLIER` of the `LATENCY_RANK`-th fastest one's latency, so one or two
+/// implausibly fast figures score 1 but cannot push every other model to the bottom.
 pub const LATENCY_SPAN: f64 = 32.0;
+pub const LATENCY_RANK: usize = 3;
+pub const LATENCY_OUTLIER: f64 = 2.0;
+pub const LATENCY_OUTLIER_POOL: usize = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Weights {
@@ -173,11 +179,14 @@ fn normalise(x: f64, min: f64, max: f64) -> f64 {
     }
 }
 
-/// Best first; equal scores fall back to the model id so every decision is replayable.
+/// Best first; equal scores (−0 and 0 alike) fall back to the model id so every decision is
+/// replayable.
 fn better(cat: &Catalogue, a: &Candidate, b: &Candidate) -> Ordering {
-    b.score
-        .total_cmp(&a.score)
-        .then_with(|| cat.ids[a.index].cmp(&cat.ids[b.index]))
+    if a.score == b.score {
+        cat.ids[a.index].cmp(&cat.ids[b.index])
+    } else {
+        b.score.total_cmp(&a.score)
+    }
 }
 
 /// Scratch space of one ranking, reused across calls on a thread.
@@ -185,11 +194,12 @@ fn better(cat: &Catalogue, a: &Candidate, b: &Candidate) -> Ordering {
 struct Pool {
     /// Catalogue indices of the eligible models.
     index: Vec<u32>,
-    /// `approx_ln` of every model's expected latency for one set of figures and one output
-    /// size (the key): most requests share the default profile, and figures change far less
-    /// often than requests come.
+    /// Every model's expected latency and its `approx_ln` (above `LATENCY_FLOOR_S`), for one
+    /// set of figures and one output size (the key): most requests share the default
+    /// profile, and figures change far less often than requests come.
+    latency: Vec<f64>,
     log_latency: Vec<f64>,
-    log_latency_key: Option<(u64, u64)>,
+    latency_key: Option<(u64, u64)>,
     estimate: Vec<f64>,
     scratch: Vec<f64>,
 }
@@ -233,7 +243,7 @@ impl Terms<'_> {
                 self.log_latency_min,
                 self.log_latency_max,
             )
-            .min(1.0);
+            .clamp(0.0, 1.0);
         let cost_term = 1.0
             - normalise(
                 cost.ln().max(self.log_cost_min),
@@ -356,11 +366,14 @@ fn rank_with(
     assert!(n <= u32::MAX as usize, "catalogue larger than u32 indices");
     let mut removed = [0usize; Constraint::ALL.len()];
     let output = profile.output_tokens as f64;
+    cache_latencies(pool, state, output);
     let bounds = filter_eligible(
-        pool,
+        &mut pool.index,
+        &pool.latency,
         state,
         check,
-        (profile.prompt_tokens as f64, output),
+        profile.prompt_tokens as f64,
+        output,
         &mut removed,
     );
     let eligible = bounds.eligible;
@@ -380,7 +393,8 @@ fn rank_with(
     } else {
         COST_FLOOR_USD
     };
-    let latency_min = bounds.latency_min.max(LATENCY_FLOOR_S);
+    let latency_min =
+        latency_start(&pool.index, &pool.latency, bounds.latency_min).max(LATENCY_FLOOR_S);
     let latency_max = bounds
         .latency_max
         .max(LATENCY_FLOOR_S)
@@ -430,19 +444,20 @@ fn rank_with(
 /// Kept out of line: a small loop of its own keeps its figures in registers.
 #[inline(never)]
 fn filter_eligible(
-    pool: &mut Pool,
+    index: &mut Vec<u32>,
+    latencies: &[f64],
     state: &State,
     check: &Check<'_>,
-    (prompt, output): (f64, f64),
+    prompt: f64,
+    output: f64,
     removed: &mut [usize; Constraint::ALL.len()],
 ) -> Bounds {
     let cat = &*state.catalogue;
-    let live = &state.live;
     let n = cat.len();
-    pool.index.resize(n, 0);
-    let index = &mut pool.index[..n];
+    index.resize(n, 0);
+    let index = &mut index[..n];
     let (prompt_price, completion_price) = (&cat.prompt_price[..n], &cat.completion_price[..n]);
-    let (ttft, tokens_per_s) = (&live.ttft_s[..n], &live.tokens_per_s[..n]);
+    let latencies = &latencies[..n];
     // Eligible costs and latencies are finite and never negative, so their bit patterns order
     // like their values: integer min and max are exact here, and cheaper than f64's. A free
     // model's cost (0) maps to u64::MAX for the paid minimum.
@@ -450,14 +465,13 @@ fn filter_eligible(
     let (mut latency_min, mut latency_max) = (u64::MAX, 0u64);
     let mut eligible = 0;
     for i in 0..n {
-        // The arithmetic of `Terms::cost` and `Terms::latency`, on pre-sliced columns.
+        // The arithmetic of `Terms::cost`, on pre-sliced columns.
         let cost = prompt * prompt_price[i] + output * completion_price[i];
         if let Some(c) = check.first_failure(i, cost) {
             removed[c as usize] += 1;
             continue;
         }
-        let latency = ttft[i] + output / tokens_per_s[i];
-        let (cost, latency) = (cost.to_bits(), latency.to_bits());
+        let (cost, latency) = (cost.to_bits(), latencies[i].to_bits());
         cost_paid_min = cost_paid_min.min(cost.wrapping_sub(1));
         cost_max = cost_max.max(cost);
         latency_min = latency_min.min(latency);
@@ -513,30 +527,61 @@ fn shortlist<'p>(
         .map(|(&i, _)| i as usize)
 }
 
-/// Fills `pool.log_latency` with `approx_ln` of each model's expected latency (above
-/// `LATENCY_FLOOR_S`), by catalogue index, unless it holds them for these figures and output.
-fn cache_log_latencies(pool: &mut Pool, state: &State, output: f64) {
+/// Fills `pool.latency` and `pool.log_latency`, by catalogue index, unless they already hold
+/// them for these figures and this output size.
+fn cache_latencies(pool: &mut Pool, state: &State, output: f64) {
     let key = (state.live.figures_id, output.to_bits());
-    if pool.log_latency_key != Some(key) {
-        let live = &state.live;
-        let table = ln_table();
-        pool.log_latency.clear();
-        pool.log_latency.extend(
-            live.ttft_s
-                .iter()
-                .zip(&live.tokens_per_s)
-                .map(|(ttft, rate)| {
-                    let latency = ttft + output / rate;
-                    let floored = if latency > LATENCY_FLOOR_S {
-                        latency
-                    } else {
-                        LATENCY_FLOOR_S
-                    };
-                    approx_ln(table, floored)
-                }),
-        );
-        pool.log_latency_key = Some(key);
+    if pool.latency_key == Some(key) {
+        return;
     }
+    let live = &state.live;
+    let table = ln_table();
+    pool.latency.clear();
+    pool.log_latency.clear();
+    for (ttft, rate) in live.ttft_s.iter().zip(&live.tokens_per_s) {
+        // The arithmetic of `Terms::latency`.
+        let latency = ttft + output / rate;
+        let floored = if latency > LATENCY_FLOOR_S {
+            latency
+        } else {
+            LATENCY_FLOOR_S
+        };
+        pool.latency.push(latency);
+        pool.log_latency.push(approx_ln(table, floored));
+    }
+    pool.latency_key = Some(key);
+}
+
+/// Where the latency scale starts for the eligible models: at the fastest one's latency or,
+/// among `LATENCY_OUTLIER_POOL` models or more, at `1 / LATENCY_OUTLIER` of the
+/// `LATENCY_RANK`-th fastest's if that is more. That is the fastest's whenever `LATENCY_RANK`
+/// models are within `LATENCY_OUTLIER` times it, which a short scan usually finds.
+fn latency_start(index: &[u32], latency: &[f64], fastest: f64) -> f64 {
+    if index.len() < LATENCY_OUTLIER_POOL {
+        return fastest;
+    }
+    let near = fastest * LATENCY_OUTLIER;
+    let mut found = 0;
+    for &i in index {
+        if latency[i as usize] <= near {
+            found += 1;
+            if found == LATENCY_RANK {
+                return fastest;
+            }
+        }
+    }
+    // The fastest is an outlier: the scale starts below the `LATENCY_RANK`-th fastest. Latencies
+    // are finite and never negative, so their bits order like them.
+    let mut ranked = [u64::MAX; LATENCY_RANK];
+    for &i in index {
+        let mut bits = latency[i as usize].to_bits();
+        for slot in ranked.iter_mut() {
+            if bits < *slot {
+                std::mem::swap(&mut bits, slot);
+            }
+        }
+    }
+    f64::from_bits(ranked[LATENCY_RANK - 1]) / LATENCY_OUTLIER
 }
 
 /// Scores of the eligible models, estimated with `approx_ln` instead of the exact logarithm.
@@ -552,7 +597,6 @@ fn estimate_scores(pool: &mut Pool, terms: &Terms<'_>, weights: Weights) {
     let (log_cost_min, log_latency_min) = (terms.log_cost_min, terms.log_latency_min);
     let cost_floor = terms.bounds.cost_floor_usd;
     let table = ln_table();
-    cache_log_latencies(pool, terms.state, output);
     let log_latency = &pool.log_latency[..n];
     pool.estimate.resize(pool.index.len(), 0.0);
     // Plain comparisons rather than f64::max and min, which also handle NaN (none here).
@@ -562,6 +606,7 @@ fn estimate_scores(pool: &mut Pool, terms: &Terms<'_>, weights: Weights) {
         let cost = if cost > cost_floor { cost } else { cost_floor };
         let cost_term = 1.0 - (approx_ln(table, cost) - log_cost_min) * cost_scale;
         let slowness = (log_latency[i] - log_latency_min) * latency_scale;
+        let slowness = if slowness > 0.0 { slowness } else { 0.0 };
         let latency_term = 1.0 - if slowness < 1.0 { slowness } else { 1.0 };
         *estimate = weights.latency * latency_term
             + weights.cost * cost_term
@@ -653,14 +698,14 @@ mod tests {
             .map(|i| expected_latency(cat, i, PROFILE).ln())
             .collect();
         let cost: Vec<f64> = (0..3).map(|i| expected_cost(cat, i, PROFILE)).collect();
-        // Latency spans less than LATENCY_SPAN here; the free model's cost is floored at the
-        // cheapest paid one's (fast/small).
+        // Latency spans less than LATENCY_SPAN here, the fastest is no outlier; the free
+        // model's cost is floored at the cheapest paid one's (fast/small).
         let (lmin, lmax) = (lat[0], lat[2]);
         let (cmin, cmax) = (cost[0].ln(), cost[2].ln());
         assert_eq!(
             r.normalisation,
             Normalisation {
-                latency_min_s: lat[0].exp(),
+                latency_min_s: expected_latency(cat, 0, PROFILE),
                 latency_max_s: expected_latency(cat, 2, PROFILE),
                 cost_floor_usd: cost[0],
                 cost_max_usd: cost[2],
@@ -678,13 +723,18 @@ mod tests {
     }
 
     #[test]
-    fn latency_beyond_the_span_scores_zero() {
-        let st = state(vec![
-            ModelSpec {
-                ttft_s: 1.0,
-                tokens_per_s: 1e6,
-                ..spec("quick/one")
-            },
+    fn latency_beyond_the_span_scores_zero_and_outliers_cannot_squeeze_it() {
+        let quick = |id: &str, ttft_s: f64| ModelSpec {
+            ttft_s,
+            tokens_per_s: 1e6,
+            ..spec(id)
+        };
+        let mut specs = vec![
+            // Two implausibly fast figures, then the real fastest.
+            quick("bogus/one", 1e-3),
+            quick("bogus/two", 2e-3),
+            quick("quick/one", 1.0),
+            quick("quick/two", 2.0),
             ModelSpec {
                 ttft_s: 2.0 * LATENCY_SPAN,
                 ..spec("slow/one")
@@ -693,19 +743,47 @@ mod tests {
                 ttft_s: 1e4,
                 ..spec("glacial/one")
             },
-        ]);
+        ];
+        let few = state(specs.clone());
+        let r = rank(
+            &few,
+            Mode::Speed.weights(),
+            PROFILE,
+            &Constraints::default(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            r.normalisation.latency_min_s,
+            expected_latency(&few.catalogue, 0, PROFILE),
+            "too few models to call any an outlier"
+        );
+        for k in specs.len()..LATENCY_OUTLIER_POOL {
+            specs.push(quick(&format!("more/m{k}"), 40.0));
+        }
+        let st = state(specs);
         let r = rank(
             &st,
             Mode::Speed.weights(),
             PROFILE,
             &Constraints::default(),
-            3,
+            LATENCY_OUTLIER_POOL,
         )
         .unwrap();
-        let fastest = expected_latency(&st.catalogue, 0, PROFILE);
-        assert_eq!(r.normalisation.latency_max_s, fastest * LATENCY_SPAN);
-        let terms: Vec<f64> = r.candidates.iter().map(|c| c.latency_term).collect();
-        assert_eq!(terms, vec![1.0, 0.0, 0.0]);
+        let start = expected_latency(&st.catalogue, 2, PROFILE) / LATENCY_OUTLIER;
+        assert_eq!(r.normalisation.latency_min_s, start);
+        assert_eq!(r.normalisation.latency_max_s, start * LATENCY_SPAN);
+        let terms: Vec<(String, f64)> = r
+            .candidates
+            .iter()
+            .map(|c| (st.catalogue.ids[c.index].clone(), c.latency_term))
+            .collect();
+        let term = |id: &str| terms.iter().find(|(i, _)| i == id).unwrap().1;
+        assert_eq!((term("bogus/one"), term("bogus/two")), (1.0, 1.0));
+        // One and two doublings above the start: a fifth and two fifths off.
+        assert!((term("quick/one") - 0.8).abs() < 1e-3);
+        assert!((term("quick/two") - 0.6).abs() < 1e-3);
+        assert_eq!((term("slow/one"), term("glacial/one")), (0.0, 0.0));
     }
 
     #[test]
