@@ -85,7 +85,10 @@ def bounds(n: pb.Normalisation) -> str:
 def _table(title: str, under: str, columns: tuple[str, ...]) -> Table:
     table = Table(title=title, caption=under)
     for column in columns:
-        table.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
+        if column == "model":  # an id is read whole: the other columns give way
+            table.add_column(column, no_wrap=True)
+        else:
+            table.add_column(column, justify="right", overflow="fold")
     return table
 
 

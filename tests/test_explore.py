@@ -105,3 +105,11 @@ def test_the_table_shows_where_each_figure_comes_from_and_the_bounds() -> None:
         f" {n['latency_max_seconds']:.2f} s and cost ${n['cost_floor_usd']:.6f} to"
         f" ${n['cost_max_usd']:.6f}"
     ) in result.stdout
+
+
+def test_model_ids_stay_whole_in_a_narrow_terminal() -> None:
+    args = ["explore", "--mode", "speed", "--top-k", "5"]
+    result = runner.invoke(app, args, env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    for c in json.loads(runner.invoke(app, [*args, "--json"]).stdout)["candidates"]:
+        assert c["model"] in result.stdout
