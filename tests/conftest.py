@@ -1,4 +1,5 @@
-"""Real servers on loopback for the tests: the router's gRPC server and its REST gateway."""
+"""Real servers on loopback for the tests: the router's gRPC server, its REST gateway, and a
+fake of OpenRouter per test module (a module may define its own `fake`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from rest_gateway.app import create_app
 from service.config import ModeWeights, Settings
+from tests.fake_openrouter import FakeOpenRouter
 from tests.redis_server import redis_server  # noqa: F401  (a fixture for every test module)
 from tests.servers import ServerThread
 
@@ -24,6 +26,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         state_dir=tmp_path_factory.mktemp("state"),
         refresh_interval_s=0,
     )
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenRouter]:
+    with FakeOpenRouter() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -35,12 +35,6 @@ ROUTING = pb.RouteRequest(mode=pb.MODE_QUALITY)
 HELLO = [pb.ChatMessage(role="user", content="Say hello to the router.")]
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenRouter]:
-    with FakeOpenRouter() as server:
-        yield server
-
-
 def router_settings(fake: FakeOpenRouter, state: Path, **extra: Any) -> Settings:
     return settings_for(
         fake,

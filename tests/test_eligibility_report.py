@@ -5,7 +5,6 @@ log."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -21,12 +20,6 @@ from service.pb.router.v1.router_pb2_grpc import RouterStub
 from tests.fake_openrouter import FakeOpenRouter, load_models
 from tests.servers import ServerThread, settings_for
 from tests.test_endpoint_sweep import routable_rows
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenRouter]:
-    with FakeOpenRouter() as server:
-        yield server
 
 
 def test_refreshes_report_what_default_routes_exclude(

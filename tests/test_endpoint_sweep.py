@@ -4,7 +4,7 @@ and `:free` ids get their free endpoints' figures."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -56,12 +56,6 @@ def expected_latency(router: ModelRouter, model_id: str) -> float:
         )
     )
     return ranked.candidates[0].expected_latency_seconds
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenRouter]:
-    with FakeOpenRouter() as server:
-        yield server
 
 
 @pytest.fixture

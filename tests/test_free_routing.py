@@ -51,12 +51,6 @@ class Calendar:
         self.fake.config.clock_offset_s += seconds
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenRouter]:
-    with FakeOpenRouter() as server:
-        yield server
-
-
 @pytest.fixture
 def clock(fake: FakeOpenRouter) -> Calendar:
     fake.reset()

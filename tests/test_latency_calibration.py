@@ -5,7 +5,7 @@ observations win over both, and every model's figure names its source."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,12 +74,6 @@ def on_the_wire(wired: Router) -> LatencyCalibration:
     """The calibration as GetStatus sends it and the gateway's /health shows it."""
     status = catalogue_status(wired.keeper.status())
     return CatalogueStatus.model_validate(as_json(status)).latency_calibration
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenRouter]:
-    with FakeOpenRouter() as server:
-        yield server
 
 
 @pytest.fixture

@@ -60,12 +60,6 @@ async def client_of(base_url: str) -> AsyncIterator[OpenRouterClient]:
         await client.aclose()
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenRouter]:
-    with FakeOpenRouter() as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def _no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
