@@ -23,7 +23,7 @@ from typing import Final
 from redis.asyncio import Redis
 
 from service.openrouter.free_allowance import Per
-from service.spend import DEFAULT_TIMEOUT_S
+from service.redis_link import DEFAULT_TIMEOUT_S, RedisBreaker
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,13 @@ class FreeCounter:
         self._script = redis.register_script(SCRIPT) if redis is not None else None
         self._prefix = key_prefix
         self._timeout_s = timeout_s
-        self._retry_after_s = retry_after_s
-        self._redis_up = True
-        self._probe_at = 0.0
+        self._breaker = RedisBreaker(
+            log,
+            "free quota",
+            meanwhile="counting free calls in memory",
+            on_return="the free calls counted meanwhile are added",
+            retry_after_s=retry_after_s,
+        )
         self._counts: dict[Per, _Count] = {"minute": _Count(-1), "day": _Count(-1)}
 
     def used(self, per: Per, now: float) -> int:
@@ -107,20 +111,11 @@ class FreeCounter:
         base = f"{self._prefix}:{{{date}}}"
         return f"{base}:minute:{clock}", f"{base}:day"
 
-    def _redis_due(self) -> bool:
-        """Whether to ask Redis now; while it is away, one call per `retry_after_s` probes it."""
-        if self._redis_up:
-            return True
-        if time.monotonic() < self._probe_at:
-            return False
-        self._probe_at = time.monotonic() + self._retry_after_s
-        return True
-
     async def _shared(self, action: str, now: float, limits: dict[Per, int]) -> bool | None:
         """Run the script on this minute's and today's counts in Redis, which first adds the
         calls counted here meanwhile: whether it counted a call. None when Redis is not
         configured or did not answer in time."""
-        if self._script is None or not self._redis_due():
+        if self._script is None or not self._breaker.due():
             return None
         minute, day = self._count("minute", now), self._count("day", now)
         carried = (minute.unsynced, day.unsynced)
@@ -139,18 +134,9 @@ class FreeCounter:
             async with asyncio.timeout(self._timeout_s):
                 reply = await self._script(keys=self._keys(minute, day), args=args)
         except Exception as exc:  # whatever goes wrong with Redis, free calls are counted here
-            if self._redis_up:
-                log.warning(
-                    "free quota: Redis unavailable (%s: %s), counting free calls in memory",
-                    type(exc).__name__,
-                    exc,
-                )
-            self._redis_up = False
-            self._probe_at = time.monotonic() + self._retry_after_s
+            self._breaker.failed(exc)
             return None
-        if not self._redis_up:
-            log.info("free quota: Redis answers again; the free calls counted meanwhile are added")
-            self._redis_up = True
+        self._breaker.answered()
         granted, in_minute, in_day = (int(value) for value in reply)
         minute.unsynced -= carried[0]
         day.unsynced -= carried[1]

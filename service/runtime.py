@@ -15,9 +15,10 @@ from service.free_counter import FreeCounter
 from service.free_quota import FreeQuota
 from service.live_figures import LiveFigures
 from service.openrouter import OpenRouterClient
+from service.redis_link import connect
 from service.resilience import CircuitBreakers, RetryBudget
 from service.router import ModelRouter
-from service.spend import SpendLedger, connect
+from service.spend import SpendLedger
 
 
 @dataclass(frozen=True)

@@ -46,16 +46,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+
+from service.redis_link import DEFAULT_TIMEOUT_S, RedisBreaker
 
 log = logging.getLogger(__name__)
 
 UNITS_PER_USD: Final = 1_000_000_000  # amounts are kept in integer nano-USD
 # Sums stay exact in Lua's doubles up to 2**53 nano-USD: about $9M a day.
 MAX_AMOUNT_USD: Final = 1_000_000.0
-DEFAULT_TIMEOUT_S: Final = 0.005
 
 # Every script takes KEYS = (day hash, holds, settled) and ARGV = (now ms, key TTL s,
 # spent floor, how long to remember a settle in ms, ...); it returns {spent, reserved, ...}.
@@ -198,17 +197,6 @@ def to_units(usd: float) -> int:
     return round(usd * UNITS_PER_USD)
 
 
-def connect(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Redis:
-    """A Redis client for the ledger: no retries, socket timeouts of `timeout_s`.
-    The caller closes it (`await client.aclose()`)."""
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
 class SpendLedger:
     """Reserves, settles and reports a daily spend limit; see the module docstring.
 
@@ -234,12 +222,16 @@ class SpendLedger:
         self._redis = redis
         self._prefix = key_prefix
         self._timeout_s = timeout_s
-        self._retry_after_s = retry_after_s
         self._hold_ttl_ms = round(hold_ttl_s * 1000)
         self._key_ttl_s = key_ttl_s
         self._clock = clock
-        self._up = True
-        self._probe_at = 0.0
+        self._breaker = RedisBreaker(
+            log,
+            "spend ledger",
+            meanwhile="keeping spend in memory",
+            on_return="the spend kept in memory is folded in",
+            retry_after_s=retry_after_s,
+        )
         self._seen: dict[dt.date, _Totals] = {}  # totals Redis last reported, per day
         self._journals: dict[dt.date, _Journal] = {}
         self._fold_lock = asyncio.Lock()
@@ -265,7 +257,7 @@ class SpendLedger:
 
     @property
     def using_redis(self) -> bool:
-        return self._redis is not None and self._up
+        return self._redis is not None and self._breaker.up
 
     async def reserve(self, amount_usd: float) -> Reservation | None:
         """Hold `amount_usd` of today's limit, or None when that would pass the limit."""
@@ -329,14 +321,7 @@ class SpendLedger:
 
     def _usable(self) -> bool:
         """Whether to try Redis now; while it is down, one caller per interval probes it."""
-        if self._redis is None:
-            return False
-        if self._up:
-            return True
-        if time.monotonic() < self._probe_at:
-            return False
-        self._probe_at = time.monotonic() + self._retry_after_s
-        return True
+        return self._redis is not None and self._breaker.due()
 
     async def _call(self, script: str, day: dt.date, now: float, *args: str | int) -> list[int]:
         """Replay any journals, then run `script` for `day`, all within `timeout_s`.
@@ -346,7 +331,7 @@ class SpendLedger:
         sent = False
         try:
             async with asyncio.timeout(self._timeout_s):
-                if not self._up:
+                if not self._breaker.up:
                     async with self._redis.pipeline(transaction=False) as pipe:
                         for loaded in self._scripts.values():
                             pipe.script_load(loaded.script)
@@ -355,18 +340,9 @@ class SpendLedger:
                 sent = True
                 reply = await self._run(script, day, now, *args)
         except Exception as exc:  # whatever goes wrong with Redis, the router's calls go on
-            if self._up:
-                log.warning(
-                    "spend ledger: Redis unavailable (%s: %s), keeping spend in memory",
-                    type(exc).__name__,
-                    exc,
-                )
-            self._up = False
-            self._probe_at = time.monotonic() + self._retry_after_s
+            self._breaker.failed(exc)
             raise _Unavailable(sent) from exc
-        if not self._up:
-            log.info("spend ledger: Redis answers again; the spend kept in memory is folded in")
-            self._up = True
+        self._breaker.answered()
         return reply
 
     async def _run(self, script: str, day: dt.date, now: float, *args: str | int) -> list[int]:

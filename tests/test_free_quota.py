@@ -20,8 +20,8 @@ from service.free_quota import FreeQuota
 from service.openrouter import OpenRouterClient
 from service.openrouter.free_allowance import FreeLimitHit, Per, free_limit_hit
 from service.pb.router.v1 import router_pb2 as pb
+from service.redis_link import connect
 from service.router import ModelRouter
-from service.spend import connect
 from tests.redis_server import RedisServer
 
 NOON = calendar.timegm((2026, 8, 14, 12, 0, 0))

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 import pytest
 from redis.asyncio import Redis
 
-from service.spend import SpendLedger, SpendStatus, connect
+from service.redis_link import connect
+from service.spend import SpendLedger, SpendStatus
 from tests.redis_server import LossyProxy, RedisServer, free_port, silent_listener
 
 TIMEOUT_S = 1.0  # generous, for loaded machines; the tests about time bounds set their own
