@@ -167,6 +167,21 @@ def test_a_per_minute_refusal_is_answered_by_the_paid_sibling_and_spares_the_cir
         assert CHEAPER not in chat_calls(fake)
 
 
+def test_the_paid_sibling_is_found_through_author_patterns_too(
+    fake: FakeOpenRouter, clock: Calendar, tmp_path: Path
+) -> None:
+    """The request's constraints decide whether the sibling may answer, patterns included."""
+    by_author = pb.RouteRequest()
+    by_author.CopyFrom(ROUTING)
+    del by_author.constraints.allow_models[:]
+    by_author.constraints.allow_models.extend(["z-ai/*", CHEAPER])
+    with serving(fake, clock, tmp_path / "state") as stub:
+        assert [c.model for c in stub.Route(by_author).candidates[:2]] == [FREE, CHEAPER]
+        fake.script(FREE, HttpError.rate_limited())
+        answer = complete(stub, by_author)
+        assert outcomes(answer) == [(FREE, "free_quota", 429), (PAID, "ok", 200)]
+
+
 def test_a_streamed_completion_fails_over_to_the_paid_sibling_too(
     fake: FakeOpenRouter, clock: Calendar, tmp_path: Path
 ) -> None:

@@ -303,20 +303,12 @@ class Completer:
         call.candidates.insert(call.position + 1, sibling)
 
     def _allows(self, call: _Call, model_id: str) -> bool:
-        """Whether the request's constraints let `model_id` through."""
-        route = pb.RouteRequest()
-        route.CopyFrom(call.prepared.route)
-        allowed = route.constraints.allow_models
-        if allowed and model_id not in allowed:
-            return False
-        del allowed[:]
-        allowed.append(model_id)
-        route.top_k = 1
+        """Whether the request's constraints (as the scorer reads them) let `model_id` through."""
         try:
-            self._router.rank(route)
+            found, _ = self._router.explain_ranking(call.prepared.route, model_id)
         except NoEligibleModel:
             return False
-        return True
+        return found.excluded_by is None
 
     def _left(self, call: _Call) -> float:
         left = call.deadline - self._clock()
