@@ -15,13 +15,14 @@ CONSTRAINT_MEANINGS = {
     "dynamic_price": "it is priced per request, not per token, so its cost cannot be estimated",
     "not_realtime": "it answers in batches, not while the caller waits",
     "circuit_open": "its recent calls failed, so the router rests it for now",
-    "free_quota": "OpenRouter's shared allowance for free variants is used up for now",
+    "free_quota": "free variants are not routed to now: their shared allowance is used up, or"
+    " the router's settings turn them off (free_models)",
     "output_modalities": "it produces {outputs}, and this request asks for {wanted_outputs}",
     "meta_router": "it is a router itself, passing the request on to a model of its choosing;"
     " name it in allow_models to use it",
     "guard_model": "it is a safety classifier, not a chat model; name it in allow_models to use it",
     "context_window": "its context window ({context:,} tokens) is smaller than the {needed:,}"
-    " this request needs (prompt + output + min_context_tokens)",
+    " this request needs (prompt + output tokens, or min_context_tokens if more)",
     "input_modalities": "it does not accept every input this request has ({wanted_inputs});"
     " it accepts {inputs}",
     "required_parameters": "it does not support every required parameter ({wanted_parameters})",
@@ -228,7 +229,9 @@ def _exclusion(
         "wanted_inputs": _names([MODALITY_NAMES.get(m, m) for m in constraints.input_modalities]),
         "wanted_parameters": _names(constraints.required_parameters),
         "context": record.context_length,
-        "needed": profile.prompt_tokens + profile.output_tokens + constraints.min_context_tokens,
+        "needed": max(
+            profile.prompt_tokens + profile.output_tokens, constraints.min_context_tokens
+        ),
         "allow_models": _names(constraints.allow_models),
         "deny_models": _names(constraints.deny_models),
         "allow_providers": _names(constraints.allow_providers),

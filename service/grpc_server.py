@@ -124,6 +124,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         request: pb.ExplainRequest,
         context: grpc.aio.ServicerContext[pb.ExplainRequest, pb.ExplainResponse],
     ) -> pb.ExplainResponse:
+        self._free_quota.before_routing()
         return explain(self._router, request)
 
     @_statuses

@@ -135,10 +135,18 @@ def test_a_model_removed_by_the_requests_constraint_says_which(stub: RouterStub)
     found = stub.Explain(pb.ExplainRequest(routing=routing, model=small.id))
     assert found.excluded_by == "context_window"
     needed = small.context_length + 100
+    because = "(prompt + output tokens, or min_context_tokens if more)"
     assert found.summary[0] == (
         f"excluded by context_window: its context window ({small.context_length:,} tokens) is"
-        f" smaller than the {needed:,} this request needs (prompt + output + min_context_tokens)"
+        f" smaller than the {needed:,} this request needs {because}"
     )
+    # The window must hold the larger of the two, not their sum.
+    routing.constraints.min_context_tokens = small.context_length + 1
+    found = stub.Explain(pb.ExplainRequest(routing=routing, model=small.id))
+    assert f"smaller than the {small.context_length + 100:,} this" in found.summary[0]
+    routing.constraints.min_context_tokens = small.context_length + 500
+    found = stub.Explain(pb.ExplainRequest(routing=routing, model=small.id))
+    assert f"smaller than the {small.context_length + 500:,} this" in found.summary[0]
 
 
 def test_an_unknown_model_is_invalid_argument(stub: RouterStub) -> None:
