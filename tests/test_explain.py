@@ -149,6 +149,13 @@ def test_a_model_removed_by_the_requests_constraint_says_which(stub: RouterStub)
     assert f"smaller than the {small.context_length + 500:,} this" in found.summary[0]
 
 
+def test_a_free_variant_left_out_says_why_in_words(stub: RouterStub) -> None:
+    """The shared server runs with the defaults: free variants off."""
+    found = stub.Explain(pb.ExplainRequest(model="z-ai/glm-5.2:free"))
+    assert found.excluded_by == "free_quota"
+    assert "settings turn them off (free_models)" in found.summary[0]
+
+
 def test_an_unknown_model_is_invalid_argument(stub: RouterStub) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         stub.Explain(pb.ExplainRequest(model="nobody/nothing"))
