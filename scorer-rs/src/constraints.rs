@@ -120,6 +120,44 @@ fn matches_model(pattern: &str, id: &str) -> bool {
     }
 }
 
+/// The bits of the named modalities; `what` (input or output) names them in the error.
+fn modality_bits(names: &[String], what: &str) -> Result<u64, ScoreError> {
+    names.iter().try_fold(0u64, |bits, m| {
+        let bit = modality_bit(m).ok_or_else(|| {
+            ScoreError::InvalidRequest(format!(
+                "unknown {what} modality {m:?}; expected one of text, image, file, audio, video"
+            ))
+        })?;
+        Ok(bits | bit)
+    })
+}
+
+/// Why model `i` is no candidate for a route that wants `outputs` (0: a chat route, text only;
+/// else those, text allowed beside them) and admits the other kinds of model in `named`, if it
+/// is not.
+pub fn outside_route(
+    cat: &Catalogue,
+    i: usize,
+    outputs: u8,
+    named: &[usize],
+) -> Option<Constraint> {
+    let out = cat.outputs[i];
+    let outputs_fit = if outputs == 0 {
+        out == TEXT_ONLY
+    } else {
+        out & outputs == outputs && out & !(outputs | TEXT_ONLY) == 0
+    };
+    if !outputs_fit {
+        return Some(Constraint::OutputModalities);
+    }
+    match cat.kinds[i] {
+        Kind::Chat => None,
+        _ if named.contains(&i) => None,
+        Kind::MetaRouter => Some(Constraint::MetaRouter),
+        Kind::Guard => Some(Constraint::GuardModel),
+    }
+}
+
 fn check_limit(value: Option<f64>, what: &str) -> Result<Option<f64>, ScoreError> {
     match value {
         Some(v) if !(v.is_finite() && v >= 0.0) => Err(ScoreError::InvalidRequest(format!(
@@ -162,22 +200,9 @@ pub struct Compiled<'a> {
 
 impl<'a> Compiled<'a> {
     pub fn new(raw: &'a Constraints, cat: &Catalogue) -> Result<Self, ScoreError> {
-        let mut modalities = 0u64;
-        for m in &raw.input_modalities {
-            modalities |= modality_bit(m).ok_or_else(|| {
-                ScoreError::InvalidRequest(format!(
-                    "unknown input modality {m:?}; expected one of text, image, file, audio, video"
-                ))
-            })?;
-        }
-        let mut outputs = 0u8;
-        for m in &raw.output_modalities {
-            outputs |= modality_bit(m).ok_or_else(|| {
-                ScoreError::InvalidRequest(format!(
-                    "unknown output modality {m:?}; expected one of text, image, file, audio, video"
-                ))
-            })? as u8;
-        }
+        let modalities = modality_bits(&raw.input_modalities, "input")?;
+        // Modality bits fit in a byte: the catalogue's output column is one.
+        let outputs = modality_bits(&raw.output_modalities, "output")? as u8;
         let named_kinds = raw
             .allow_models
             .iter()
@@ -266,39 +291,18 @@ impl<'a> Compiled<'a> {
     ) -> Option<Constraint> {
         let state = check.state;
         let cat = &*state.catalogue;
-        if let Some(reason) = state.live.blocked(cat, i) {
-            return Some(reason);
-        }
-        let (out, wanted) = (cat.outputs[i], self.outputs);
-        let outputs_fit = if wanted == 0 {
-            out == TEXT_ONLY
-        } else {
-            out & wanted == wanted && out & !(wanted | TEXT_ONLY) == 0
-        };
-        if !outputs_fit {
-            return Some(Constraint::OutputModalities);
-        }
-        match cat.kinds[i] {
-            Kind::Chat => {}
-            _ if self.named_kinds.contains(&i) => {}
-            Kind::MetaRouter => return Some(Constraint::MetaRouter),
-            Kind::Guard => return Some(Constraint::GuardModel),
-        }
-        if check.context[i] < check.needed_context {
-            return Some(Constraint::ContextWindow);
-        }
-        if check.caps[i] & check.caps_needed != check.caps_needed {
-            return Some(if check.caps[i] & self.modalities != self.modalities {
-                Constraint::InputModalities
-            } else {
-                Constraint::RequiredParameters
-            });
-        }
-        if self.rare {
-            self.rare_failure(state, i, expected_cost)
-        } else {
-            None
-        }
+        state
+            .live
+            .blocked(cat, i)
+            .or_else(|| outside_route(cat, i, self.outputs, &self.named_kinds))
+            .or_else(|| check.fit_failure(i))
+            .or_else(|| {
+                if self.rare {
+                    self.rare_failure(state, i, expected_cost)
+                } else {
+                    None
+                }
+            })
     }
 
     #[inline(never)]
@@ -371,23 +375,24 @@ impl Check<'_> {
     #[inline(never)]
     fn failure(&self, i: usize, expected_cost: f64) -> Option<Constraint> {
         if self.chat_route {
-            Some(self.common_failure(i))
+            self.excluded[i].or_else(|| self.fit_failure(i))
         } else {
             self.compiled.widened_failure(self, i, expected_cost)
         }
     }
 
-    /// Which of the common constraints model `i` fails, once it is known to fail one.
-    fn common_failure(&self, i: usize) -> Constraint {
-        let required_modalities = self.compiled.modalities;
-        if let Some(reason) = self.excluded[i] {
-            reason
-        } else if self.context[i] < self.needed_context {
-            Constraint::ContextWindow
-        } else if self.caps[i] & required_modalities != required_modalities {
-            Constraint::InputModalities
+    /// Which of context window, input modalities and required parameters model `i` fails, if
+    /// any.
+    fn fit_failure(&self, i: usize) -> Option<Constraint> {
+        let modalities = self.compiled.modalities;
+        if self.context[i] < self.needed_context {
+            Some(Constraint::ContextWindow)
+        } else if self.caps[i] & modalities != modalities {
+            Some(Constraint::InputModalities)
+        } else if self.caps[i] & self.caps_needed != self.caps_needed {
+            Some(Constraint::RequiredParameters)
         } else {
-            Constraint::RequiredParameters
+            None
         }
     }
 

@@ -3,8 +3,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::catalogue::Catalogue;
-use crate::constraints::Constraint;
-use crate::constraints::Constraints;
+use crate::constraints::{Constraint, Constraints};
 use crate::error::ScoreError;
 use crate::live::{Live, LiveStats};
 use crate::scoring::{self, Profile, Ranking, Weights};
@@ -23,7 +22,7 @@ impl State {
         for reason in self.live.excluded.iter().flatten() {
             counts[*reason as usize] += 1;
         }
-        let routable = self.live.excluded.iter().filter(|r| r.is_none()).count();
+        let routable = self.live.excluded.len() - counts.iter().sum::<usize>();
         let excluded = Constraint::ALL
             .iter()
             .zip(counts)

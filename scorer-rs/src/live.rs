@@ -2,8 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::catalogue::{check_latency, Catalogue, Kind, TEXT_ONLY};
-use crate::constraints::Constraint;
+use crate::catalogue::{check_latency, Catalogue};
+use crate::constraints::{outside_route, Constraint};
 use crate::error::ScoreError;
 
 /// What the router has observed of one model; `None` leaves the catalogue's prior in force.
@@ -53,15 +53,7 @@ fn blocked(
 
 /// Why model `i` is no candidate for a chat route (text out, a chat model), if it is not.
 fn outside_chat_route(cat: &Catalogue, i: usize) -> Option<Constraint> {
-    if cat.outputs[i] != TEXT_ONLY {
-        Some(Constraint::OutputModalities)
-    } else {
-        match cat.kinds[i] {
-            Kind::Chat => None,
-            Kind::MetaRouter => Some(Constraint::MetaRouter),
-            Kind::Guard => Some(Constraint::GuardModel),
-        }
-    }
+    outside_route(cat, i, 0, &[])
 }
 
 /// A number no other set of figures had, so that what was derived from figures can be kept
