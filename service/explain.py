@@ -7,7 +7,13 @@ from collections.abc import Iterable
 
 from service.catalogue import ModelRecord
 from service.pb.router.v1 import router_pb2 as pb
-from service.router import MODALITY_NAMES, ModelRouter, per_mtok
+from service.router import (
+    MODALITY_NAMES,
+    ModelRouter,
+    per_mtok,
+    wire_normalisation,
+    wire_weights,
+)
 from service.scorer import Candidate, InvalidRequest
 
 # What each constraint means, completed from the request and the model's record.
@@ -47,26 +53,19 @@ def explain(router: ModelRouter, request: pb.ExplainRequest) -> pb.ExplainRespon
     routing = request.routing
     model_id = request.model or _winner(router, routing)
     found, profile = router.explain_ranking(routing, model_id)
-    latency, cost, quality = found.weights
-    weights = pb.Weights(latency=latency, cost=cost, quality=quality)
+    weights = wire_weights(found.weights)
     winner = _ranked(router, found.winner, 1, weights)
     record = _record(router, model_id)
     if found.subject is None:
         subject = _unranked(record)
     else:
         subject = _ranked(router, found.subject, found.rank, weights)
-    latency_min, latency_max, cost_floor, cost_max = found.normalisation
     response = pb.ExplainResponse(
         winner=winner,
         subject=subject,
         excluded_by=found.excluded_by or "",
         weights=weights,
-        normalisation=pb.Normalisation(
-            latency_min_seconds=latency_min,
-            latency_max_seconds=latency_max,
-            cost_floor_usd=cost_floor,
-            cost_max_usd=cost_max,
-        ),
+        normalisation=wire_normalisation(found.normalisation),
         eligible_models=found.eligible,
         catalogue_version=found.catalogue_version,
         profile=profile,

@@ -61,6 +61,27 @@ def _constraints(c: pb.Constraints) -> Constraints:
     )
 
 
+def _given_constraints(request: pb.RouteRequest) -> Constraints | None:
+    return _constraints(request.constraints) if request.HasField("constraints") else None
+
+
+def wire_weights(weights: tuple[float, float, float]) -> pb.Weights:
+    """The scorer's (latency, cost, quality) weights as the wire has them."""
+    latency, cost, quality = weights
+    return pb.Weights(latency=latency, cost=cost, quality=quality)
+
+
+def wire_normalisation(bounds: tuple[float, float, float, float]) -> pb.Normalisation:
+    """The scorer's (latency min, latency max, cost floor, cost max) as the wire has them."""
+    latency_min, latency_max, cost_floor, cost_max = bounds
+    return pb.Normalisation(
+        latency_min_seconds=latency_min,
+        latency_max_seconds=latency_max,
+        cost_floor_usd=cost_floor,
+        cost_max_usd=cost_max,
+    )
+
+
 class ModelRouter:
     """Ranks the catalogue for each request under the configured modes and defaults."""
 
@@ -162,9 +183,7 @@ class ModelRouter:
             prompt_tokens=profile.prompt_tokens,
             output_tokens=profile.output_tokens,
             top_k=request.top_k or self._settings.default_top_k,
-            constraints=(
-                _constraints(request.constraints) if request.HasField("constraints") else None
-            ),
+            constraints=_given_constraints(request),
         )
         return ranking, profile
 
@@ -178,30 +197,21 @@ class ModelRouter:
             model_id,
             prompt_tokens=profile.prompt_tokens,
             output_tokens=profile.output_tokens,
-            constraints=(
-                _constraints(request.constraints) if request.HasField("constraints") else None
-            ),
+            constraints=_given_constraints(request),
         )
         return explanation, profile
 
     def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
         ranking, profile = self.rank(request)
-        latency, cost, quality = ranking.weights
-        latency_min, latency_max, cost_floor, cost_max = ranking.normalisation
         response = pb.RouteResponse(
             model=ranking.best,
             decision_id=secrets.token_hex(16),
             catalogue_version=ranking.catalogue_version,
-            weights=pb.Weights(latency=latency, cost=cost, quality=quality),
+            weights=wire_weights(ranking.weights),
             eligible_models=ranking.eligible,
             removed_by_constraint=ranking.removed,
             profile=profile,
-            normalisation=pb.Normalisation(
-                latency_min_seconds=latency_min,
-                latency_max_seconds=latency_max,
-                cost_floor_usd=cost_floor,
-                cost_max_usd=cost_max,
-            ),
+            normalisation=wire_normalisation(ranking.normalisation),
         )
         for c in ranking.candidates:
             response.candidates.add(
