@@ -64,20 +64,16 @@ def _background(
     figures, else its calibrated priors."""
     figures: dict[str, object] = {}
     sources: list[str] = []
-    ttft = measured.ttft_s if measured else None
-    if ttft is not None:
-        figures["ttft_s"] = ttft
-        sources.append(ENDPOINTS)
-    elif (ttft := calibration.ttft_s(model)) is not None:
-        figures["ttft_s"] = ttft
-        sources.append(calibrated_source(model))
-    rate = measured.tokens_per_s if measured else None
-    if rate is not None:
-        figures["tokens_per_s"] = rate
-        sources.append(ENDPOINTS)
-    elif (rate := calibration.tokens_per_s(model)) is not None:
-        figures["tokens_per_s"] = rate
-        sources.append(calibrated_source(model))
+    for key, endpoint, calibrated in (
+        ("ttft_s", measured.ttft_s if measured else None, calibration.ttft_s),
+        ("tokens_per_s", measured.tokens_per_s if measured else None, calibration.tokens_per_s),
+    ):
+        if endpoint is not None:
+            figures[key] = endpoint
+            sources.append(ENDPOINTS)
+        elif (prior := calibrated(model)) is not None:
+            figures[key] = prior
+            sources.append(calibrated_source(model))
     if measured is not None and measured.error_rate is not None:
         figures["error_rate"] = measured.error_rate
     if sources:
