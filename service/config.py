@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from service.redis_link import DEFAULT_TIMEOUT_S
 from service.scorer import MAX_PRICE_PER_TOKEN, MAX_TTFT_S, MIN_TOKENS_PER_S
 
 NAMED_MODES = ("speed", "cost", "quality", "balanced")
@@ -108,6 +109,8 @@ class Settings(BaseSettings):
     spend_policy: Literal["refuse", "cheaper"] = "refuse"
     cheaper_from_share: float = Field(default=0.8, gt=0, le=1)
     redis_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0")
+    # The longest a request waits for Redis before it goes on without it.
+    redis_timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
     # Off by default: free variants share a small allowance per account and their endpoints may
     # log prompts. On, the router keeps within the allowance and falls back to paid models.
     free_models: bool = False

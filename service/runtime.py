@@ -49,10 +49,17 @@ class Runtime:
             timeout_s=settings.openrouter_timeout_s,
         )
         figures = LiveFigures(router, clock=clock)
-        redis = connect(settings.redis_url) if settings.redis_url else None
-        ledger = SpendLedger(settings.daily_spend_limit_usd, redis, clock=wall_clock)
+        timeout_s = settings.redis_timeout_s
+        redis = connect(settings.redis_url, timeout_s=timeout_s) if settings.redis_url else None
+        ledger = SpendLedger(
+            settings.daily_spend_limit_usd, redis, timeout_s=timeout_s, clock=wall_clock
+        )
         free_quota = FreeQuota(
-            router, client, FreeCounter(redis), enabled=settings.free_models, clock=wall_clock
+            router,
+            client,
+            FreeCounter(redis, timeout_s=timeout_s),
+            enabled=settings.free_models,
+            clock=wall_clock,
         )
         completer = Completer(
             router,

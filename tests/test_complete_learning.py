@@ -191,7 +191,12 @@ async def test_spend_survives_a_restart_through_redis(
     fake: FakeOpenRouter, tmp_path: Path, clock: Clock, redis_server: RedisServer
 ) -> None:
     routing = pb.RouteRequest(mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=2))
-    budget = {"daily_spend_limit_usd": 5.0, "redis_url": redis_server.url}
+    # Persistence under test, not speed: a busy machine must not send the spend to memory.
+    budget = {
+        "daily_spend_limit_usd": 5.0,
+        "redis_url": redis_server.url,
+        "redis_timeout_s": 1.0,
+    }
     async with started(fake, tmp_path / "one", clock, **budget) as first:
         answer = await first.completer.complete(ask(routing), None)
     async with started(fake, tmp_path / "two", clock, **budget) as second:
