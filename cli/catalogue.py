@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Annotated
 
@@ -11,10 +10,7 @@ from rich.table import Table
 
 from cli.common import AsJson, Target, call, out, print_json
 from service.catalogue_keeper import Eligibility
-from service.config import Settings
-from service.grpc_server import catalogue_status
 from service.pb.router.v1 import router_pb2 as pb
-from service.runtime import Runtime
 
 catalogue_app = typer.Typer(help="Show or refresh the catalogue the router serves.")
 
@@ -92,29 +88,10 @@ def _print_status(status: pb.CatalogueStatus) -> None:
         )
 
 
-async def _refresh_here() -> pb.RefreshCatalogueResponse:
-    runtime = Runtime.build(Settings())
-    try:
-        previous = runtime.router.catalogue.version
-        replaced = await runtime.keeper.refresh()
-        return pb.RefreshCatalogueResponse(
-            replaced=replaced,
-            previous_version=previous,
-            catalogue=catalogue_status(runtime.keeper.status()),
-        )
-    finally:
-        await runtime.aclose()
-
-
 @catalogue_app.command()
 def status(target: Target = None, as_json: AsJson = False) -> None:
     """The catalogue being served and how its refreshes go."""
-    if target is None:
-        settings = Settings()
-        runtime = Runtime.build(settings)
-        reply = pb.RouterStatus(catalogue=catalogue_status(runtime.keeper.status()))
-    else:
-        reply = call(target, "GetStatus", pb.GetStatusRequest())
+    reply = call(target, "GetStatus", pb.GetStatusRequest())
     if as_json:
         print_json(reply)
         return
@@ -125,10 +102,7 @@ def status(target: Target = None, as_json: AsJson = False) -> None:
 def refresh(target: Target = None, as_json: AsJson = False) -> None:
     """Fetch OpenRouter's catalogue now (in a running router with --target, else here, saving
     it for the next start). A failed or implausible listing keeps the current catalogue."""
-    if target is None:
-        reply = asyncio.run(_refresh_here())
-    else:
-        reply = call(target, "RefreshCatalogue", pb.RefreshCatalogueRequest())
+    reply = call(target, "RefreshCatalogue", pb.RefreshCatalogueRequest())
     if as_json:
         print_json(reply)
     else:

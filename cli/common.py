@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import grpc
@@ -12,12 +14,11 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.console import Console
 
-from service.catalogue_keeper import initial_catalogue
 from service.config import Settings
-from service.explain import explain
+from service.core import RouterCore
+from service.errors import RouterError
 from service.pb.router.v1.router_pb2_grpc import RouterStub
-from service.router import ModelRouter
-from service.scorer import ScorerError
+from service.runtime import Runtime
 
 out = Console()
 err = Console(stderr=True)
@@ -36,26 +37,35 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def local_router() -> ModelRouter:
-    """A router on the catalogue a server started here would serve."""
-    settings = Settings()
-    return ModelRouter(initial_catalogue(settings)[0], settings)
+# Each RPC the commands use, as the router's core answers it in this process.
+LOCAL: dict[str, Callable[[RouterCore, Any], Message | Awaitable[Message]]] = {
+    "Route": RouterCore.route,
+    "ListModels": RouterCore.list_models,
+    "Explain": RouterCore.explain,
+    "GetStatus": lambda core, _: core.status(),
+    "RefreshCatalogue": lambda core, _: core.refresh(),
+}
+
+
+async def _here(method: str, request: Message) -> Message:
+    """`method` of a router built here on the catalogue a server started here would serve."""
+    core = RouterCore(Runtime.build(Settings()))
+    try:
+        answer = LOCAL[method](core, request)
+        return await answer if inspect.isawaitable(answer) else answer
+    finally:
+        await core.aclose()
 
 
 def call(target: str | None, method: str, request: Message) -> Any:
-    """`method` of the router at `target`, or of an in-process router without one."""
-    local: dict[str, Callable[[ModelRouter, Any], Message]] = {
-        "Route": ModelRouter.route,
-        "ListModels": ModelRouter.list_models,
-        "Explain": explain,
-    }
+    """`method` of the router at `target`, or of a router in this process without one."""
     try:
         if target is None:
-            return local[method](local_router(), request)
+            return asyncio.run(_here(method, request))
         with grpc.insecure_channel(target) as channel:
             return getattr(RouterStub(channel), method)(request, timeout=RPC_TIMEOUT_S)
-    except ScorerError as exc:
-        raise fail(str(exc)) from None
+    except RouterError as exc:
+        raise fail(exc.message) from None
     except grpc.RpcError as exc:
         if isinstance(exc, grpc.Call):
             raise fail(f"{exc.code().name}: {exc.details()}") from None

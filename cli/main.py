@@ -34,5 +34,25 @@ def serve(
         overrides["http_port"] = http_port
     if host is not None:
         overrides["grpc_host"] = overrides["http_host"] = host
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _log_to_stderr()
     asyncio.run(serve_cmd.run(Settings(**overrides)))
+
+
+@app.command()
+def gateway(
+    target: Annotated[str, typer.Option(help="gRPC address of the router, HOST:PORT.")],
+    http_port: Annotated[int | None, typer.Option(help="REST port (default 8000).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind to.")] = None,
+) -> None:
+    """Serve the REST gateway alone, in front of a router running elsewhere."""
+    overrides: dict[str, Any] = {}
+    if http_port is not None:
+        overrides["http_port"] = http_port
+    if host is not None:
+        overrides["http_host"] = host
+    _log_to_stderr()
+    asyncio.run(serve_cmd.run_gateway(Settings(**overrides), target))
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

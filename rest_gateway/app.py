@@ -1,25 +1,28 @@
-"""The FastAPI application: one gRPC channel to the router, opened and closed with the app."""
+"""The FastAPI application over a backend: the router's core in process, or one over gRPC."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import grpc
 from fastapi import FastAPI
 
 from rest_gateway import errors
+from rest_gateway.backend import Backend
+from rest_gateway.body_limit import BodyLimit
 from rest_gateway.routes import admin, complete, explain, health, metrics, models, route
-from service.pb.router.v1.router_pb2_grpc import RouterStub
+from service.config import Settings
+
+DEFAULT_MAX_BODY_BYTES = Settings.model_fields["max_body_bytes"].default
 
 
-def create_app(grpc_target: str) -> FastAPI:
+def create_app(backend: Backend, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with grpc.aio.insecure_channel(grpc_target) as channel:
-            app.state.channel = channel
-            app.state.stub = RouterStub(channel)
+        try:
             yield
+        finally:
+            await backend.aclose()
 
     app = FastAPI(
         title="Model router",
@@ -27,7 +30,9 @@ def create_app(grpc_target: str) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.backend = backend
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     for module in (route, explain, complete, models, health, metrics, admin):
         app.include_router(module.router)
     return app

@@ -1,32 +1,65 @@
-"""Failures leave the gateway as JSON `{"error": {"code", "message"}}` with a fitting status."""
+"""Failures leave the gateway as JSON with a fitting status, never as a traceback.
+
+Everywhere but `/v1` the body is `{"error": {"code", "message"}}`; under `/v1` it is OpenAI's
+`{"error": {"message", "type", "param", "code"}}`, so that OpenAI's clients read it.
+"""
 
 from __future__ import annotations
 
 import logging
 
-import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from service.errors import ErrorKind, RouterError
+
 log = logging.getLogger(__name__)
 
 HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.FAILED_PRECONDITION: 422,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    ErrorKind.INVALID_REQUEST: 400,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.UNSATISFIABLE: 422,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.REFUSED_BY_MODEL: 400,
+    ErrorKind.MODERATION: 403,
+    ErrorKind.SPEND_LIMIT: 429,
+    ErrorKind.OUT_OF_CREDITS: 503,
+    ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.UPSTREAM_AUTH: 502,
+    ErrorKind.MISCONFIGURED: 503,
+    ErrorKind.DEADLINE: 504,
+    ErrorKind.INTERNAL: 500,
 }
+# OpenAI's error types, for `/v1`.
+OPENAI_TYPE = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+MAX_MESSAGE_CHARS = 2000
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+def error_response(request: Request, kind: ErrorKind, message: str) -> JSONResponse:
+    status = HTTP_STATUS[kind]
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+    if request.url.path.startswith("/v1/"):
+        error: dict[str, object] = {
+            "message": message,
+            "type": OPENAI_TYPE.get(status, "api_error"),
+            "param": None,
+            "code": kind.value,
+        }
+    else:
+        error = {"code": kind.value, "message": message}
+    return JSONResponse(status_code=status, content={"error": error})
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -37,25 +70,31 @@ def _location(loc: tuple[int | str, ...]) -> str:
 async def _invalid_body(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = "; ".join(f"{_location(tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
-    return error_response(422, "invalid_request", problems or "invalid request")
+    return error_response(request, ErrorKind.INVALID_REQUEST, problems or "invalid request")
 
 
-async def _rpc_failed(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, grpc.aio.AioRpcError)
-    code = exc.code()
-    status = HTTP_STATUS.get(code)
-    if status is None:
-        log.error("router RPC failed: %s %s", code.name, exc.details())
-        return error_response(502, "router_error", "the router failed to answer")
-    return error_response(status, code.name.lower(), exc.details() or code.name)
+async def _router_failed(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RouterError)
+    return error_response(request, exc.kind, exc.message)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, "http_error", str(exc.detail))
+    kinds = {404: ErrorKind.NOT_FOUND, 405: ErrorKind.INVALID_REQUEST}
+    response = error_response(
+        request, kinds.get(exc.status_code, ErrorKind.INVALID_REQUEST), str(exc.detail)
+    )
+    response.status_code = exc.status_code
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(request, ErrorKind.INTERNAL, "internal error in the router")
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_body)
-    app.add_exception_handler(grpc.aio.AioRpcError, _rpc_failed)
+    app.add_exception_handler(RouterError, _router_failed)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,144 +1,34 @@
-"""Request and response bodies of the REST API; each mirrors a message of `router.v1`."""
+"""Request bodies of the REST API. The routing fields are the proto's `RouteRequest` (see
+`proto_models`); messages and generation parameters take OpenAI's shapes."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import ListValue
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from rest_gateway.proto_models import request_model, to_message
 from service.pb.router.v1 import router_pb2 as pb
 
-ModeName = Literal["speed", "cost", "quality", "balanced"]
-ModalityName = Literal["text", "image", "file", "audio", "video"]
-
-MODES: dict[str, pb.Mode.ValueType] = {
-    "speed": pb.MODE_SPEED,
-    "cost": pb.MODE_COST,
-    "quality": pb.MODE_QUALITY,
-    "balanced": pb.MODE_BALANCED,
-}
-MODALITIES: dict[str, pb.Modality.ValueType] = {
-    "text": pb.MODALITY_TEXT,
-    "image": pb.MODALITY_IMAGE,
-    "file": pb.MODALITY_FILE,
-    "audio": pb.MODALITY_AUDIO,
-    "video": pb.MODALITY_VIDEO,
-}
-FREE_FILTERS: dict[str, pb.FreeFilter.ValueType] = {
-    "any": pb.FREE_FILTER_ANY,
-    "only": pb.FREE_FILTER_ONLY,
-    "exclude": pb.FREE_FILTER_EXCLUDE,
-}
-
-
-def as_json(message: Message) -> dict[str, object]:
-    """A message as JSON with proto field names, every field present."""
-    return MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-
-
 UINT32_MAX = 2**32 - 1
+
+if TYPE_CHECKING:
+    RouteFields = BaseModel
+else:
+    RouteFields = request_model(pb.RouteRequest.DESCRIPTOR)
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class WeightsBody(Strict):
-    latency: float = 0.0
-    cost: float = 0.0
-    quality: float = 0.0
-
-
-class ConstraintsBody(Strict):
-    min_context_tokens: int = Field(default=0, ge=0, le=UINT32_MAX)
-    input_modalities: list[ModalityName] = Field(default_factory=list)
-    required_parameters: list[str] = Field(default_factory=list)
-    max_prompt_price_per_mtok: float | None = None
-    max_completion_price_per_mtok: float | None = None
-    max_request_cost_usd: float | None = None
-    max_ttft_seconds: float | None = None
-    allow_models: list[str] = Field(default_factory=list)
-    deny_models: list[str] = Field(default_factory=list)
-    allow_providers: list[str] = Field(default_factory=list)
-    deny_providers: list[str] = Field(default_factory=list)
-    free: Literal["any", "only", "exclude"] = "any"
-
-    def to_pb(self) -> pb.Constraints:
-        c = pb.Constraints(
-            min_context_tokens=self.min_context_tokens,
-            input_modalities=[MODALITIES[m] for m in self.input_modalities],
-            required_parameters=self.required_parameters,
-            allow_models=self.allow_models,
-            deny_models=self.deny_models,
-            allow_providers=self.allow_providers,
-            deny_providers=self.deny_providers,
-            free=FREE_FILTERS[self.free],
-        )
-        for name in (
-            "max_prompt_price_per_mtok",
-            "max_completion_price_per_mtok",
-            "max_request_cost_usd",
-            "max_ttft_seconds",
-        ):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(c, name, value)
-        return c
-
-
-class ProfileBody(Strict):
-    prompt_tokens: int = Field(
-        default=0, ge=0, le=UINT32_MAX, description="0: the router's default estimate"
-    )
-    output_tokens: int = Field(
-        default=0, ge=0, le=UINT32_MAX, description="0: the router's default estimate"
-    )
-
-
-class RouteBody(Strict):
-    """Give at most one of `mode`, `custom_mode` and `weights`; none means the default mode."""
-
-    mode: ModeName | None = None
-    custom_mode: str | None = None
-    weights: WeightsBody | None = None
-    constraints: ConstraintsBody = Field(default_factory=ConstraintsBody)
-    profile: ProfileBody = Field(default_factory=ProfileBody)
-    top_k: int = Field(default=0, ge=0, le=1000, description="0: the router's default")
-
-    @model_validator(mode="after")
-    def _one_policy(self) -> RouteBody:
-        given = [n for n in ("mode", "custom_mode", "weights") if getattr(self, n) is not None]
-        if len(given) > 1:
-            raise ValueError(f"give at most one of mode, custom_mode, weights (got {given})")
-        return self
+class RouteBody(RouteFields):
+    """Give at most one of `mode`, `custom_mode` and `weights`; none means the default mode.
+    `top_k` and the profile's token counts: 0 means the router's default."""
 
     def to_pb(self) -> pb.RouteRequest:
-        request = pb.RouteRequest(
-            constraints=self.constraints.to_pb(),
-            profile=pb.RequestProfile(
-                prompt_tokens=self.profile.prompt_tokens,
-                output_tokens=self.profile.output_tokens,
-            ),
-            top_k=self.top_k,
-        )
-        if self.mode is not None:
-            request.mode = MODES[self.mode]
-        elif self.custom_mode is not None:
-            request.custom_mode = self.custom_mode
-        elif self.weights is not None:
-            request.weights.CopyFrom(
-                pb.Weights(
-                    latency=self.weights.latency,
-                    cost=self.weights.cost,
-                    quality=self.weights.quality,
-                )
-            )
-        return request
+        return to_message(self, pb.RouteRequest)
 
 
 class ExplainBody(RouteBody):
@@ -147,7 +37,8 @@ class ExplainBody(RouteBody):
     model: str = Field(default="", description="a catalogue model id; empty: the winner alone")
 
     def to_explain_pb(self) -> pb.ExplainRequest:
-        return pb.ExplainRequest(routing=self.to_pb(), model=self.model)
+        routing = pb.RouteRequest(**self.model_dump(exclude_none=True, exclude={"model"}))
+        return pb.ExplainRequest(routing=routing, model=self.model)
 
 
 def _fill(target: ListValue, objects: list[dict[str, Any]]) -> None:
@@ -236,194 +127,12 @@ class CompleteBody(RouteBody):
 
     def to_complete_pb(self) -> pb.CompleteRequest:
         return pb.CompleteRequest(
-            routing=self.to_pb(),
+            routing=pb.RouteRequest(
+                **self.model_dump(exclude_none=True, exclude={"messages", "params"})
+            ),
             messages=[m.to_pb() for m in self.messages],
             params=self.params.to_pb(),
         )
-
-
-class AttemptResult(BaseModel):
-    model: str
-    outcome: str
-    http_status: int
-    error: str
-    ttft_seconds: float
-    total_seconds: float
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-
-
-class MessageResult(BaseModel):
-    role: str
-    content: str
-    tool_calls: list[dict[str, Any]] | None = None
-
-
-class ChoiceResult(BaseModel):
-    index: int
-    message: MessageResult
-    finish_reason: str
-
-
-class UsageResult(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    cost_usd: float
-
-
-class CompleteResult(BaseModel):
-    id: str
-    model: str
-    provider: str
-    choices: list[ChoiceResult]
-    usage: UsageResult
-    attempts: list[AttemptResult]
-    decision_id: str
-    catalogue_version: str
-
-
-class ScoreTerms(BaseModel):
-    latency: float
-    cost: float
-    quality: float
-
-
-class Candidate(BaseModel):
-    model: str
-    score: float
-    terms: ScoreTerms
-    expected_cost_usd: float
-    expected_latency_seconds: float
-    quality_estimated: bool
-    latency_estimated: bool
-    quality_source: str = Field(description='e.g. "aa-leaderboard", "family-prior"')
-    latency_source: str = Field(
-        description='"learned", "openrouter-endpoints", or the catalogue\'s source'
-    )
-    ttft_seconds: float = Field(description="time to first token the latency was computed from")
-    tokens_per_second: float = Field(description="throughput the latency was computed from")
-
-
-class Weights(BaseModel):
-    latency: float
-    cost: float
-    quality: float
-
-
-class Profile(BaseModel):
-    prompt_tokens: int
-    output_tokens: int
-
-
-class Normalisation(BaseModel):
-    latency_min_seconds: float
-    latency_max_seconds: float
-    cost_floor_usd: float
-    cost_max_usd: float
-
-
-class RouteResult(BaseModel):
-    model: str
-    candidates: list[Candidate]
-    decision_id: str
-    catalogue_version: str
-    weights: Weights
-    eligible_models: int
-    removed_by_constraint: dict[str, int]
-    profile: Profile
-    normalisation: Normalisation
-
-
-class Figure(BaseModel):
-    value: float
-    source: str
-    estimated: bool
-
-
-class ModelExplanation(BaseModel):
-    model: str
-    rank: int = Field(description="1 is the winner; 0 when a constraint removed the model")
-    score: float
-    terms: ScoreTerms
-    contributions: ScoreTerms = Field(description="each term times its weight; sum: the score")
-    expected_cost_usd: float
-    expected_latency_seconds: float
-    ttft_seconds: Figure
-    tokens_per_second: Figure
-    quality: Figure
-    prompt_price_per_mtok: float
-    completion_price_per_mtok: float
-    free: bool
-
-
-class ExplainResult(BaseModel):
-    winner: ModelExplanation
-    subject: ModelExplanation
-    excluded_by: str = Field(description="the constraint that removed the subject; empty if none")
-    weights: Weights
-    normalisation: Normalisation
-    eligible_models: int
-    catalogue_version: str
-    profile: Profile
-    summary: list[str]
-
-
-class ModelInfo(BaseModel):
-    id: str
-    name: str
-    author: str
-    context_length: int
-    max_output_tokens: int
-    prompt_price_per_mtok: float
-    completion_price_per_mtok: float
-    input_modalities: list[str]
-    output_modalities: list[str]
-    supported_parameters: list[str]
-    quality: float
-    quality_estimated: bool
-    ttft_seconds: float
-    tokens_per_second: float
-    latency_estimated: bool
-
-
-class ModelList(BaseModel):
-    models: list[ModelInfo]
-    total: int
-    catalogue_version: str
-
-
-class Eligibility(BaseModel):
-    models: int
-    routable: int
-    excluded_by_rule: dict[str, int]
-
-
-class LatencyCalibration(BaseModel):
-    ttft_ratio: float | None = None
-    ttft_models: int
-    throughput_ratio: float | None = None
-    throughput_models: int
-
-
-class CatalogueStatus(BaseModel):
-    version: str
-    models: int
-    source: str
-    last_refresh_attempt: float
-    last_refresh_success: float
-    last_refresh_error: str
-    consecutive_refresh_failures: int
-    stale: bool
-    eligibility: Eligibility
-    latency_calibration: LatencyCalibration
-
-
-class RefreshResult(BaseModel):
-    replaced: bool
-    previous_version: str
-    catalogue: CatalogueStatus
 
 
 class ErrorDetail(BaseModel):

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
 
     max_attempts: int = Field(default=4, ge=1, le=20, description="candidates tried per call")
     completion_timeout_s: float = Field(default=60.0, gt=0, description="when no deadline is set")
+    max_body_bytes: int = Field(
+        default=8 * 2**20, ge=1024, description="larger REST bodies are refused with 413"
+    )
     attempt_timeout_s: float = Field(default=30.0, gt=0, description="one non-streamed attempt")
     first_token_timeout_s: float = Field(default=20.0, gt=0)
     stream_idle_timeout_s: float = Field(default=30.0, gt=0)

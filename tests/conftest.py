@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from rest_gateway.app import create_app
 from service.config import ModeWeights, Settings
 from tests.fake_openrouter import FakeOpenRouter
 from tests.redis_server import redis_server  # noqa: F401  (a fixture for every test module)
-from tests.servers import ServerThread
+from tests.servers import GatewayThread, ServerThread
 
+HTTP_TIMEOUT_S = 30
 CUSTOM_MODES = {"frugal-genius": ModeWeights(latency=0.0, cost=0.5, quality=0.5)}
 
 
@@ -35,12 +35,34 @@ def fake() -> Iterator[FakeOpenRouter]:
 
 
 @pytest.fixture(scope="session")
-def grpc_address(settings: Settings) -> Iterator[str]:
-    with ServerThread(settings) as address:
-        yield address
+def router_server(settings: Settings) -> Iterator[ServerThread]:
+    server = ServerThread(settings)
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def grpc_address(router_server: ServerThread) -> str:
+    return f"127.0.0.1:{router_server.running.port}"
+
+
+@pytest.fixture(scope="session")
+def remote_gateway_url(grpc_address: str, settings: Settings) -> Iterator[str]:
+    with GatewayThread(grpc_address, settings) as url:
+        yield url
+
+
+@pytest.fixture(scope="session", params=["in-process", "remote"])
+def gateway_url(request: pytest.FixtureRequest, router_server: ServerThread) -> str:
+    """The router's REST gateway: the one `router serve` runs beside the core, and one that
+    `router gateway --target` runs in front of its gRPC port. Same answers either way."""
+    if request.param == "in-process":
+        return router_server.http_url
+    url: str = request.getfixturevalue("remote_gateway_url")
+    return url
 
 
 @pytest.fixture
-def gateway(grpc_address: str) -> Iterator[TestClient]:
-    with TestClient(create_app(grpc_address)) as client:
+def gateway(gateway_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway_url, timeout=HTTP_TIMEOUT_S) as client:
         yield client

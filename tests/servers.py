@@ -1,4 +1,5 @@
-"""The router's gRPC server on 127.0.0.1:0 in a thread of its own, for tests and benchmarks."""
+"""The router on 127.0.0.1:0 in a thread of its own (gRPC and its REST gateway over one core),
+and a REST gateway alone in front of it, for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -6,16 +7,23 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
+from rest_gateway.app import create_app
+from rest_gateway.backend import Backend, LocalBackend, RemoteBackend
+from rest_gateway.serving import HttpServer
 from service import grpc_server
 from service.config import Settings
+from service.core import RouterCore
 from service.runtime import Runtime
 from tests.fake_openrouter import DEFAULT_KEY, FakeOpenRouter
+
+T = TypeVar("T")
+TIMEOUT_S = 10
 
 
 def settings_for(fake: FakeOpenRouter, state_dir: Path, **extra: Any) -> Settings:
@@ -41,28 +49,81 @@ def free_port() -> int:
         return port
 
 
+class _LoopThread:
+    """One event loop in a daemon thread for every server of the process: grpc.aio serves and
+    calls from one loop at a time."""
+
+    _shared: _LoopThread | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def shared(cls) -> _LoopThread:
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=TIMEOUT_S)
+
+
+async def _serve_gateway(
+    backend: Callable[[], Backend], settings: Settings
+) -> tuple[HttpServer, int]:
+    """Built in the loop it serves from: a gRPC channel belongs to the loop it was made in."""
+    app = create_app(backend(), max_body_bytes=settings.max_body_bytes)
+    server = HttpServer(app, "127.0.0.1", 0, log_level="warning")
+    return server, await server.start()
+
+
 class ServerThread:
-    """The gRPC server on 127.0.0.1:0, in a thread with its own event loop; `wall_clock` is
-    the runtime's calendar (see `Runtime.build`)."""
+    """The router as `router serve` runs it, on 127.0.0.1:0: the gRPC server and the REST
+    gateway over one core. Entering gives the gRPC address; `http_url` is the gateway's.
+    `wall_clock` is the runtime's calendar (see `Runtime.build`)."""
 
     def __init__(self, settings: Settings, *, wall_clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.wall_clock = wall_clock
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self) -> str:
-        self.thread.start()
+        self.loops = _LoopThread.shared()
         self.runtime = Runtime.build(self.settings, wall_clock=self.wall_clock)
-        started = asyncio.run_coroutine_threadsafe(
-            grpc_server.start(self.settings, self.runtime), self.loop
-        )
-        self.running = started.result(timeout=10)
+        self.core = RouterCore(self.runtime)
+        self.running = self.loops.run(self._start())
         return f"127.0.0.1:{self.running.port}"
 
+    async def _start(self) -> grpc_server.RunningServer:
+        self.core.start()
+        running = await grpc_server.start(self.settings, self.core)
+        self.gateway, port = await _serve_gateway(lambda: LocalBackend(self.core), self.settings)
+        self.http_url = f"http://127.0.0.1:{port}"
+        return running
+
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.running.stop(0), self.loop).result(timeout=10)
-        asyncio.run_coroutine_threadsafe(self.runtime.aclose(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
+        self.loops.run(self.gateway.stop())
+        self.loops.run(self.running.stop(0))
+        self.loops.run(self.core.aclose())
+
+
+class GatewayThread:
+    """`router gateway --target`: the REST gateway alone, in front of the router at `target`.
+    Entering gives its base URL."""
+
+    def __init__(self, target: str, settings: Settings) -> None:
+        self.target = target
+        self.settings = settings
+
+    def __enter__(self) -> str:
+        self.loops = _LoopThread.shared()
+        self.gateway, port = self.loops.run(
+            _serve_gateway(lambda: RemoteBackend(self.target), self.settings)
+        )
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.loops.run(self.gateway.stop())

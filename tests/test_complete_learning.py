@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
-from service.completion.failover import CompletionError
 from service.config import ModelOverride
+from service.errors import ErrorKind, RouterError
 from service.pb.router.v1 import router_pb2 as pb
 from service.runtime import Runtime
 from tests.fake_openrouter import FakeOpenRouter, HttpError, Reply
@@ -151,11 +150,11 @@ async def test_the_daily_limit_holds_under_50_concurrent_requests(
             return_exceptions=True,
         )
         done = [o for o in outcomes if isinstance(o, pb.CompleteResponse)]
-        refused = [o for o in outcomes if isinstance(o, CompletionError)]
+        refused = [o for o in outcomes if isinstance(o, RouterError)]
         assert len(done) + len(refused) == 50
         assert done
         assert refused
-        assert all(r.code == grpc.StatusCode.RESOURCE_EXHAUSTED for r in refused)
+        assert all(r.kind is ErrorKind.SPEND_LIMIT for r in refused)
         assert "daily spend limit reached" in str(refused[0])
         assert f"of {limit} USD" in str(refused[0])
         spent = sum(o.usage.cost_usd for o in done)
@@ -215,7 +214,7 @@ async def test_retry_after_is_honoured_only_when_it_fits_the_deadline(
     assert answer.choices[0].message.content == "after the pause"
 
     fake.script(only, HttpError.rate_limited(retry_after_s=30), Reply("never asked"))
-    with pytest.raises(CompletionError) as caught:
+    with pytest.raises(RouterError) as caught:
         await runtime.completer.complete(ask(routing), 2.0)
-    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
     assert [a.outcome for a in caught.value.attempts] == ["http_429"]

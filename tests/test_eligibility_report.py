@@ -8,13 +8,12 @@ import logging
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from google.protobuf.json_format import MessageToDict
 from typer.testing import CliRunner
 
 from cli.main import app as cli
-from rest_gateway.app import create_app
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from tests.fake_openrouter import FakeOpenRouter, load_models
@@ -51,7 +50,7 @@ def test_refreshes_report_what_default_routes_exclude(
             excluded,
         )
 
-        with TestClient(create_app(address)) as client:
+        with httpx.Client(base_url=server.http_url, timeout=30) as client:
             assert client.get("/health").json()["catalogue"]["eligibility"] == expected
             again = client.post("/admin/catalogue/refresh").json()
             assert again["catalogue"]["eligibility"] == expected

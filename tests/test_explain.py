@@ -7,8 +7,8 @@ import json
 from collections.abc import Iterator
 
 import grpc
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -165,7 +165,7 @@ def test_an_unknown_model_is_invalid_argument(stub: RouterStub) -> None:
     assert "nobody/nothing" in (call.details() or "")
 
 
-def test_rest_explain(gateway: TestClient, stub: RouterStub) -> None:
+def test_rest_explain(gateway: httpx.Client, stub: RouterStub) -> None:
     ranking, model = nth_for_speed(stub, 3)
     reply = gateway.post("/explain", json={"mode": "speed", "model": model})
     assert reply.status_code == 200, reply.text
@@ -178,7 +178,7 @@ def test_rest_explain(gateway: TestClient, stub: RouterStub) -> None:
     assert "/explain" in gateway.get("/openapi.json").json()["paths"]
 
 
-def test_rest_explain_names_the_constraint_that_removed_the_model(gateway: TestClient) -> None:
+def test_rest_explain_names_the_constraint_that_removed_the_model(gateway: httpx.Client) -> None:
     model = a_chat_model(("text",), completion_price_above=10).id
     reply = gateway.post(
         "/explain",
@@ -200,13 +200,13 @@ def test_rest_explain_names_the_constraint_that_removed_the_model(gateway: TestC
     ("body", "status", "fragment"),
     [
         ({"model": "nobody/nothing"}, 400, "nobody/nothing"),
-        ({"model": 3}, 422, "model"),
+        ({"model": 3}, 400, "model"),
         ({"weights": {"latency": 0, "cost": 0, "quality": 0}}, 400, "all be zero"),
         ({"constraints": {"min_context_tokens": 4_000_000_000}}, 422, "no model satisfies"),
     ],
 )
 def test_rest_explain_errors(
-    gateway: TestClient, body: dict[str, object], status: int, fragment: str
+    gateway: httpx.Client, body: dict[str, object], status: int, fragment: str
 ) -> None:
     reply = gateway.post("/explain", json=body)
     assert reply.status_code == status, reply.text

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
@@ -230,7 +230,7 @@ def test_with_redis_down_free_calls_are_counted_in_memory_without_errors(
 
 
 def test_get_status_and_health_report_the_free_allowance(
-    grpc_address: str, gateway: TestClient
+    grpc_address: str, gateway: httpx.Client
 ) -> None:
     expected = {  # the shared servers run with the defaults: free variants off
         "enabled": False,

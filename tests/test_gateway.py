@@ -1,17 +1,18 @@
-"""The REST gateway, through the real gRPC server."""
+"""The REST gateway, both beside the router's core and in front of its gRPC port."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from rest_gateway.app import create_app
 from service import catalogue
+from service.config import Settings
+from tests.servers import GatewayThread
 
 CATALOGUE_IDS = {m.id for m in catalogue.load().models}
 
 
-def test_route_speed(gateway: TestClient) -> None:
+def test_route_speed(gateway: httpx.Client) -> None:
     reply = gateway.post("/route", json={"mode": "speed"})
     assert reply.status_code == 200, reply.text
     body = reply.json()
@@ -26,7 +27,7 @@ def test_route_speed(gateway: TestClient) -> None:
     assert body["normalisation"]["latency_min_seconds"] <= best["expected_latency_seconds"]
 
 
-def test_route_with_weights_constraints_and_profile(gateway: TestClient) -> None:
+def test_route_with_weights_constraints_and_profile(gateway: httpx.Client) -> None:
     reply = gateway.post(
         "/route",
         json={
@@ -47,22 +48,22 @@ def test_route_with_weights_constraints_and_profile(gateway: TestClient) -> None
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
-        ({"mode": "fastest"}, 422, "mode"),
+        ({"mode": "fastest"}, 400, "mode"),
         ({"weights": {"latency": -1, "cost": 1, "quality": 1}}, 400, "non-negative"),
         ({"weights": {"latency": 0, "cost": 0, "quality": 0}}, 400, "all be zero"),
-        ({"top_k": "five"}, 422, "top_k"),
-        ({"mode": 3}, 422, "mode"),
-        ({"weights": {"latency": "fast"}}, 422, "weights.latency"),
-        ({"mode": "speed", "colour": "blue"}, 422, "colour"),
-        ({"mode": "speed", "weights": {"cost": 1}}, 422, "at most one"),
+        ({"top_k": "five"}, 400, "top_k"),
+        ({"mode": 3}, 400, "mode"),
+        ({"weights": {"latency": "fast"}}, 400, "weights.latency"),
+        ({"mode": "speed", "colour": "blue"}, 400, "colour"),
+        ({"mode": "speed", "weights": {"cost": 1}}, 400, "at most one"),
         ({"custom_mode": "nope"}, 400, "unknown custom mode"),
-        ({"constraints": {"input_modalities": ["smell"]}}, 422, "input_modalities"),
+        ({"constraints": {"input_modalities": ["smell"]}}, 400, "input_modalities"),
         ({"constraints": {"min_context_tokens": 4_000_000_000}}, 422, "no model satisfies"),
-        ({"profile": {"prompt_tokens": 2**32}}, 422, "profile.prompt_tokens"),
+        ({"profile": {"prompt_tokens": 2**32}}, 400, "profile.prompt_tokens"),
     ],
 )
 def test_bad_input_is_a_clear_4xx(
-    gateway: TestClient, body: dict[str, object], status: int, fragment: str
+    gateway: httpx.Client, body: dict[str, object], status: int, fragment: str
 ) -> None:
     reply = gateway.post("/route", json=body)
     assert reply.status_code == status, reply.text
@@ -71,26 +72,26 @@ def test_bad_input_is_a_clear_4xx(
     assert error["code"]
 
 
-def test_malformed_json_is_422(gateway: TestClient) -> None:
+def test_malformed_json_is_400(gateway: httpx.Client) -> None:
     reply = gateway.post(
         "/route", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert reply.status_code == 422
+    assert reply.status_code == 400
     assert reply.json()["error"]["code"] == "invalid_request"
 
 
-def test_models(gateway: TestClient) -> None:
+def test_models(gateway: httpx.Client) -> None:
     reply = gateway.get("/models", params={"author": "anthropic", "limit": 3})
     assert reply.status_code == 200
     body = reply.json()
     assert len(body["models"]) == 3
     assert body["total"] >= 3
     assert all(m["author"] == "anthropic" for m in body["models"])
-    assert gateway.get("/models", params={"limit": -1}).status_code == 422
-    assert gateway.get("/models", params={"offset": 2**40}).status_code == 422
+    assert gateway.get("/models", params={"limit": -1}).status_code == 400
+    assert gateway.get("/models", params={"offset": 2**40}).status_code == 400
 
 
-def test_health(gateway: TestClient) -> None:
+def test_health(gateway: httpx.Client) -> None:
     reply = gateway.get("/health")
     assert reply.status_code == 200
     body = reply.json()
@@ -100,34 +101,34 @@ def test_health(gateway: TestClient) -> None:
     assert body["catalogue"]["stale"] is False
 
 
-def test_metrics_are_prometheus_text(gateway: TestClient) -> None:
+def test_metrics_are_prometheus_text(gateway: httpx.Client) -> None:
     reply = gateway.get("/metrics")
     assert reply.status_code == 200
     assert reply.headers["content-type"].startswith("text/plain")
     assert "router_catalogue_models " in reply.text
 
 
-def test_health_when_the_router_is_down() -> None:
-    with TestClient(create_app("127.0.0.1:1")) as client:
+def test_health_when_the_router_is_down(settings: Settings) -> None:
+    with GatewayThread("127.0.0.1:1", settings) as url, httpx.Client(base_url=url) as client:
         reply = client.get("/health")
     assert reply.status_code == 503
     assert reply.json()["status"].startswith("UNREACHABLE")
 
 
-def test_route_when_the_router_is_down() -> None:
-    with TestClient(create_app("127.0.0.1:1")) as client:
+def test_route_when_the_router_is_down(settings: Settings) -> None:
+    with GatewayThread("127.0.0.1:1", settings) as url, httpx.Client(base_url=url) as client:
         reply = client.post("/route", json={"mode": "cost"})
     assert reply.status_code == 503
     assert reply.json()["error"]["code"] == "unavailable"
 
 
-def test_docs_and_openapi(gateway: TestClient) -> None:
+def test_docs_and_openapi(gateway: httpx.Client) -> None:
     assert gateway.get("/docs").status_code == 200
     paths = gateway.get("/openapi.json").json()["paths"]
     assert {"/route", "/models", "/health"} <= set(paths)
 
 
-def test_unknown_path_is_json_404(gateway: TestClient) -> None:
+def test_unknown_path_is_json_404(gateway: httpx.Client) -> None:
     reply = gateway.get("/nowhere")
     assert reply.status_code == 404
-    assert reply.json()["error"]["code"] == "http_error"
+    assert reply.json()["error"]["code"] == "not_found"

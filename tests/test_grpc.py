@@ -127,11 +127,11 @@ def test_complete_needs_an_openrouter_key(stub: RouterStub) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         stub.Complete(request)
     code, details = status_of(caught.value)
-    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert code == grpc.StatusCode.UNAVAILABLE
     assert "OPENROUTER_API_KEY" in details
     with pytest.raises(grpc.RpcError) as caught:
         list(stub.StreamComplete(request))
-    assert status_of(caught.value)[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert status_of(caught.value)[0] == grpc.StatusCode.UNAVAILABLE
 
 
 def test_list_models_filters_and_pages(stub: RouterStub) -> None:

@@ -8,14 +8,15 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
-from rest_gateway.schemas import CatalogueStatus, LatencyCalibration, as_json
+from rest_gateway.proto_models import to_json
 from service.catalogue_keeper import CatalogueKeeper, initial_catalogue
 from service.config import ModelOverride, Settings
-from service.grpc_server import catalogue_status
+from service.core import catalogue_status
 from service.live_figures import LiveFigures
 from service.openrouter import OpenRouterClient
 from service.pb.router.v1 import router_pb2 as pb
@@ -70,10 +71,11 @@ class Router:
         )
 
 
-def on_the_wire(wired: Router) -> LatencyCalibration:
+def on_the_wire(wired: Router) -> dict[str, Any]:
     """The calibration as GetStatus sends it and the gateway's /health shows it."""
     status = catalogue_status(wired.keeper.status())
-    return CatalogueStatus.model_validate(as_json(status)).latency_calibration
+    calibration: dict[str, Any] = to_json(status)["latency_calibration"]
+    return calibration
 
 
 @pytest.fixture
@@ -132,8 +134,11 @@ async def test_priors_are_calibrated_onto_the_endpoint_scale(
     assert calibration.throughput.value == pytest.approx(THROUGHPUT_RATIO, rel=1e-3)
     assert calibration.ttft.models >= 5
     wire = on_the_wire(wired)
-    assert (wire.ttft_ratio, wire.ttft_models) == (calibration.ttft.value, calibration.ttft.models)
-    assert wire.throughput_ratio == calibration.throughput.value
+    assert (wire["ttft_ratio"], wire["ttft_models"]) == (
+        calibration.ttft.value,
+        calibration.ttft.models,
+    )
+    assert wire["throughput_ratio"] == calibration.throughput.value
     assert wired.latency(FAMILY_PRIOR_ONLY) == wired.calibrated(FAMILY_PRIOR_ONLY, "family-prior")
     # A rescaled guess is still a guess; OpenRouter's own figures are measurements.
     assert wired.estimated(FAMILY_PRIOR_ONLY)
@@ -190,7 +195,7 @@ async def test_too_few_models_with_both_figures_leave_the_priors_as_they_are(
     assert (calibration.ttft.value, calibration.ttft.models) == (None, 4)
     assert calibration.throughput.value is None
     wire = on_the_wire(wired)
-    assert (wire.ttft_ratio, wire.ttft_models, wire.throughput_ratio) == (None, 4, None)
+    assert (wire["ttft_ratio"], wire["ttft_models"], wire["throughput_ratio"]) == (None, 4, None)
     prior = wired.router.model(FAMILY_PRIOR_ONLY)
     assert prior is not None
     assert wired.latency(FAMILY_PRIOR_ONLY) == (

@@ -190,7 +190,7 @@ def test_a_redirecting_openrouter_url_fails_fast_as_misconfiguration(
         pytest.raises(grpc.RpcError) as caught,
     ):
         RouterStub(channel).Complete(request, timeout=10)
-    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
     details = caught.value.details()  # type: ignore[attr-defined]
     assert "the router is misconfigured" in details
     assert details.count("http_307") == 1, "no other candidate is tried"

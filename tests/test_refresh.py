@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from cli.main import app as cli
-from rest_gateway.app import create_app
 from service.catalogue_keeper import CatalogueKeeper
 from service.config import Settings
 from service.live_figures import LiveFigures
@@ -261,14 +260,15 @@ async def test_the_key_never_reaches_logs_or_answers(
 
 
 def test_refresh_through_grpc_rest_and_cli(settings: Settings, fake: FakeOpenRouter) -> None:
-    with ServerThread(settings) as address:
+    server = ServerThread(settings)
+    with server as address:
         with grpc.insecure_channel(address) as channel:
             reply = RouterStub(channel).RefreshCatalogue(pb.RefreshCatalogueRequest())
         assert reply.replaced
         assert reply.catalogue.source == "refreshed"
         assert reply.catalogue.models == 42
 
-        with TestClient(create_app(address)) as client:
+        with httpx.Client(base_url=server.http_url, timeout=30) as client:
             fake.script_models(HttpError.internal())
             answer = client.post("/admin/catalogue/refresh")
             assert answer.status_code == 200

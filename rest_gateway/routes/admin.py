@@ -1,17 +1,18 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from rest_gateway.deps import Stub
-from rest_gateway.schemas import RefreshResult, as_json
+from rest_gateway.deps import BackendDep, json_response
+from rest_gateway.proto_models import response_model
 from service.pb.router.v1 import router_pb2 as pb
 
 router = APIRouter(prefix="/admin", tags=["operations"])
 
 
-@router.post("/catalogue/refresh", response_model=RefreshResult)
-async def refresh_catalogue(stub: Stub) -> RefreshResult:
+@router.post(
+    "/catalogue/refresh", response_model=response_model(pb.RefreshCatalogueResponse.DESCRIPTOR)
+)
+async def refresh_catalogue(backend: BackendDep) -> Response:
     """Fetch OpenRouter's catalogue now. A failed or implausible listing keeps the catalogue
     being served: `replaced` is then false and `catalogue.last_refresh_error` says why."""
-    reply = await stub.RefreshCatalogue(pb.RefreshCatalogueRequest())
-    return RefreshResult.model_validate(as_json(reply))
+    return json_response(await backend.refresh())

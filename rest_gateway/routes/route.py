@@ -1,22 +1,24 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from rest_gateway.deps import Stub
-from rest_gateway.schemas import ErrorBody, RouteBody, RouteResult, as_json
+from rest_gateway.deps import BackendDep, json_response
+from rest_gateway.proto_models import response_model
+from rest_gateway.schemas import ErrorBody, RouteBody
+from service.pb.router.v1 import router_pb2 as pb
 
 router = APIRouter(tags=["routing"])
 
 
 @router.post(
     "/route",
-    response_model=RouteResult,
+    response_model=response_model(pb.RouteResponse.DESCRIPTOR),
     responses={400: {"model": ErrorBody}, 422: {"model": ErrorBody}},
 )
-async def route(body: RouteBody, stub: Stub) -> RouteResult:
+async def route(body: RouteBody, backend: BackendDep) -> Response:
     """Rank the catalogue for one request and return the best model with its runners-up.
 
-    400: the request is well-formed but invalid (e.g. negative or all-zero weights, unknown
-    custom mode). 422: the body does not parse, or no model satisfies the constraints.
+    400: the body is malformed or invalid (e.g. negative or all-zero weights, unknown custom
+    mode). 422: no model satisfies the constraints.
     """
-    return RouteResult.model_validate(as_json(await stub.Route(body.to_pb())))
+    return json_response(await backend.route(body.to_pb()))

@@ -18,11 +18,10 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
-import grpc
-
 from service.catalogue import ModelRecord
 from service.completion.request import Prepared, prepare
 from service.config import Settings
+from service.errors import ErrorKind, RouterError
 from service.free_quota import FreeQuota
 from service.live_figures import LiveFigures
 from service.openrouter import OpenRouterClient
@@ -42,27 +41,15 @@ from service.scorer import NoEligibleModel
 from service.spend import MAX_AMOUNT_USD, Reservation, SpendLedger
 
 FAIL_FAST = {
-    Failure.BAD_REQUEST: (grpc.StatusCode.INVALID_ARGUMENT, "the model refused the request"),
-    Failure.AUTH: (grpc.StatusCode.UNAUTHENTICATED, "OpenRouter refused the router's API key"),
-    Failure.CREDITS: (
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        "the OpenRouter account is out of credits",
-    ),
-    Failure.MODERATION: (grpc.StatusCode.PERMISSION_DENIED, "moderation refused the request"),
-    Failure.MISCONFIGURED: (grpc.StatusCode.FAILED_PRECONDITION, "the router is misconfigured"),
+    Failure.BAD_REQUEST: (ErrorKind.REFUSED_BY_MODEL, "the model refused the request"),
+    Failure.AUTH: (ErrorKind.UPSTREAM_AUTH, "OpenRouter refused the router's API key"),
+    Failure.CREDITS: (ErrorKind.OUT_OF_CREDITS, "the OpenRouter account is out of credits"),
+    Failure.MODERATION: (ErrorKind.MODERATION, "moderation refused the request"),
+    Failure.MISCONFIGURED: (ErrorKind.MISCONFIGURED, "the router is misconfigured"),
 }
 # Outcomes of candidates skipped without a call (a call refused by OpenRouter has a status).
 NOT_CALLED = frozenset({"circuit_open", "free_quota"})
 FREE_SUFFIX = ":free"
-
-
-class CompletionError(Exception):
-    """The call failed as a whole; `code` is the gRPC status to answer with."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, attempts: list[pb.Attempt]) -> None:
-        super().__init__(message)
-        self.code = code
-        self.attempts = attempts
 
 
 def _causes(attempts: list[pb.Attempt]) -> str:
@@ -156,10 +143,9 @@ class Completer:
     async def _begin(self, request: pb.CompleteRequest, timeout_s: float | None) -> _Call:
         prepared = prepare(request, self._settings.default_output_tokens)
         if not self._client.has_key:
-            raise CompletionError(
-                grpc.StatusCode.FAILED_PRECONDITION,
+            raise RouterError(
+                ErrorKind.MISCONFIGURED,
                 "the router has no OpenRouter API key: set OPENROUTER_API_KEY to complete",
-                [],
             )
         route = prepared.route
         route.top_k = max(route.top_k, self._settings.max_attempts)
@@ -177,10 +163,8 @@ class Completer:
         call.attempts.append(attempt)
         return attempt
 
-    def _fail(self, call: _Call, code: grpc.StatusCode, message: str) -> CompletionError:
-        return CompletionError(
-            code, f"{message}; attempts: {_causes(call.attempts)}", call.attempts
-        )
+    def _fail(self, call: _Call, kind: ErrorKind, message: str) -> RouterError:
+        return RouterError(kind, f"{message}; attempts: {_causes(call.attempts)}", call.attempts)
 
     def _max_cost(self, call: _Call, model: ModelRecord) -> float:
         output = (
@@ -218,7 +202,7 @@ class Completer:
         if index > 0 and not self._retries.try_spend():
             self._breakers.release(model_id)
             raise self._fail(
-                call, grpc.StatusCode.UNAVAILABLE, "the retry budget is spent: not failing over"
+                call, ErrorKind.UNAVAILABLE, "the retry budget is spent: not failing over"
             )
         reservation = await self._ledger.reserve(self._max_cost(call, model))
         if reservation is None:
@@ -226,7 +210,7 @@ class Completer:
             status = await self._ledger.status()
             raise self._fail(
                 call,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                ErrorKind.SPEND_LIMIT,
                 f"daily spend limit reached: spent {status.spent_usd:.4f} USD "
                 f"(+{status.reserved_usd:.4f} in flight) of {status.limit_usd} USD",
             )
@@ -283,8 +267,8 @@ class Completer:
         else:
             self._breakers.release(model_id)
         if error.kind in FAIL_FAST:
-            code, message = FAIL_FAST[error.kind]
-            raise self._fail(call, code, f"{message}: {error}")
+            kind, message = FAIL_FAST[error.kind]
+            raise self._fail(call, kind, f"{message}: {error}")
         if error.kind is Failure.CONTEXT_LENGTH:
             call.min_context = max(call.min_context, model.context_length if model else 0)
         call.again = await self._wait_retry_after(call, error)
@@ -313,7 +297,7 @@ class Completer:
     def _left(self, call: _Call) -> float:
         left = call.deadline - self._clock()
         if left <= 0:
-            raise self._fail(call, grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed")
+            raise self._fail(call, ErrorKind.DEADLINE, "the deadline passed")
         return left
 
     async def _wait_retry_after(self, call: _Call, error: UpstreamError) -> bool:
@@ -343,7 +327,7 @@ class Completer:
                     await self._abandon(model_id, reservation)
                     raise
                 return await self._succeeded(call, model_id, reservation, result, started)
-        raise self._fail(call, grpc.StatusCode.UNAVAILABLE, "every candidate failed")
+        raise self._fail(call, ErrorKind.UNAVAILABLE, "every candidate failed")
 
     async def _answered(
         self,
@@ -480,10 +464,10 @@ class Completer:
                     )
                     raise self._fail(
                         call,
-                        grpc.StatusCode.UNAVAILABLE,
+                        ErrorKind.UNAVAILABLE,
                         f"the stream failed after it began: {error}",
                     ) from None
                 except BaseException:
                     await self._abandon(model_id, reservation)
                     raise
-        raise self._fail(call, grpc.StatusCode.UNAVAILABLE, "every candidate failed")
+        raise self._fail(call, ErrorKind.UNAVAILABLE, "every candidate failed")

@@ -1,0 +1,170 @@
+"""The router's use cases, with no transport in them: the gRPC servicer, the REST gateway and the
+CLI are adapters over `RouterCore`. Requests and answers are the `router.v1` messages; every
+failure is a `RouterError` of a known kind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import ParamSpec, TypeVar
+
+from service.catalogue_keeper import CatalogueStatus
+from service.errors import ErrorKind, RouterError, as_router_error
+from service.explain import explain
+from service.free_quota import FreeQuotaStatus
+from service.pb.router.v1 import router_pb2 as pb
+from service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _known(exc: Exception, what: str) -> RouterError:
+    """The router's error for `exc`; anything unexpected is logged and becomes INTERNAL."""
+    known = as_router_error(exc)
+    if known is not None:
+        return known
+    log.error("%s failed", what, exc_info=exc)
+    return RouterError(ErrorKind.INTERNAL, "internal error in the router")
+
+
+def _errors(method: Callable[P, R]) -> Callable[P, R]:
+    """Raise only RouterError from a synchronous use case."""
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except RouterError:
+            raise
+        except Exception as exc:
+            raise _known(exc, method.__name__) from exc
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+def catalogue_status(status: CatalogueStatus) -> pb.CatalogueStatus:
+    return pb.CatalogueStatus(
+        version=status.version,
+        models=status.models,
+        source=status.source,
+        last_refresh_attempt=status.last_refresh_attempt,
+        last_refresh_success=status.last_refresh_success,
+        last_refresh_error=status.last_refresh_error,
+        consecutive_refresh_failures=status.consecutive_refresh_failures,
+        stale=status.stale,
+        eligibility=pb.Eligibility(
+            models=status.eligibility.models,
+            routable=status.eligibility.routable,
+            excluded_by_rule=status.eligibility.excluded_by_rule,
+        ),
+        latency_calibration=pb.LatencyCalibration(
+            ttft_ratio=status.latency_calibration.ttft.value,
+            ttft_models=status.latency_calibration.ttft.models,
+            throughput_ratio=status.latency_calibration.throughput.value,
+            throughput_models=status.latency_calibration.throughput.models,
+        ),
+    )
+
+
+def free_quota_status(status: FreeQuotaStatus) -> pb.FreeQuotaStatus:
+    return pb.FreeQuotaStatus(
+        enabled=status.enabled,
+        per_minute_limit=status.per_minute_limit,
+        per_day_limit=status.per_day_limit,
+        used_this_minute=status.used_this_minute,
+        used_today=status.used_today,
+        blocked_until=status.blocked_until,
+        blocked_reason=status.blocked_reason,
+        tier=status.tier,
+    )
+
+
+class RouterCore:
+    """Routing, explaining, listing the catalogue, its status and refresh, and completion with
+    failover. `serving` turns false when the router starts to shut down."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.serving = True
+        self._router = runtime.router
+        self._keeper = runtime.keeper
+        self._completer = runtime.completer
+        self._free_quota = runtime.free_quota
+        self._refresher: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Keep the catalogue and the account's tier fresh in the background."""
+        self._refresher = asyncio.create_task(self._keeper.run(), name="catalogue-refresh")
+        self._free_quota.keep_tier_fresh()
+
+    async def aclose(self) -> None:
+        self.serving = False
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self.runtime.aclose()
+
+    @_errors
+    def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
+        self._free_quota.before_routing()
+        return self._router.route(request)
+
+    @_errors
+    def explain(self, request: pb.ExplainRequest) -> pb.ExplainResponse:
+        self._free_quota.before_routing()
+        return explain(self._router, request)
+
+    @_errors
+    def list_models(self, request: pb.ListModelsRequest) -> pb.ListModelsResponse:
+        return self._router.list_models(request)
+
+    async def status(self) -> pb.RouterStatus:
+        try:
+            return pb.RouterStatus(
+                catalogue=catalogue_status(self._keeper.status()),
+                free_quota=free_quota_status(await self._free_quota.status()),
+            )
+        except Exception as exc:
+            raise _known(exc, "status") from exc
+
+    async def refresh(self) -> pb.RefreshCatalogueResponse:
+        """Fetch OpenRouter's catalogue now; a refused one keeps the last good one."""
+        try:
+            previous = self._router.catalogue.version
+            replaced = await self._keeper.refresh()
+            if replaced:
+                await self._keeper.refresh_endpoint_stats()
+            return pb.RefreshCatalogueResponse(
+                replaced=replaced,
+                previous_version=previous,
+                catalogue=catalogue_status(self._keeper.status()),
+            )
+        except Exception as exc:
+            raise _known(exc, "refresh") from exc
+
+    async def complete(
+        self, request: pb.CompleteRequest, timeout_s: float | None
+    ) -> pb.CompleteResponse:
+        """Route, call the best candidate and fail over down the ranking; `timeout_s` is what
+        is left of the caller's deadline (None: the configured completion timeout)."""
+        try:
+            return await self._completer.complete(request, timeout_s)
+        except Exception as exc:
+            raise _known(exc, "complete") from exc
+
+    async def stream(
+        self, request: pb.CompleteRequest, timeout_s: float | None
+    ) -> AsyncIterator[pb.CompleteChunk]:
+        """`complete`, streamed: the answer's pieces, then a summary."""
+        try:
+            async for chunk in self._completer.stream(request, timeout_s):
+                yield chunk
+        except Exception as exc:
+            raise _known(exc, "stream") from exc

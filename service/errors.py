@@ -1,0 +1,50 @@
+"""The router's errors, by kind; each adapter maps the kinds to its own statuses in one table."""
+
+from __future__ import annotations
+
+import enum
+
+from service.pb.router.v1 import router_pb2 as pb
+from service.scorer import InvalidRequest, NoEligibleModel
+
+
+class ErrorKind(enum.Enum):
+    """What went wrong, in the router's words; the value is the code callers see."""
+
+    INVALID_REQUEST = "invalid_request"  # the caller's request is malformed
+    TOO_LARGE = "request_too_large"  # the caller's request is bigger than the router accepts
+    UNSATISFIABLE = "unsatisfiable"  # well-formed, but no model satisfies its constraints
+    NOT_FOUND = "not_found"
+    UNAUTHENTICATED = "unauthenticated"  # the caller's key is missing or wrong
+    REFUSED_BY_MODEL = "refused_by_model"  # the model rejected the request as invalid
+    MODERATION = "moderation"  # the provider's moderation refused the request
+    SPEND_LIMIT = "spend_limit"  # the router's daily spend limit is reached
+    OUT_OF_CREDITS = "out_of_credits"  # the router's OpenRouter account is out of credits
+    UNAVAILABLE = "unavailable"  # every candidate failed, or the upstream is down
+    UPSTREAM_AUTH = "upstream_auth"  # OpenRouter refused the router's own key
+    MISCONFIGURED = "misconfigured"  # the router cannot serve this as configured
+    DEADLINE = "deadline_exceeded"
+    INTERNAL = "internal"  # a defect in the router; details go to the log, not the caller
+
+
+class RouterError(Exception):
+    """A request failed; `attempts` lists the calls a completion made before it gave up."""
+
+    def __init__(
+        self, kind: ErrorKind, message: str, attempts: list[pb.Attempt] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.attempts = attempts or []
+
+
+def as_router_error(exc: Exception) -> RouterError | None:
+    """The router's error for what the scorer raised; None for anything unexpected."""
+    if isinstance(exc, RouterError):
+        return exc
+    if isinstance(exc, InvalidRequest):
+        return RouterError(ErrorKind.INVALID_REQUEST, str(exc))
+    if isinstance(exc, NoEligibleModel):
+        return RouterError(ErrorKind.UNSATISFIABLE, str(exc))
+    return None
