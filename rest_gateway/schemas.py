@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from google.protobuf.struct_pb2 import ListValue
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.pb.router.v1 import router_pb2 as pb
@@ -150,9 +150,11 @@ class ExplainBody(RouteBody):
         return pb.ExplainRequest(routing=self.to_pb(), model=self.model)
 
 
-def _fill(target: ListValue, objects: list[dict[str, Any]]) -> None:
-    for item in objects:
-        target.add_struct().update(item)
+def _json_text(value: Any) -> str:
+    """A parameter's JSON as the text of its `*_json` field. ASCII, so that a lone surrogate
+    (a REST body may escape one) stays escaped; NaN is written as such. The router refuses both
+    and names the field."""
+    return json.dumps(value)
 
 
 class ImageUrlBody(Strict):
@@ -189,7 +191,7 @@ class MessageBody(Strict):
         else:
             message.parts.extend(p.to_pb() for p in self.content)
         if self.tool_calls is not None:
-            _fill(message.tool_calls, self.tool_calls)
+            message.tool_calls_json = _json_text(self.tool_calls)
         return message
 
 
@@ -215,16 +217,12 @@ class ParamsBody(BaseModel):
                 setattr(params, name, value)
         if self.stop is not None:
             params.stop.extend([self.stop] if isinstance(self.stop, str) else self.stop)
-        if self.tools is not None:
-            _fill(params.tools, self.tools)
-        if isinstance(self.tool_choice, str):
-            params.tool_choice.string_value = self.tool_choice
-        elif self.tool_choice is not None:
-            params.tool_choice.struct_value.update(self.tool_choice)
-        if self.response_format is not None:
-            params.response_format.update(self.response_format)
+        for name in ("tools", "tool_choice", "response_format"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(params, f"{name}_json", _json_text(value))
         if self.model_extra:
-            params.extra.update(self.model_extra)
+            params.extra_json = _json_text(self.model_extra)
         return params
 
 
@@ -258,6 +256,16 @@ class MessageResult(BaseModel):
     role: str
     content: str
     tool_calls: list[dict[str, Any]] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_tool_calls(cls, data: Any) -> Any:
+        """The message's `tool_calls_json` text (empty: none) as `tool_calls`."""
+        if isinstance(data, dict) and "tool_calls_json" in data:
+            data = dict(data)
+            text = data.pop("tool_calls_json")
+            data["tool_calls"] = json.loads(text) if text else None
+        return data
 
 
 class ChoiceResult(BaseModel):
