@@ -10,6 +10,7 @@ non-finite numbers become null when the JSON is written.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from functools import cache
@@ -28,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+JSON_SUFFIX = "_json"
 INT_RANGES = {
     FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
@@ -108,6 +110,12 @@ def _is_well_known(message: Descriptor) -> bool:
     return bool(message.file.package == "google.protobuf")
 
 
+def _is_json_text(field: FieldDescriptor) -> bool:
+    """A `*_json` text field holds a JSON document; REST shows the document itself, under the
+    name without `_json` (null when the text is empty)."""
+    return field.type == FieldDescriptor.TYPE_STRING and field.name.endswith(JSON_SUFFIX)
+
+
 def _is_map(field: FieldDescriptor) -> bool:
     return field.type == FieldDescriptor.TYPE_MESSAGE and bool(
         _message_of(field).GetOptions().map_entry
@@ -162,7 +170,12 @@ def request_model(descriptor: Descriptor) -> type[BaseModel]:
 @cache
 def response_model(descriptor: Descriptor) -> type[BaseModel]:
     """A pydantic model of an answer's JSON form, for the OpenAPI schema only."""
-    fields = {f.name: _field(f, request=False) for f in descriptor.fields}
+    fields = {
+        f.name.removesuffix(JSON_SUFFIX) if _is_json_text(f) else f.name: (
+            (Any, None) if _is_json_text(f) else _field(f, request=False)
+        )
+        for f in descriptor.fields
+    }
     model: type[BaseModel] = create_model(descriptor.name, **fields)  # type: ignore[call-overload]
     return model
 
@@ -198,13 +211,17 @@ def _converter(descriptor: Descriptor) -> Converter:
         else:
             value = _value_converter(field)
             shape = "list" if field.is_repeated else "one"
+            if _is_json_text(field):
+                shape = "json"
         plan.append((field.name, value, shape, field.has_presence))
 
     def convert(message: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, value, shape, presence in plan:
             raw = getattr(message, name)
-            if shape == "one":
+            if shape == "json":
+                out[name.removesuffix(JSON_SUFFIX)] = json.loads(raw) if raw else None
+            elif shape == "one":
                 if presence and not message.HasField(name):
                     out[name] = None
                 else:

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from google.protobuf.struct_pb2 import ListValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from rest_gateway.proto_models import request_model, to_message
@@ -41,9 +41,11 @@ class ExplainBody(RouteBody):
         return pb.ExplainRequest(routing=routing, model=self.model)
 
 
-def _fill(target: ListValue, objects: list[dict[str, Any]]) -> None:
-    for item in objects:
-        target.add_struct().update(item)
+def _json_text(value: Any) -> str:
+    """A parameter's JSON as the text of its `*_json` field. ASCII, so that a lone surrogate
+    (a REST body may escape one) stays escaped; NaN is written as such. The router refuses both
+    and names the field."""
+    return json.dumps(value)
 
 
 class ImageUrlBody(Strict):
@@ -80,7 +82,7 @@ class MessageBody(Strict):
         else:
             message.parts.extend(p.to_pb() for p in self.content)
         if self.tool_calls is not None:
-            _fill(message.tool_calls, self.tool_calls)
+            message.tool_calls_json = _json_text(self.tool_calls)
         return message
 
 
@@ -106,16 +108,12 @@ class ParamsBody(BaseModel):
                 setattr(params, name, value)
         if self.stop is not None:
             params.stop.extend([self.stop] if isinstance(self.stop, str) else self.stop)
-        if self.tools is not None:
-            _fill(params.tools, self.tools)
-        if isinstance(self.tool_choice, str):
-            params.tool_choice.string_value = self.tool_choice
-        elif self.tool_choice is not None:
-            params.tool_choice.struct_value.update(self.tool_choice)
-        if self.response_format is not None:
-            params.response_format.update(self.response_format)
+        for name in ("tools", "tool_choice", "response_format"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(params, f"{name}_json", _json_text(value))
         if self.model_extra:
-            params.extra.update(self.model_extra)
+            params.extra_json = _json_text(self.model_extra)
         return params
 
 

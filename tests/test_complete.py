@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,6 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from google.protobuf.json_format import MessageToDict
 
 from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
@@ -32,6 +32,7 @@ from tests.servers import ServerThread, settings_for
 
 ROUTING = pb.RouteRequest(mode=pb.MODE_QUALITY)
 HELLO = [pb.ChatMessage(role="user", content="Say hello to the router.")]
+LOOK = {"type": "function", "function": {"name": "look", "parameters": {}}}
 
 
 def router_settings(fake: FakeOpenRouter, state: Path, **extra: Any) -> Settings:
@@ -192,8 +193,7 @@ def test_tool_calls_reach_the_caller_whole(
             ),
         ),
     )
-    params = pb.GenerationParams()
-    params.tools.append({"type": "function", "function": {"name": "look", "parameters": {}}})
+    params = pb.GenerationParams(tools_json=json.dumps([LOOK]))
     request = pb.CompleteRequest(routing=ROUTING, messages=HELLO, params=params)
     if streamed:
         chunks = list(stub.StreamComplete(request, timeout=10))
@@ -204,7 +204,7 @@ def test_tool_calls_reach_the_caller_whole(
     assert [a.outcome for a in response.attempts] == ["ok"], "tool calls are an answer"
     (choice,) = response.choices
     assert choice.finish_reason == "tool_calls"
-    assert MessageToDict(choice.message)["toolCalls"] == [
+    assert json.loads(choice.message.tool_calls_json) == [
         {
             "id": "call_1",
             "type": "function",
@@ -310,8 +310,7 @@ def test_bad_requests_are_invalid_argument(stub: RouterStub) -> None:
 def test_tools_and_images_constrain_the_candidates(stub: RouterStub, fake: FakeOpenRouter) -> None:
     image = pb.ContentPart(image_url=pb.ImageUrl(url="data:image/png;base64,AAAA"))
     message = pb.ChatMessage(role="user", parts=[pb.ContentPart(text="What is this?"), image])
-    tools = pb.GenerationParams()
-    tools.tools.append({"type": "function", "function": {"name": "look", "parameters": {}}})
+    tools = pb.GenerationParams(tools_json=json.dumps([LOOK]))
     response = complete(stub, messages=[message], params=tools)
     listed = {m.id: m for m in stub.ListModels(pb.ListModelsRequest()).models}
     chosen = listed[response.model]
@@ -319,6 +318,152 @@ def test_tools_and_images_constrain_the_candidates(stub: RouterStub, fake: FakeO
     assert "tools" in chosen.supported_parameters
     assert fake.requests[-1].json["tools"][0]["function"]["name"] == "look"
     assert fake.requests[-1].json["messages"][0]["content"][1]["type"] == "image_url"
+
+
+# Integers in a tool schema, a response format and a pass-through parameter: a
+# google.protobuf.Struct would have turned each into a double (`"maxItems": 40` into 40.0).
+SEARCH = {
+    "type": "function",
+    "function": {
+        "name": "search",
+        "parameters": {
+            "type": "object",
+            "properties": {"queries": {"type": "array", "maxItems": 40, "items": {}}},
+        },
+    },
+}
+SEARCH_CHOICE = {"type": "function", "function": {"name": "search"}}
+HITS = {
+    "type": "json_schema",
+    "json_schema": {"name": "hits", "schema": {"type": "array", "maxItems": 3}},
+}
+PASSED_THROUGH = {"logprobs": True, "top_logprobs": 5, "penalty": 0.5}
+SEARCH_CALL = ToolCall("search", {"queries": ["router", 2]}, id="call_1")
+# The call as the fake answers it: `arguments` is a string of JSON, and stays one.
+SEARCH_CALL_JSON = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "search", "arguments": '{"queries": ["router", 2]}'},
+}
+
+
+def typed(value: Any) -> Any:
+    """`value` with each scalar paired with its type: 40 and 40.0 no longer compare equal."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return (type(value), value)
+
+
+def assert_sent_with_their_types(sent: dict[str, Any]) -> None:
+    max_items = sent["tools"][0]["function"]["parameters"]["properties"]["queries"]["maxItems"]
+    assert type(max_items) is int
+    assert type(sent["response_format"]["json_schema"]["schema"]["maxItems"]) is int
+    assert type(sent["top_logprobs"]) is int
+    assert typed(sent["tools"]) == typed([SEARCH])
+    assert typed(sent["tool_choice"]) == typed(SEARCH_CHOICE)
+    assert typed(sent["response_format"]) == typed(HITS)
+    assert typed({k: sent[k] for k in PASSED_THROUGH}) == typed(PASSED_THROUGH)
+
+
+def test_json_parameters_and_tool_calls_keep_their_types_over_grpc(
+    stub: RouterStub, fake: FakeOpenRouter
+) -> None:
+    fake.script(ANY_MODEL, Reply("", tool_calls=(SEARCH_CALL,)), Reply("Found it."))
+    params = pb.GenerationParams(
+        tools_json=json.dumps([SEARCH]),
+        tool_choice_json=json.dumps(SEARCH_CHOICE),
+        response_format_json=json.dumps(HITS),
+        extra_json=json.dumps(PASSED_THROUGH),
+    )
+    response = complete(stub, params=params)
+    assert_sent_with_their_types(fake.requests[-1].json)
+    calls = response.choices[0].message.tool_calls_json
+    assert typed(json.loads(calls)) == typed([SEARCH_CALL_JSON])
+
+    # The answer's tool calls go back as they came, in the next turn's history.
+    history = [
+        *HELLO,
+        pb.ChatMessage(role="assistant", tool_calls_json=calls),
+        pb.ChatMessage(role="tool", tool_call_id="call_1", content="2 hits"),
+    ]
+    assert complete(stub, messages=history, params=params).choices[0].message.content
+    sent = fake.requests[-1].json
+    assert typed(sent["messages"][1]["tool_calls"]) == typed([SEARCH_CALL_JSON])
+    assert_sent_with_their_types(sent)
+
+
+def test_json_parameters_and_tool_calls_keep_their_types_over_rest(
+    rest: httpx.Client, fake: FakeOpenRouter
+) -> None:
+    fake.script(ANY_MODEL, Reply("", tool_calls=(SEARCH_CALL,)), Reply("Found it."))
+    params = {
+        "tools": [SEARCH],
+        "tool_choice": SEARCH_CHOICE,
+        "response_format": HITS,
+        **PASSED_THROUGH,
+    }
+    hello: dict[str, Any] = {"role": "user", "content": "Search, please."}
+    reply = rest.post("/complete", json={"messages": [hello], "params": params})
+    assert reply.status_code == 200, reply.text
+    assert_sent_with_their_types(fake.requests[-1].json)
+    message = reply.json()["choices"][0]["message"]
+    assert typed(message["tool_calls"]) == typed([SEARCH_CALL_JSON])
+
+    answer = {"role": "assistant", "content": "", "tool_calls": message["tool_calls"]}
+    result = {"role": "tool", "tool_call_id": "call_1", "content": "2 hits"}
+    body = {"messages": [hello, answer, result], "params": params}
+    reply = rest.post("/complete", json=body)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["tool_calls"] is None
+    sent = fake.requests[-1].json
+    assert typed(sent["messages"][1]["tool_calls"]) == typed([SEARCH_CALL_JSON])
+    assert_sent_with_their_types(sent)
+
+
+JSON_FIELDS = [
+    "messages[0].tool_calls_json",
+    "params.tools_json",
+    "params.tool_choice_json",
+    "params.response_format_json",
+    "params.extra_json",
+]
+BAD_JSON = [
+    ("NaN", '{"a": NaN}', "not valid JSON: NaN is not a JSON value"),
+    ("not JSON", "{'a': 1}", "not valid JSON: Expecting property name"),
+    ("too deep", "[" * 65 + "]" * 65, "nested deeper than 64 levels"),
+    ("wrong top type", "42", "must be a JSON"),
+]
+
+
+@pytest.mark.parametrize("field", JSON_FIELDS)
+@pytest.mark.parametrize(("name", "text", "fragment"), BAD_JSON, ids=[b[0] for b in BAD_JSON])
+def test_bad_json_text_is_invalid_argument_naming_the_field(
+    grpc_address: str, field: str, name: str, text: str, fragment: str
+) -> None:
+    """Refused before routing, so the session's server (without an API key) will do."""
+    request = pb.CompleteRequest(routing=ROUTING)
+    message = request.messages.add(role="assistant")
+    if field.startswith("messages[0]."):
+        message.tool_calls_json = text
+    else:
+        setattr(request.params, field.removeprefix("params."), text)
+    with grpc.insecure_channel(grpc_address) as channel, pytest.raises(grpc.RpcError) as caught:
+        RouterStub(channel).Complete(request, timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    details = caught.value.details()  # type: ignore[attr-defined]
+    assert details.startswith(f"{field}: {fragment}"), details
+
+
+def test_a_non_finite_number_over_rest_is_refused_naming_the_field(rest: httpx.Client) -> None:
+    """A REST body may say NaN (Python's reader lets it in); the router refuses it."""
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"x": float("nan")}}}
+    body = {"messages": [{"role": "user", "content": "x"}], "params": {"tools": [tool]}}
+    headers = {"content-type": "application/json"}
+    reply = rest.post("/complete", content=json.dumps(body), headers=headers)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["message"].startswith("params.tools_json: not valid JSON: NaN")
 
 
 def test_the_deadline_bounds_the_whole_call(stub: RouterStub, fake: FakeOpenRouter) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from service.completion.json_text import dump_json
 from service.completion.request import prepare
 from service.pb.router.v1 import router_pb2 as pb
 from service.scorer import InvalidRequest
@@ -40,11 +43,15 @@ def test_a_given_profile_is_kept() -> None:
 
 
 def test_parameters_become_constraints_and_unknown_fields_pass_through() -> None:
-    params = pb.GenerationParams(temperature=0.3, seed=7, stop=["END"])
-    params.tools.append({"type": "function", "function": {"name": "f"}})
-    params.response_format.update({"type": "json_object"})
-    params.tool_choice.string_value = "auto"
-    params.extra.update({"logprobs": True, "top_k": 40})
+    params = pb.GenerationParams(
+        temperature=0.3,
+        seed=7,
+        stop=["END"],
+        tools_json='[{"type": "function", "function": {"name": "f"}}]',
+        response_format_json='{"type": "json_object"}',
+        tool_choice_json='"auto"',
+        extra_json='{"logprobs": true, "top_k": 40}',
+    )
     request = pb.CompleteRequest(
         messages=[pb.ChatMessage(role="user", content="hi")], params=params
     )
@@ -53,6 +60,7 @@ def test_parameters_become_constraints_and_unknown_fields_pass_through() -> None
     body = prepared.body
     assert (body["temperature"], body["seed"], body["stop"]) == (0.3, 7, ["END"])
     assert (body["tool_choice"], body["logprobs"], body["top_k"]) == ("auto", True, 40)
+    assert type(body["top_k"]) is int
     assert body["response_format"] == {"type": "json_object"}
     assert "model" not in body
 
@@ -78,8 +86,80 @@ def test_bad_requests_are_refused(request_: pb.CompleteRequest, message: str) ->
 
 
 def test_extra_may_not_take_the_routers_fields() -> None:
-    params = pb.GenerationParams()
-    params.extra.update({"model": "a/b", "stream": True})
+    params = pb.GenerationParams(extra_json='{"model": "a/b", "stream": true}')
     request = pb.CompleteRequest(messages=[pb.ChatMessage(role="user", content="x")], params=params)
-    with pytest.raises(InvalidRequest, match="model, stream"):
+    with pytest.raises(InvalidRequest, match=r"^params\.extra_json may not set model, stream"):
         prepare(request, default_output_tokens=500)
+
+
+def with_params(**fields: str) -> pb.CompleteRequest:
+    return pb.CompleteRequest(
+        messages=[pb.ChatMessage(role="user", content="x")], params=pb.GenerationParams(**fields)
+    )
+
+
+def test_json_text_keeps_integers_and_floats_apart() -> None:
+    schema = '{"type": "object", "properties": {"n": {"maximum": 40, "multipleOf": 0.5}}}'
+    body = prepare(with_params(response_format_json=schema), default_output_tokens=500).body
+    n = body["response_format"]["properties"]["n"]
+    assert (type(n["maximum"]), type(n["multipleOf"])) == (int, float)
+
+
+def test_json_text_at_the_limits_is_accepted() -> None:
+    # 64 levels (an array, then 63 objects) and more brackets than that, so the tree is walked.
+    deepest = "[{}, " + '{"a": ' * 62 + "{}" + "}" * 62 + "]"
+    limits = '{"hi": 9007199254740991, "lo": -9007199254740991, "s": "\\ud83d\\ude00"}'
+    body = prepare(with_params(tools_json=deepest, extra_json=limits), 500).body
+    assert (body["hi"], body["lo"], body["s"]) == (2**53 - 1, 1 - 2**53, "\U0001f600")
+    assert prepare(with_params(tools_json="[]"), 500).body["tools"] == []
+    with pytest.raises(InvalidRequest, match="nested deeper than 64 levels"):
+        prepare(with_params(tools_json=deepest.replace("{}}", '{"a": {}}}', 1)), 500)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"extra_json": '{"n": 9007199254740992}'}, "integer 9007199254740992 is beyond"),
+        ({"extra_json": '{"n": -' + "9" * 5000 + "}"}, "integer -9999"),
+        ({"extra_json": '{"n": 1e400}'}, "number 1e400 is out of range"),
+        ({"extra_json": '{"n": Infinity}'}, "not valid JSON: Infinity"),
+        ({"extra_json": '{"s": "\\ud800"}'}, "a string holds a lone surrogate"),
+        ({"extra_json": '{"\\udfff": 1}'}, "a string holds a lone surrogate"),
+        ({"extra_json": '{"n": 1, "n": 2}'}, "duplicate key 'n'"),
+        ({"extra_json": "[" * 100_000 + "]" * 100_000}, "nested deeper than 64 levels"),
+        ({"extra_json": "{}  {}"}, "not valid JSON: Extra data"),
+        ({"extra_json": " "}, "not valid JSON"),
+        ({"response_format_json": "null"}, "must be a JSON object, not null"),
+        ({"tools_json": '{"type": "function"}'}, "must be a JSON array of objects, not an object"),
+        ({"tools_json": '[{}, "f"]'}, r"must be a JSON array of objects; \[1\] is a string"),
+        ({"tool_choice_json": "auto"}, "not valid JSON"),
+        ({"tool_choice_json": "[]"}, "must be a JSON string or object, not an array"),
+    ],
+)
+def test_json_text_is_read_strictly(fields: dict[str, str], message: str) -> None:
+    (field,) = fields
+    with pytest.raises(InvalidRequest, match=f"^params.{field}: {message}"):
+        prepare(with_params(**fields), default_output_tokens=500)
+
+
+def test_a_messages_tool_calls_are_json_text() -> None:
+    calls = '[{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]'
+    request = pb.CompleteRequest(
+        messages=[
+            pb.ChatMessage(role="user", content="x"),
+            pb.ChatMessage(role="assistant", tool_calls_json=calls),
+        ]
+    )
+    assert prepare(request, 500).body["messages"][1]["tool_calls"] == json.loads(calls)
+    request.messages[1].tool_calls_json = calls[1:-1]
+    with pytest.raises(
+        InvalidRequest, match=r"^messages\[1\].tool_calls_json: must be a JSON array"
+    ):
+        prepare(request, 500)
+
+
+def test_answers_are_written_as_strict_json() -> None:
+    """What an upstream reply may hold and strict JSON cannot is made expressible."""
+    assert dump_json([{"a": "é", "n": 40}]) == '[{"a": "é", "n": 40}]'
+    assert dump_json([{"n": float("nan"), "m": [float("inf")]}]) == '[{"n": null, "m": [null]}]'
+    assert dump_json([{"s": "\ud800"}]) == '[{"s": "\\ud800"}]'

@@ -19,6 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from service.catalogue import ModelRecord
+from service.completion.json_text import dump_json
 from service.completion.request import Prepared, prepare
 from service.config import Settings
 from service.errors import ErrorKind, RouterError
@@ -60,10 +61,15 @@ def _causes(attempts: list[pb.Attempt]) -> str:
 
 
 def _add_tool_calls(message: pb.ChatMessage, calls: object) -> None:
-    """OpenAI-style tool calls (a list of objects) onto a message; anything else is ignored."""
-    for call in calls if isinstance(calls, list | tuple) else ():
-        if isinstance(call, Mapping):
-            message.tool_calls.add_struct().update(call)
+    """OpenAI-style tool calls (a list of objects) onto a message as JSON text; anything else
+    is ignored."""
+    objects = (
+        [dict(c) for c in calls if isinstance(c, Mapping)]
+        if isinstance(calls, list | tuple)
+        else []
+    )
+    if objects:
+        message.tool_calls_json = dump_json(objects)
 
 
 def _tried(call: _Call) -> int:

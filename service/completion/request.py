@@ -6,17 +6,28 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-
+from service.completion.json_text import (
+    ARRAY_OF_OBJECTS,
+    OBJECT,
+    STRING_OR_OBJECT,
+    Shape,
+    parse_json,
+)
 from service.pb.router.v1 import router_pb2 as pb
 from service.scorer import InvalidRequest
 
-# The router decides these; a caller's `extra` may not set them.
+# The router decides these; a caller's `extra_json` may not set them.
 RESERVED = frozenset({"model", "models", "messages", "stream", "provider", "route"})
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 CHARS_PER_TOKEN = 4
 TOKENS_PER_IMAGE = 85
 TOKENS_PER_MESSAGE = 4
+# GenerationParams' JSON text fields besides extra_json: body key (the field is `<key>_json`).
+JSON_PARAMS: tuple[tuple[str, Shape], ...] = (
+    ("tools", ARRAY_OF_OBJECTS),
+    ("tool_choice", STRING_OR_OBJECT),
+    ("response_format", OBJECT),
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +63,10 @@ def _message(m: pb.ChatMessage, index: int) -> dict[str, Any]:
         out["name"] = m.name
     if m.tool_call_id:
         out["tool_call_id"] = m.tool_call_id
-    if m.HasField("tool_calls"):
-        out["tool_calls"] = MessageToDict(m.tool_calls)
+    if m.tool_calls_json:
+        out["tool_calls"] = parse_json(
+            f"messages[{index}].tool_calls_json", m.tool_calls_json, ARRAY_OF_OBJECTS
+        )
     return out
 
 
@@ -81,23 +94,23 @@ def prepare(request: pb.CompleteRequest, default_output_tokens: int) -> Prepared
     messages = [_message(m, i) for i, m in enumerate(request.messages)]
     body: dict[str, Any] = {"messages": messages}
     params = request.params
-    if params.HasField("extra"):
-        extra = MessageToDict(params.extra)
+    if params.extra_json:
+        extra = parse_json("params.extra_json", params.extra_json, OBJECT)
         clash = sorted(RESERVED & extra.keys())
         if clash:
-            raise InvalidRequest(f"params.extra may not set {', '.join(clash)}: the router does")
+            raise InvalidRequest(
+                f"params.extra_json may not set {', '.join(clash)}: the router does"
+            )
         body.update(extra)
     for name in ("max_tokens", "temperature", "top_p", "seed"):
         if params.HasField(name):
             body[name] = getattr(params, name)
     if len(params.stop):
         body["stop"] = list(params.stop)
-    if params.HasField("tools"):
-        body["tools"] = MessageToDict(params.tools)
-    if params.HasField("tool_choice"):
-        body["tool_choice"] = MessageToDict(params.tool_choice)
-    if params.HasField("response_format"):
-        body["response_format"] = MessageToDict(params.response_format)
+    for name, shape in JSON_PARAMS:
+        text = getattr(params, f"{name}_json")
+        if text:
+            body[name] = parse_json(f"params.{name}_json", text, shape)
 
     route = pb.RouteRequest()
     route.CopyFrom(request.routing)

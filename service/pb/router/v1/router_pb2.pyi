@@ -10,7 +10,6 @@ then call the chosen model, failing over down the ranking; ListModels shows the 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -519,7 +518,14 @@ Global___ContentPart: _TypeAlias = ContentPart  # noqa: Y015
 
 @_typing.final
 class ChatMessage(_message.Message):
-    """An OpenAI-style chat message: plain text in `content`, or multi-part in `parts`."""
+    """An OpenAI-style chat message: plain text in `content`, or multi-part in `parts`.
+
+    The `*_json` fields here and in GenerationParams carry JSON text (RFC 8259, UTF-8) in OpenAI's
+    shape, so that integers stay integers; an empty string means the field is absent. The router
+    refuses (INVALID_ARGUMENT, naming the field) text that is not strict JSON: NaN or Infinity,
+    numbers out of double range, integers beyond ±(2^53 - 1), lone surrogates, duplicate keys,
+    nesting deeper than 64 levels, or a top-level value of the wrong type.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -528,15 +534,18 @@ class ChatMessage(_message.Message):
     PARTS_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
-    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_JSON_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     content: _builtins.str
     name: _builtins.str
     tool_call_id: _builtins.str
+    tool_calls_json: _builtins.str
+    """The assistant's tool calls: a JSON array of objects, e.g.
+    [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}].
+    In an answer, the model's calls as OpenRouter sent them, written as strict JSON.
+    """
     @_builtins.property
     def parts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContentPart]: ...
-    @_builtins.property
-    def tool_calls(self) -> _struct_pb2.ListValue: ...
     def __init__(
         self,
         *,
@@ -545,11 +554,11 @@ class ChatMessage(_message.Message):
         parts: _abc.Iterable[Global___ContentPart] | None = ...,
         name: _builtins.str = ...,
         tool_call_id: _builtins.str = ...,
-        tool_calls: _struct_pb2.ListValue | None = ...,
+        tool_calls_json: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["tool_calls", b"tool_calls"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name", "parts", b"parts", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name", "parts", b"parts", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls_json", b"tool_calls_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -557,33 +566,41 @@ Global___ChatMessage: _TypeAlias = ChatMessage  # noqa: Y015
 
 @_typing.final
 class GenerationParams(_message.Message):
+    """OpenAI-style generation parameters. The `*_json` fields are JSON text, as in ChatMessage:
+    empty means absent.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     TEMPERATURE_FIELD_NUMBER: _builtins.int
     TOP_P_FIELD_NUMBER: _builtins.int
     STOP_FIELD_NUMBER: _builtins.int
-    TOOLS_FIELD_NUMBER: _builtins.int
-    TOOL_CHOICE_FIELD_NUMBER: _builtins.int
-    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
-    EXTRA_FIELD_NUMBER: _builtins.int
+    TOOLS_JSON_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_JSON_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_JSON_FIELD_NUMBER: _builtins.int
+    EXTRA_JSON_FIELD_NUMBER: _builtins.int
     max_tokens: _builtins.int
     temperature: _builtins.float
     top_p: _builtins.float
     seed: _builtins.int
+    tools_json: _builtins.str
+    """The tools the model may call: a JSON array of objects, e.g.
+    [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}].
+    """
+    tool_choice_json: _builtins.str
+    """A JSON string ("auto", "none", "required": quotes included, a bare word is not JSON) or
+    object ({"type": "function", "function": {"name": "f"}}).
+    """
+    response_format_json: _builtins.str
+    """A JSON object, e.g. {"type": "json_schema", "json_schema": {...}}."""
+    extra_json: _builtins.str
+    """A JSON object of any other OpenAI-compatible fields, passed through to the model
+    unchanged; it may not set model, models, messages, stream, provider or route.
+    """
     @_builtins.property
     def stop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def tools(self) -> _struct_pb2.ListValue: ...
-    @_builtins.property
-    def tool_choice(self) -> _struct_pb2.Value: ...
-    @_builtins.property
-    def response_format(self) -> _struct_pb2.Struct: ...
-    @_builtins.property
-    def extra(self) -> _struct_pb2.Struct:
-        """Any other OpenAI-compatible field, passed through to the model unchanged."""
-
     def __init__(
         self,
         *,
@@ -591,15 +608,15 @@ class GenerationParams(_message.Message):
         temperature: _builtins.float | None = ...,
         top_p: _builtins.float | None = ...,
         stop: _abc.Iterable[_builtins.str] | None = ...,
-        tools: _struct_pb2.ListValue | None = ...,
-        tool_choice: _struct_pb2.Value | None = ...,
-        response_format: _struct_pb2.Struct | None = ...,
         seed: _builtins.int | None = ...,
-        extra: _struct_pb2.Struct | None = ...,
+        tools_json: _builtins.str = ...,
+        tool_choice_json: _builtins.str = ...,
+        response_format_json: _builtins.str = ...,
+        extra_json: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "extra", b"extra", "max_tokens", b"max_tokens", "response_format", b"response_format", "seed", b"seed", "temperature", b"temperature", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "seed", b"seed", "temperature", b"temperature", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "extra", b"extra", "max_tokens", b"max_tokens", "response_format", b"response_format", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "extra_json", b"extra_json", "max_tokens", b"max_tokens", "response_format_json", b"response_format_json", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "tool_choice_json", b"tool_choice_json", "tools_json", b"tools_json", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
     _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
@@ -805,7 +822,7 @@ class CompleteChunk(_message.Message):
     """the next piece of the answer"""
     @_builtins.property
     def summary(self) -> Global___CompleteResponse:
-        """last event: usage, attempts, finish reason, whole tool calls"""
+        """last event: usage, attempts, finish reason, whole tool calls (in `tool_calls_json`)"""
 
     def __init__(
         self,
