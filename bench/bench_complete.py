@@ -12,34 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.processes import RouterProcess, cpu_seconds, fake_process, router_process
 from bench.timing import gc_paused, percentile
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from tests.fake_openrouter import DEFAULT_KEY
-from tests.servers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 TEXT = "Say hello to the router benchmark."
 ROUTING = pb.RouteRequest(
     mode=pb.MODE_QUALITY, constraints=pb.Constraints(free=pb.FREE_FILTER_EXCLUDE)
 )
 REQUEST = pb.CompleteRequest(routing=ROUTING, messages=[pb.ChatMessage(role="user", content=TEXT)])
+REST_BODY = {
+    "mode": "quality",
+    "constraints": {"free": "exclude"},
+    "messages": [{"role": "user", "content": TEXT}],
+}
 QUANTILES = (0.5, 0.99, 0.999)
 START_TIMEOUT_S = 30.0
 # Added latency at 50 in flight, judged on open-loop arrivals: in a closed loop, 50 identical
@@ -82,55 +80,6 @@ ARRIVALS_SEED = 7
 Call = Callable[[], Coroutine[Any, Any, float]]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def fake_process(delay_s: float) -> Iterator[str]:
-    """The fake OpenRouter in a process of its own; yields its base URL."""
-    command = [sys.executable, "-m", "tests.fake_openrouter", "--port", str(free_port())]
-    command += ["--first-token-delay", str(delay_s)]
-    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as fake:
-        try:
-            assert fake.stdout is not None
-            line = fake.stdout.readline()
-            if not line.startswith("fake OpenRouter at "):
-                raise RuntimeError(f"the fake OpenRouter did not start: {line!r}")
-            yield line.split()[3]
-        finally:
-            fake.terminate()
-            fake.wait(10)
-
-
-@contextmanager
-def router_process(base_url: str) -> Iterator[tuple[str, int]]:
-    """`router serve` in a process of its own, on the fake; yields its gRPC address and pid."""
-    grpc_port = free_port()
-    with tempfile.TemporaryDirectory() as state:
-        env = os.environ | {
-            "ROUTER_OPENROUTER_BASE_URL": base_url,
-            "OPENROUTER_API_KEY": DEFAULT_KEY,
-            "ROUTER_STATE_DIR": state,
-            "ROUTER_REFRESH_INTERVAL_S": "0",
-            "ROUTER_REFRESH_MIN_SHARE": "0.05",
-            "ROUTER_ENDPOINT_STATS_MODELS": "0",
-        }
-        command = [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1"]
-        command += ["--grpc-port", str(grpc_port), "--http-port", str(free_port())]
-        with (
-            open(Path(state) / "router.log", "w") as log,
-            subprocess.Popen(command, cwd=state, env=env, stdout=log, stderr=log) as router,
-        ):
-            try:
-                yield f"127.0.0.1:{grpc_port}", router.pid
-            finally:
-                router.terminate()
-                router.wait(20)
-
-
 async def sample(call: Call, case: Case) -> tuple[list[float], float]:
     """Seconds per request after a warm-up, and requests per second; open-loop arrivals follow
     one seeded sequence, so both ways see the same one."""
@@ -168,9 +117,15 @@ class Ways:
     """The same completion sent straight to the fake and through the router."""
 
     def __init__(
-        self, http: aiohttp.ClientSession, base_url: str, channel: grpc.aio.Channel, model: str
+        self,
+        http: aiohttp.ClientSession,
+        base_url: str,
+        router: RouterProcess,
+        channel: grpc.aio.Channel,
+        model: str,
     ):
         self.http, self.url = http, base_url + "/chat/completions"
+        self.rest_url = router.http_url + "/complete"
         self.stub, self.health = RouterStub(channel), health_pb2_grpc.HealthStub(channel)
         self.body = {"model": model, "messages": [{"role": "user", "content": TEXT}]}
         self.headers = {"Authorization": f"Bearer {DEFAULT_KEY}"}
@@ -206,6 +161,13 @@ class Ways:
         await self.stub.Complete(REQUEST, timeout=30)
         return time.perf_counter() - start
 
+    async def routed_over_rest(self) -> float:
+        start = time.perf_counter()
+        async with self.http.post(self.rest_url, json=REST_BODY) as reply:
+            reply.raise_for_status()
+            await reply.read()
+        return time.perf_counter() - start
+
     async def routed_first_token(self) -> float:
         start = time.perf_counter()
         first = 0.0
@@ -215,32 +177,33 @@ class Ways:
         return first
 
 
-async def run_case(base_url: str, address: str, router_pid: int, delay_s: float) -> list[str]:
+async def run_case(base_url: str, router: RouterProcess, delay_s: float) -> list[str]:
     """Every row of one fake delay; returns the verdicts on the target."""
     verdicts = []
     async with (
-        grpc.aio.insecure_channel(address) as channel,
+        grpc.aio.insecure_channel(router.grpc_address) as channel,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http,
     ):
         await asyncio.wait_for(channel.channel_ready(), START_TIMEOUT_S)
         stub = RouterStub(channel)
         await stub.RefreshCatalogue(pb.RefreshCatalogueRequest())
-        ways = Ways(http, base_url, channel, (await stub.Route(ROUTING)).model)
+        ways = Ways(http, base_url, router, channel, (await stub.Route(ROUTING)).model)
         for case in CASES:
             if case.delay_s != delay_s:
                 continue
             health = ways.grpc_round_trip
             pairs: list[tuple[str, Call, Call]] = [
                 ("Complete", ways.direct, ways.routed),
+                ("REST /complete", ways.direct, ways.routed_over_rest),
                 ("first token", ways.direct_first_token, ways.routed_first_token),
             ]
             for what, direct, routed in pairs:
                 direct_q = quantiles((await sample(direct, case))[0])
-                cpu_before = cpu_seconds(router_pid)
+                cpu_before = cpu_seconds(router.pid)
                 routed_s, rate = await sample(routed, case)
                 routed_q = quantiles(routed_s)
                 cpu_ms = (
-                    (cpu_seconds(router_pid) - cpu_before) * 1000 / (case.total + case.warmup())
+                    (cpu_seconds(router.pid) - cpu_before) * 1000 / (case.total + case.warmup())
                 )
                 added = [r - d for r, d in zip(routed_q, direct_q, strict=True)]
                 name = f"{what}, {case.label()}"
@@ -275,8 +238,8 @@ def main() -> None:
     )
     verdicts = []
     for delay_s in sorted({case.delay_s for case in CASES}):
-        with fake_process(delay_s) as base_url, router_process(base_url) as (address, pid):
-            verdicts += asyncio.run(run_case(base_url, address, pid, delay_s))
+        with fake_process(delay_s) as base_url, router_process(base_url) as router:
+            verdicts += asyncio.run(run_case(base_url, router, delay_s))
     print("target at 50 in flight (open-loop arrivals): added p50 <= 1 ms and p99 <= 3 ms")
     for verdict in verdicts:
         print(f"  {verdict}")
