@@ -31,8 +31,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench.timing import gc_paused, percentile
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
-from tests.fake_openrouter import DEFAULT_KEY
-from tests.servers import free_port
+from testkit.fake_openrouter import DEFAULT_KEY
+from testkit.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "Say hello to the router benchmark."
@@ -91,7 +91,7 @@ def cpu_seconds(pid: int) -> float:
 @contextmanager
 def fake_process(delay_s: float) -> Iterator[str]:
     """The fake OpenRouter in a process of its own; yields its base URL."""
-    command = [sys.executable, "-m", "tests.fake_openrouter", "--port", str(free_port())]
+    command = [sys.executable, "-m", "testkit.fake_openrouter", "--port", str(free_port())]
     command += ["--first-token-delay", str(delay_s)]
     with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as fake:
         try:

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from rest_gateway.app import create_app
 from service.config import ModeWeights, Settings
-from tests.fake_openrouter import FakeOpenRouter
+from testkit.fake_openrouter import FakeOpenRouter
+from testkit.servers import ServerThread
 from tests.redis_server import redis_server  # noqa: F401  (a fixture for every test module)
-from tests.servers import ServerThread
 
 CUSTOM_MODES = {"frugal-genius": ModeWeights(latency=0.0, cost=0.5, quality=0.5)}
 

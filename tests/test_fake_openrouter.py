@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fake_openrouter import (
+from testkit.fake_openrouter import (
     ANY_MODEL,
     DEFAULT_KEY,
     ContextLengthExceeded,
@@ -1010,7 +1010,7 @@ def test_command_line_server() -> None:
     with FakeOpenRouter() as probe:
         port = probe.port  # a port that was free a moment ago
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_openrouter", "--port", str(port)],
+        [sys.executable, "-m", "testkit.fake_openrouter", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

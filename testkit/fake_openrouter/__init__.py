@@ -7,7 +7,7 @@ It follows section 9 of `/work/shared/docs/openrouter-api.md`: `GET /models` (fi
 
 Usage::
 
-    from tests.fake_openrouter import DEFAULT_KEY, FakeOpenRouter, HttpError, Reply, Stall
+    from testkit.fake_openrouter import DEFAULT_KEY, FakeOpenRouter, HttpError, Reply, Stall
 
     with FakeOpenRouter() as fake:                      # uvicorn on 127.0.0.1:<free port>
         client = httpx.Client(base_url=fake.base_url,    # "http://127.0.0.1:<port>/api/v1"
@@ -19,11 +19,11 @@ Usage::
 
 The server runs in its own thread and event loop, so it serves sync and async tests alike;
 leaving the `with` block stops it within about a second, even with stalled streams open.
-`python -m tests.fake_openrouter --port 8089` serves it by hand.
+`python -m testkit.fake_openrouter --port 8089` serves it by hand.
 
 `FakeOpenRouter(models=None, api_keys=(DEFAULT_KEY,), management_keys=(), balance_usd=100.0,
 config=FakeConfig(...))`: `models` is any list of model dicts (default: 42 real rows from
-`tests/fixtures/openrouter/models.json`; `load_models(path)` reads a saved `/models` response,
+`testkit/fixtures/openrouter/models.json`; `load_models(path)` reads a saved `/models` response,
 `make_model(id, ...)` builds a synthetic row). Management keys are valid keys that may also call
 `/credits`.
 

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from service import grpc_server
 from service.config import Settings
 from service.runtime import Runtime
-from tests.fake_openrouter import DEFAULT_KEY, FakeOpenRouter
+from testkit.fake_openrouter import DEFAULT_KEY, FakeOpenRouter
 
 
 def settings_for(fake: FakeOpenRouter, state_dir: Path, **extra: Any) -> Settings:

@@ -1,4 +1,4 @@
-"""Serve the fake by hand: `python -m tests.fake_openrouter --port 8089` from the repo root."""
+"""Serve the fake by hand: `python -m testkit.fake_openrouter --port 8089` from the repo root."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from . import ANY_MODEL, DEFAULT_KEY, FakeOpenRouter, Reply, load_models
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.fake_openrouter", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m testkit.fake_openrouter", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--models", help="a saved /models response or JSON list (default: fixture)")
