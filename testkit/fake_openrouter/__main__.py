@@ -16,7 +16,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--models", help="a saved /models response or JSON list (default: fixture)")
     parser.add_argument("--key", action="append", help="an accepted API key (repeatable)")
-    parser.add_argument("--management-key", action="append", default=[])
     parser.add_argument("--balance", type=float, default=100.0, help="account balance in USD")
     parser.add_argument(
         "--first-token-delay",
@@ -34,7 +33,6 @@ def main(argv: list[str] | None = None) -> None:
     fake = FakeOpenRouter(
         load_models(args.models),
         api_keys=args.key or [DEFAULT_KEY],
-        management_keys=args.management_key,
         balance_usd=args.balance,
         host=args.host,
         port=args.port,

@@ -126,11 +126,6 @@ class Resolution:
     served: Model
     sort_hint: str | None
 
-    @property
-    def routed_by(self) -> str | None:
-        """The router row (`openrouter/auto`, …) that picked the served model, if any."""
-        return str(self.row["id"]) if self.row is not self.served and is_router(self.row) else None
-
 
 class Catalogue:
     """An immutable list of model rows with the lookups the endpoints need."""
