@@ -26,7 +26,7 @@ from bench.processes import RouterProcess, cpu_seconds, fake_process, router_pro
 from bench.timing import gc_paused, percentile
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
-from tests.fake_openrouter import DEFAULT_KEY
+from testkit.fake_openrouter import DEFAULT_KEY
 
 TEXT = "Say hello to the router benchmark."
 ROUTING = pb.RouteRequest(

@@ -15,7 +15,7 @@ from typing import Any
 from bench.timing import HEADER, METHOD, measure, report, sample
 from service import catalogue
 from service.scorer import MODE_WEIGHTS, Ranking, Scorer
-from tests import reference_scorer
+from testkit import reference_scorer
 
 SPEED = MODE_WEIGHTS["speed"]
 PROMPT, OUTPUT = 1000, 500

@@ -74,7 +74,7 @@ def h2load(
             command += ["-H", header]
         cpu_before = cpu_seconds(router.pid)
         started = time.perf_counter()
-        done = subprocess.run(command + [url], capture_output=True, text=True, check=False)
+        done = subprocess.run([*command, url], capture_output=True, text=True, check=False)
         elapsed = time.perf_counter() - started
         cpu_ms = (cpu_seconds(router.pid) - cpu_before) * 1000 / requests
         if done.returncode != 0 or f"{requests} succeeded" not in done.stdout:

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.fake_openrouter import DEFAULT_KEY
-from tests.servers import free_port
+from testkit.fake_openrouter import DEFAULT_KEY
+from testkit.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ def cpu_seconds(pid: int) -> float:
 @contextmanager
 def fake_process(delay_s: float) -> Iterator[str]:
     """The fake OpenRouter in a process of its own; yields its base URL."""
-    command = [sys.executable, "-m", "tests.fake_openrouter", "--port", str(free_port())]
+    command = [sys.executable, "-m", "testkit.fake_openrouter", "--port", str(free_port())]
     command += ["--first-token-delay", str(delay_s)]
     with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as fake:
         try:

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from service.config import ModeWeights, Settings
-from tests.fake_openrouter import FakeOpenRouter
+from testkit.fake_openrouter import FakeOpenRouter
+from testkit.servers import GatewayThread, ServerThread
 from tests.redis_server import redis_server  # noqa: F401  (a fixture for every test module)
-from tests.servers import GatewayThread, ServerThread
 
 HTTP_TIMEOUT_S = 30
 CUSTOM_MODES = {"frugal-genius": ModeWeights(latency=0.0, cost=0.5, quality=0.5)}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from testkit.servers import free_port
 
 START_TIMEOUT_S = 10.0
 

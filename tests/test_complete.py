@@ -14,7 +14,7 @@ import pytest
 from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
-from tests.fake_openrouter import (
+from testkit.fake_openrouter import (
     ANY_MODEL,
     DEFAULT_KEY,
     ContextLengthExceeded,
@@ -28,7 +28,7 @@ from tests.fake_openrouter import (
     Stall,
     ToolCall,
 )
-from tests.servers import ServerThread, settings_for
+from testkit.servers import ServerThread, settings_for
 
 ROUTING = pb.RouteRequest(mode=pb.MODE_QUALITY)
 HELLO = [pb.ChatMessage(role="user", content="Say hello to the router.")]

@@ -14,7 +14,7 @@ from service.config import ModelOverride
 from service.errors import ErrorKind, RouterError
 from service.pb.router.v1 import router_pb2 as pb
 from service.runtime import Runtime
-from tests.fake_openrouter import FakeOpenRouter, HttpError, Reply
+from testkit.fake_openrouter import FakeOpenRouter, HttpError, Reply
 from tests.redis_server import RedisServer
 from tests.test_complete import HELLO, router_settings
 

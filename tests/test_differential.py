@@ -29,7 +29,7 @@ from service.scorer import (
     Ranking,
     Scorer,
 )
-from tests import reference_scorer as ref
+from testkit import reference_scorer as ref
 
 T = TypeVar("T")
 Model = dict[str, object]

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from cli.main import app as cli
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
-from tests.fake_openrouter import FakeOpenRouter, load_models
-from tests.servers import ServerThread, settings_for
+from testkit.fake_openrouter import FakeOpenRouter, load_models
+from testkit.servers import ServerThread, settings_for
 from tests.test_endpoint_sweep import routable_rows
 
 

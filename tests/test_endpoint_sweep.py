@@ -14,8 +14,8 @@ from service.pb.router.v1 import router_pb2 as pb
 from service.router import ModelRouter
 from service.runtime import Runtime
 from service.scorer import MODE_WEIGHTS
-from tests.fake_openrouter import FakeOpenRouter, RecordedRequest, load_models
-from tests.servers import settings_for
+from testkit.fake_openrouter import FakeOpenRouter, RecordedRequest, load_models
+from testkit.servers import settings_for
 
 ENDPOINTS_PREFIX, ENDPOINTS_SUFFIX = "/api/v1/models/", "/endpoints"
 # 100 requests a second with a refresh every 0.08 s: 8 requests per cycle.

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fake_openrouter import DEFAULT_KEY, FakeConfig, FakeOpenRouter, HttpError, Reply
+from testkit.fake_openrouter import DEFAULT_KEY, FakeConfig, FakeOpenRouter, HttpError, Reply
 
 FREE = "z-ai/glm-5.2:free"
 OTHER_FREE = "openai/gpt-oss-20b:free"

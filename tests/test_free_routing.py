@@ -16,9 +16,9 @@ import pytest
 
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
-from tests.fake_openrouter import FakeOpenRouter, HttpError
+from testkit.fake_openrouter import FakeOpenRouter, HttpError
+from testkit.servers import ServerThread
 from tests.redis_server import RedisServer
-from tests.servers import ServerThread
 from tests.test_complete import HELLO, chat_calls, router_settings
 
 FREE = "z-ai/glm-5.2:free"

@@ -7,7 +7,7 @@ import pytest
 
 from service import catalogue
 from service.config import Settings
-from tests.servers import GatewayThread
+from testkit.servers import GatewayThread
 
 CATALOGUE_IDS = {m.id for m in catalogue.load().models}
 

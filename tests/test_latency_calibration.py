@@ -21,8 +21,8 @@ from service.live_figures import LiveFigures
 from service.openrouter import OpenRouterClient
 from service.pb.router.v1 import router_pb2 as pb
 from service.router import ModelRouter
-from tests.fake_openrouter import FakeOpenRouter
-from tests.servers import settings_for
+from testkit.fake_openrouter import FakeOpenRouter
+from testkit.servers import settings_for
 from tests.test_endpoint_sweep import OUTPUT_TOKENS, expected_latency
 
 # The endpoint scale the fake is given: a quarter of each prior's time to first token, three

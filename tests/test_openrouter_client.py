@@ -19,8 +19,8 @@ from service.openrouter import OpenRouterClient, OpenRouterError
 from service.openrouter.chat import Failure, UpstreamError
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
-from tests.fake_openrouter import DEFAULT_KEY, FakeOpenRouter
-from tests.servers import ServerThread, free_port
+from testkit.fake_openrouter import DEFAULT_KEY, FakeOpenRouter
+from testkit.servers import ServerThread, free_port
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

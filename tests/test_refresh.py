@@ -24,7 +24,7 @@ from service.live_figures import LiveFigures
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from service.runtime import Runtime
-from tests.fake_openrouter import (
+from testkit.fake_openrouter import (
     DEFAULT_KEY,
     Drop,
     FakeOpenRouter,
@@ -36,7 +36,7 @@ from tests.fake_openrouter import (
     load_models,
     make_model,
 )
-from tests.servers import ServerThread, settings_for
+from testkit.servers import ServerThread, settings_for
 
 LISTED = load_models()
 

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
-from tests.servers import free_port
+from testkit.servers import free_port
 
 START_TIMEOUT_S = 30.0
 

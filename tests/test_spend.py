@@ -15,7 +15,8 @@ from redis.asyncio import Redis
 
 from service.redis_link import connect
 from service.spend import SpendLedger, SpendStatus
-from tests.redis_server import LossyProxy, RedisServer, free_port, silent_listener
+from testkit.servers import free_port
+from tests.redis_server import LossyProxy, RedisServer, silent_listener
 
 TIMEOUT_S = 1.0  # generous, for loaded machines; the tests about time bounds set their own
 NOON = dt.datetime(2025, 3, 14, 12, 0, tzinfo=dt.UTC).timestamp()

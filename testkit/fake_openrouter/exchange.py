@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
-import time
-import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from .catalogue import Model, Resolution
 from .providers import Endpoint, ProviderPreferences
@@ -23,25 +18,21 @@ class Ask:
     user_id: str
     generation_id: str
     created: int
-    started: float
     candidates: tuple[Resolution, ...]
     prefs: ProviderPreferences
     prompt_tokens: int
     max_tokens: int | None
     stream: bool
     tools: bool
-    body: Mapping[str, Any]
-    headers: Mapping[str, str]
 
 
 @dataclass(frozen=True)
 class Served:
-    """The attempt that answers, after `failed` attempts on earlier models."""
+    """The attempt that answers."""
 
     ask: Ask
     resolution: Resolution
     endpoint: Endpoint
-    failed: tuple[Mapping[str, Any], ...]
 
     @property
     def row(self) -> Model:
@@ -53,16 +44,3 @@ class Served:
 
     def default_text(self) -> str:
         return DEFAULT_TEXT.format(model=self.model)
-
-    def provider_response(self, status: int) -> dict[str, Any]:
-        """One entry of the generation's `provider_responses`."""
-        permaslug = str(self.row.get("canonical_slug") or self.model)
-        return {
-            "id": "chatcmpl-" + secrets.token_hex(12),
-            "endpoint_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{permaslug}/{self.endpoint.tag}")),
-            "model_permaslug": permaslug,
-            "provider_name": self.endpoint.provider_name,
-            "latency": round((time.monotonic() - self.ask.started) * 1000),
-            "status": status,
-            "is_byok": False,
-        }

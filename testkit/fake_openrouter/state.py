@@ -34,15 +34,13 @@ ALPHANUMERIC = string.ascii_letters + string.digits
 
 @dataclass
 class FakeConfig:
-    """Knobs that may also be changed while the fake runs (`fake.config.generation_delay_s = 1`)."""
+    """Knobs that may also be changed while the fake runs (`fake.config.is_free_tier = True`)."""
 
     usage_chunk: Literal["empty_choices", "empty_delta"] = "empty_choices"
     """The streamed usage chunk: `choices: []` (2026 docs) or one choice with an empty delta."""
     processing_comments: bool = True
     """Open streams with `: OPENROUTER PROCESSING`, repeated while the first token is pending."""
     keepalive_interval_s: float = 0.5
-    generation_delay_s: float = 0.0
-    """How long `/generation?id=` answers 404 after a completion (eventual consistency)."""
     key_limit_usd: float | None = None
     """Per-key spending limit reported by `/key` and enforced by the 402 pre-authorisation."""
     is_free_tier: bool = False
@@ -76,13 +74,6 @@ class RecordedRequest:
     body: bytes
 
 
-@dataclass(frozen=True)
-class StoredGeneration:
-    key: str
-    visible_at: float
-    data: Mapping[str, Any]
-
-
 class Keep(enum.Enum):
     KEEP = "keep"
 
@@ -108,7 +99,6 @@ class FakeState:
         self,
         models: Sequence[Model],
         api_keys: Iterable[str],
-        management_keys: Iterable[str],
         balance_usd: float,
         config: FakeConfig,
     ) -> None:
@@ -116,7 +106,6 @@ class FakeState:
         self._initial_balance = balance_usd
         self._initial_config = config
         self.api_keys = frozenset(api_keys)
-        self.management_keys = frozenset(management_keys)
         self.closing = asyncio.Event()
         self._lock = threading.Lock()
         self.reset()
@@ -132,7 +121,6 @@ class FakeState:
             self._models_script: deque[ModelsBehaviour] = deque()
             self._stats: dict[tuple[str, str], dict[str, Any]] = {}
             self._requests: list[RecordedRequest] = []
-            self._generations: dict[str, StoredGeneration] = {}
             self.free_allowance = FreeAllowance()
 
     def now(self) -> float:
@@ -142,7 +130,7 @@ class FakeState:
     # Keys and money.
 
     def is_valid_key(self, key: str) -> bool:
-        return key in self.api_keys or key in self.management_keys
+        return key in self.api_keys
 
     def charge(self, key: str, usd: float) -> None:
         with self._lock:
@@ -237,16 +225,6 @@ class FakeState:
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)
-
-    def store_generation(self, generation_id: str, key: str, data: Mapping[str, Any]) -> None:
-        visible_at = time.monotonic() + self.config.generation_delay_s
-        with self._lock:
-            self._generations[generation_id] = StoredGeneration(key, visible_at, data)
-
-    def visible_generation(self, generation_id: str) -> StoredGeneration | None:
-        with self._lock:
-            stored = self._generations.get(generation_id)
-        return stored if stored is not None and time.monotonic() >= stored.visible_at else None
 
     # Waiting.
 

@@ -1,4 +1,4 @@
-"""Serve the fake by hand: `python -m tests.fake_openrouter --port 8089` from the repo root."""
+"""Serve the fake by hand: `python -m testkit.fake_openrouter --port 8089` from the repo root."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from . import ANY_MODEL, DEFAULT_KEY, FakeOpenRouter, Reply, load_models
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.fake_openrouter", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m testkit.fake_openrouter", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--models", help="a saved /models response or JSON list (default: fixture)")
     parser.add_argument("--key", action="append", help="an accepted API key (repeatable)")
-    parser.add_argument("--management-key", action="append", default=[])
     parser.add_argument("--balance", type=float, default=100.0, help="account balance in USD")
     parser.add_argument(
         "--first-token-delay",
@@ -34,7 +33,6 @@ def main(argv: list[str] | None = None) -> None:
     fake = FakeOpenRouter(
         load_models(args.models),
         api_keys=args.key or [DEFAULT_KEY],
-        management_keys=args.management_key,
         balance_usd=args.balance,
         host=args.host,
         port=args.port,

@@ -1,4 +1,4 @@
-"""`GET /models`, `/models/count`, `/model/{author}/{slug}`, `/models/{author}/{slug}/endpoints`."""
+"""`GET /models` and `GET /models/{author}/{slug}/endpoints`."""
 
 from __future__ import annotations
 
@@ -128,27 +128,13 @@ class CatalogueApi:
         await self.state.pause(delay_s)
         yield body
 
-    async def count(self, request: Request) -> Response:
-        try:
-            count = len(select(self.state.catalogue, request))
-        except InvalidQuery:
-            return error(400, "Invalid request parameters").response()
-        return json_response({"data": {"count": count}})
-
-    async def model(self, request: Request) -> Response:
-        resolution = self.state.catalogue.resolve(_slug(request))
-        if resolution is None:
-            return _not_found()
-        alias = resolution.row.get("alias_target")
-        return json_response({"data": resolution.served if alias else resolution.row})
-
     async def endpoints(self, request: Request) -> Response:
         """A `:free` id has no endpoints page (404, as observed): its free endpoints, priced 0,
         are listed under the base model, after the base model's own."""
         slug = _slug(request)
         row = None if slug.endswith(FREE_SUFFIX) else self.state.catalogue.for_endpoints(slug)
         if row is None:
-            return _not_found()
+            return error(404, "Resource not found").response()
         authenticated = not isinstance(authenticate(self.state, request), ErrorResult)
         free = self.state.catalogue.get(f"{row['id']}{FREE_SUFFIX}")
         served = [row] if free is None else [row, free]
@@ -172,7 +158,3 @@ def _slug(request: Request) -> str:
     if b"%2f" in request.scope.get("raw_path", b"").lower():
         return ""
     return f"{request.path_params['author']}/{request.path_params['slug']}"
-
-
-def _not_found() -> Response:
-    return error(404, "Resource not found").response()

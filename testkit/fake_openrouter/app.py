@@ -1,4 +1,5 @@
-"""The ASGI application: OpenRouter's routes under `/api/v1`, behind the request recorder."""
+"""The ASGI application: the OpenRouter routes the router calls, under `/api/v1`, behind the
+request recorder; any other path answers OpenRouter's 404."""
 
 from __future__ import annotations
 
@@ -28,14 +29,9 @@ def create_app(state: FakeState) -> ASGIApp:
     catalogue, chat, accounts = CatalogueApi(state), ChatApi(state), AccountsApi(state)
     routes = [
         Route("/api/v1/models", catalogue.models, methods=["GET"]),
-        Route("/api/v1/models/count", catalogue.count, methods=["GET"]),
         Route("/api/v1/models/{author}/{slug}/endpoints", catalogue.endpoints, methods=["GET"]),
-        Route("/api/v1/model/{author}/{slug}", catalogue.model, methods=["GET"]),
         Route("/api/v1/chat/completions", chat.completions, methods=["POST"]),
-        Route("/api/v1/generation", accounts.generation, methods=["GET"]),
         Route("/api/v1/key", accounts.key, methods=["GET"]),
-        Route("/api/v1/auth/key", accounts.key, methods=["GET"]),
-        Route("/api/v1/credits", accounts.credits, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
     return Recorder(app, state)

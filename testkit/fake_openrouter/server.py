@@ -30,7 +30,6 @@ class FakeOpenRouter:
         self,
         models: Iterable[Mapping[str, Any]] | None = None,
         api_keys: Iterable[str] = (DEFAULT_KEY,),
-        management_keys: Iterable[str] = (),
         balance_usd: float = 100.0,
         *,
         config: FakeConfig | None = None,
@@ -38,9 +37,7 @@ class FakeOpenRouter:
         port: int = 0,
     ) -> None:
         rows = load_models() if models is None else [dict(row) for row in models]
-        self._state = FakeState(
-            rows, api_keys, management_keys, balance_usd, config or FakeConfig()
-        )
+        self._state = FakeState(rows, api_keys, balance_usd, config or FakeConfig())
         self.host = host
         self.port = port
         self._server: uvicorn.Server | None = None
@@ -77,7 +74,7 @@ class FakeOpenRouter:
 
     def reset(self) -> None:
         """Back to the state just after construction: catalogue, balance, config, scripts,
-        endpoint figures, recorded requests and generations."""
+        endpoint figures and recorded requests."""
         self._state.reset()
 
     def script(self, model_id: str, *behaviours: ChatBehaviour) -> None:

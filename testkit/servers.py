@@ -20,7 +20,7 @@ from service import grpc_server
 from service.config import Settings
 from service.core import RouterCore
 from service.runtime import Runtime
-from tests.fake_openrouter import DEFAULT_KEY, FakeOpenRouter
+from testkit.fake_openrouter import DEFAULT_KEY, FakeOpenRouter
 
 T = TypeVar("T")
 TIMEOUT_S = 10

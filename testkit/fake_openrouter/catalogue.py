@@ -26,7 +26,7 @@ Model = dict[str, Any]
 def load_models(source: str | Path | None = None) -> list[Model]:
     """Rows of a saved `/models` response (`{"data": [...]}`) or of a bare JSON list.
 
-    Without `source`: the 42 real rows committed under `tests/fixtures/openrouter/`.
+    Without `source`: the 42 real rows committed under `testkit/fixtures/openrouter/`.
     """
     loaded = json.loads(Path(source or FIXTURE_PATH).read_text(encoding="utf-8"))
     rows = loaded["data"] if isinstance(loaded, dict) else loaded
@@ -125,11 +125,6 @@ class Resolution:
     row: Model
     served: Model
     sort_hint: str | None
-
-    @property
-    def routed_by(self) -> str | None:
-        """The router row (`openrouter/auto`, …) that picked the served model, if any."""
-        return str(self.row["id"]) if self.row is not self.served and is_router(self.row) else None
 
 
 class Catalogue:

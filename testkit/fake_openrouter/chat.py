@@ -12,7 +12,6 @@ import json
 import math
 import time
 from decimal import Decimal
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,21 +43,18 @@ class ChatApi:
         self.replier = Replier(state)
 
     async def completions(self, request: Request) -> Response:
-        started = time.monotonic()
         key = authenticate(self.state, request)
         if isinstance(key, ErrorResult):
             return key.response()
         generation_id = new_generation_id()
         headers = {"X-Generation-Id": generation_id}
-        ask = self._parse(await request.body(), request, key, generation_id, started)
+        ask = self._parse(await request.body(), key, generation_id)
         if isinstance(ask, ErrorResult):
             return ask.response(headers)
         answer = self._serve(ask)
         return answer.response(headers) if isinstance(answer, ErrorResult) else answer
 
-    def _parse(
-        self, raw: bytes, request: Request, key: str, generation_id: str, started: float
-    ) -> Ask | ErrorResult:
+    def _parse(self, raw: bytes, key: str, generation_id: str) -> Ask | ErrorResult:
         user_id = user_id_for(key)
 
         def invalid(message: str) -> ErrorResult:
@@ -100,19 +96,15 @@ class ChatApi:
             user_id=user_id,
             generation_id=generation_id,
             created=int(time.time()),
-            started=started,
             candidates=tuple(candidates),
             prefs=prefs,
             prompt_tokens=sum(count_tokens(message_text(message)) for message in messages),
             max_tokens=max_tokens,
             stream=bool(body.get("stream")),
             tools=bool(body.get("tools")),
-            body=body,
-            headers=dict(request.headers),
         )
 
     def _serve(self, ask: Ask) -> Response | ErrorResult:
-        failed: list[dict[str, Any]] = []
         last: ErrorResult | None = None
         for resolution in ask.candidates:
             requested = resolution.requested
@@ -124,13 +116,12 @@ class ChatApi:
                     HttpError.no_endpoints(), model=requested, user_id=ask.user_id
                 )
                 continue
-            served = Served(ask, resolution, endpoints[0], tuple(failed))
+            served = Served(ask, resolution, endpoints[0])
             window = context_window(served.row)
             if window and ask.prompt_tokens + (ask.max_tokens or 0) > window:
                 last = context_length_exceeded(
                     window, ask.prompt_tokens, ask.max_tokens or 0, user_id=ask.user_id
                 )
-                failed.append(served.provider_response(last.status))
                 continue
             refusal = self._preauthorise(served)
             if refusal is not None:
@@ -159,7 +150,6 @@ class ChatApi:
                 return self.replier.respond(served, behaviour)
             if last.status in {401, 402}:
                 return last
-            failed.append(served.provider_response(last.status))
         assert last is not None  # there is always at least one candidate
         return last
 

@@ -1,13 +1,15 @@
 """A faithful fake of OpenRouter's HTTP API (2026 shapes), served over real loopback HTTP.
 
-It follows section 9 of `/work/shared/docs/openrouter-api.md`: `GET /models` (filters, paging),
-`/models/{author}/{slug}/endpoints`, `POST /chat/completions` (JSON and SSE, `models[]` fallback,
-`provider` routing, usage and cost, 402 pre-authorisation), `/generation`, `/key` (and
-`/auth/key`), `/credits`, with OpenRouter's error bodies and headers.
+It follows section 9 of `/work/shared/docs/openrouter-api.md` for the routes the router calls:
+`GET /models` (filters, paging), `/models/{author}/{slug}/endpoints`, `POST /chat/completions`
+(JSON and SSE, `models[]` fallback, `provider` routing, usage and cost, 402 pre-authorisation,
+the `:free` allowance) and `GET /key`, with OpenRouter's error bodies and headers. The routes the
+router never calls (`/generation`, `/credits`, `/auth/key`, `/models/count`, `/model/{…}`) are
+not served: they answer 404 like any unknown path.
 
 Usage::
 
-    from tests.fake_openrouter import DEFAULT_KEY, FakeOpenRouter, HttpError, Reply, Stall
+    from testkit.fake_openrouter import DEFAULT_KEY, FakeOpenRouter, HttpError, Reply, Stall
 
     with FakeOpenRouter() as fake:                      # uvicorn on 127.0.0.1:<free port>
         client = httpx.Client(base_url=fake.base_url,    # "http://127.0.0.1:<port>/api/v1"
@@ -19,13 +21,12 @@ Usage::
 
 The server runs in its own thread and event loop, so it serves sync and async tests alike;
 leaving the `with` block stops it within about a second, even with stalled streams open.
-`python -m tests.fake_openrouter --port 8089` serves it by hand.
+`python -m testkit.fake_openrouter --port 8089` serves it by hand.
 
-`FakeOpenRouter(models=None, api_keys=(DEFAULT_KEY,), management_keys=(), balance_usd=100.0,
-config=FakeConfig(...))`: `models` is any list of model dicts (default: 42 real rows from
-`tests/fixtures/openrouter/models.json`; `load_models(path)` reads a saved `/models` response,
-`make_model(id, ...)` builds a synthetic row). Management keys are valid keys that may also call
-`/credits`.
+`FakeOpenRouter(models=None, api_keys=(DEFAULT_KEY,), balance_usd=100.0, config=FakeConfig(...))`:
+`models` is any list of model dicts (default: 42 real rows from
+`testkit/fixtures/openrouter/models.json`; `load_models(path)` reads a saved `/models` response,
+`make_model(id, ...)` builds a synthetic row).
 
 Test controls:
     `script(model_id, *behaviours)` queues behaviours, one per attempt on that model (`ANY_MODEL`:
@@ -34,8 +35,8 @@ Test controls:
     `ModelsReply(models=[])`, `ModelsReply(delay_s=…)`, `Stall`, `Reset`, `Drop`);
     `set_models(rows)`; `set_endpoint_stats(model_id, provider=…, latency_ms=…, throughput=…,
     uptime=…)`; `set_balance(usd)`; `config` (live `FakeConfig`: usage-chunk style, processing
-    comments, generation visibility delay, per-key limit, free tier, the `:free` allowance and
-    a clock offset); `requests`, `spent_usd`, `models`; `reset()`.
+    comments, per-key limit, free tier, the `:free` allowance and a clock offset); `requests`,
+    `spent_usd`, `models`; `reset()`.
 
 The `:free` allowance (`free_limits.py`): calls to `:free` variants count per minute and per
 UTC day for the account (all keys); past `config.free_models_per_minute` (20) or

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.responses import Response
 
 from .behaviours import ErrorIn200, Fault, MidStreamError, Reply, ToolCall
-from .billing import Outcome, generation_record, settle
+from .billing import Outcome, settle
 from .errors import json_response
 from .exchange import Served
 from .state import ALPHANUMERIC, FakeState
@@ -129,7 +129,7 @@ def _error_json(code: int, message: str, metadata: Mapping[str, Any] | None) -> 
 
 
 class Replier:
-    """Answers a served attempt with its behaviour, and books the spend and the generation."""
+    """Answers a served attempt with its behaviour, and books the spend on the key."""
 
     def __init__(self, state: FakeState) -> None:
         self.state = state
@@ -157,22 +157,14 @@ class Replier:
             return self._mid_stream_error(served, behaviour, headers)
         return self._fault(served, behaviour, headers)
 
-    def _book(
-        self, served: Served, outcome: Outcome, *, streamed: bool, first_token_at: float
-    ) -> None:
-        ask = served.ask
-        self.state.charge(ask.key, outcome.cost)
-        record = generation_record(
-            served, outcome, streamed=streamed, first_token_at=first_token_at
-        )
-        self.state.store_generation(ask.generation_id, ask.key, record)
+    def _book(self, served: Served, outcome: Outcome) -> None:
+        self.state.charge(served.ask.key, outcome.cost)
 
     async def _complete(self, served: Served, reply: Reply) -> AsyncGenerator[Frame, None]:
         outcome = reply_outcome(served, reply)
         await self.state.pause(reply.first_token_delay_s)
-        first_token_at = time.monotonic()
         await self.state.pause(reply.chunk_delay_s * max(0, len(_deltas(outcome)) - 1))
-        self._book(served, outcome, streamed=False, first_token_at=first_token_at)
+        self._book(served, outcome)
         yield json.dumps(completion_json(served, outcome), separators=(",", ":")).encode()
 
     def _chunk(self, served: Served, choices: list[dict[str, Any]], **extra: Any) -> bytes:
@@ -204,7 +196,6 @@ class Replier:
         async with aclosing(self._opening(reply.first_token_delay_s)) as opening:
             async for frame in opening:
                 yield frame
-        first_token_at = time.monotonic()
         for index, delta in enumerate(_deltas(outcome)):
             if index:
                 await self.state.pause(reply.chunk_delay_s)
@@ -213,7 +204,7 @@ class Replier:
         yield self._chunk(served, [_choice(finish, outcome.finish_reason)])
         usage_choices = [_choice(finish)] if self.state.config.usage_chunk == "empty_delta" else []
         yield self._chunk(served, usage_choices, usage=outcome.usage())
-        self._book(served, outcome, streamed=True, first_token_at=first_token_at)
+        self._book(served, outcome)
         yield DONE
 
     def _content_chunks(self, served: Served, text: str | None, count: int) -> list[bytes]:
@@ -249,7 +240,7 @@ class Replier:
         text = served.default_text() if fault.content is None else fault.content
         partial = "".join(pieces(text)[: fault.after_chunks])
         outcome = settle(served, partial, "error")
-        self._book(served, outcome, streamed=served.ask.stream, first_token_at=time.monotonic())
+        self._book(served, outcome)
         if not served.ask.stream:
             return json_response(completion_json(served, outcome, error), 200, headers)
         chunks = self._content_chunks(served, text, fault.after_chunks)

@@ -1,4 +1,4 @@
-"""Bearer keys and the accounting endpoints: `/key` (and `/auth/key`), `/credits`, `/generation`."""
+"""Bearer keys, and `GET /key`: what the key has spent, its limit and its tier."""
 
 from __future__ import annotations
 
@@ -9,21 +9,6 @@ from .errors import ErrorResult, error, json_response
 from .state import FakeState, user_id_for
 
 KEY_PREFIX = "sk-or-v1-"
-ZOD_MISSING_ID = {
-    "success": False,
-    "error": {
-        "issues": [
-            {
-                "code": "invalid_type",
-                "expected": "string",
-                "received": "undefined",
-                "path": ["id"],
-                "message": "Required",
-            }
-        ],
-        "name": "ZodError",
-    },
-}
 
 
 def authenticate(state: FakeState, request: Request) -> str | ErrorResult:
@@ -53,7 +38,6 @@ class AccountsApi:
             return key.response()
         spent = self.state.spent(key)
         limit = self.state.config.key_limit_usd
-        management = key in self.state.management_keys
         data = {
             "label": masked(key),
             "limit": limit,
@@ -69,8 +53,8 @@ class AccountsApi:
             "byok_usage_weekly": 0,
             "byok_usage_monthly": 0,
             "is_free_tier": self.state.config.is_free_tier,
-            "is_management_key": management,
-            "is_provisioning_key": management,
+            "is_management_key": False,
+            "is_provisioning_key": False,
             "creator_user_id": user_id_for(key),
             "expires_at": None,
             "rate_limit": {
@@ -80,26 +64,3 @@ class AccountsApi:
             },
         }
         return json_response({"data": data})
-
-    async def credits(self, request: Request) -> Response:
-        key = authenticate(self.state, request)
-        if isinstance(key, ErrorResult):
-            return key.response()
-        if key not in self.state.management_keys:
-            return error(403, "Only management keys can fetch credits").response()
-        data = {"total_credits": self.state.credits_usd, "total_usage": self.state.spent()}
-        return json_response({"data": data})
-
-    async def generation(self, request: Request) -> Response:
-        key = authenticate(self.state, request)
-        if isinstance(key, ErrorResult):
-            return key.response()
-        generation_id = request.query_params.get("id")
-        if not generation_id:
-            return json_response(ZOD_MISSING_ID, 400)
-        stored = self.state.visible_generation(generation_id)
-        if stored is None:
-            return error(404, f"Generation {generation_id} not found").response()
-        if stored.key != key and key not in self.state.management_keys:
-            return error(403, "Forbidden").response()
-        return json_response({"data": dict(stored.data)})
