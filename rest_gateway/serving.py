@@ -23,7 +23,10 @@ class HttpServer:
     """`app` on `host:port` (port 0 picks a free one) until `stop`."""
 
     def __init__(self, app: FastAPI, host: str, port: int, *, log_level: str = "info") -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
+        # No access log: a line per request would cost more than routing the request.
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False
+        )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 
