@@ -14,10 +14,10 @@ PROTO_FLAGS := -Iservice/pb=proto --python_out=. --grpc_python_out=. --mypy_out=
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-system-deps: ## Install redis-server from Debian's packages when it is missing
-	@command -v redis-server >/dev/null || { \
+system-deps: ## Install redis-server and h2load (nghttp2-client) from Debian's packages when missing
+	@command -v redis-server >/dev/null && command -v h2load >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server nghttp2-client >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml $(RUST_SOURCES)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -57,9 +57,10 @@ test: install proto-check lint ## Install, check and run every test (Rust and Py
 	cd $(CRATE) && cargo test
 	$(BIN)/pytest
 
-bench: install ## Measure speed (p50, p99, p99.9): the scorer, the service layers, completions
+bench: install ## Measure speed (p50, p99, p99.9): the scorer, the service layers, gRPC against REST, completions
 	$(PY) -m bench.bench_scorer
 	$(PY) -m bench.bench_route
+	$(PY) -m bench.bench_transports
 	$(PY) -m bench.bench_complete
 
 run: install ## Serve gRPC on :50051 and REST on :8000 on the embedded catalogue
