@@ -7,6 +7,7 @@ routing while another thread replaces the live stats of every model. No decision
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -14,29 +15,38 @@ from typing import Any
 
 from bench.timing import HEADER, METHOD, measure, report, sample
 from service import catalogue
-from service.scorer import MODE_WEIGHTS, Ranking, Scorer
+from service.catalogue import ModelRecord
+from service.scorer import MODE_WEIGHTS, LiveStats, Ranking, Scorer
 from testkit import reference_scorer
 
 SPEED = MODE_WEIGHTS["speed"]
 PROMPT, OUTPUT = 1000, 500
 
 
-def synthetic(base: list[dict[str, Any]], size: int, seed: int = 7) -> list[dict[str, Any]]:
+def synthetic(base: list[ModelRecord], size: int, seed: int = 7) -> list[ModelRecord]:
     """`size` models drawn from the real ones, with jittered prices, quality and latency."""
     rng = random.Random(seed)
     models = []
     for k in range(size):
-        m = dict(rng.choice(base))
-        m["id"] = f"{m['id']}~{k}"
-        if m["prompt_price"] >= 0:
-            scale = rng.uniform(0.5, 2.0)
-            m["prompt_price"] *= scale
-            m["completion_price"] *= scale
-        m["quality"] = min(1.0, max(0.0, m["quality"] + rng.uniform(-0.05, 0.05)))
-        m["ttft_s"] = rng.uniform(0.2, 3.0)
-        m["tokens_per_s"] = rng.uniform(20.0, 300.0)
-        models.append(m)
+        m = rng.choice(base)
+        scale = rng.uniform(0.5, 2.0) if m.prompt_price >= 0 else 1.0
+        models.append(
+            dataclasses.replace(
+                m,
+                id=f"{m.id}~{k}",
+                prompt_price=m.prompt_price * scale,
+                completion_price=m.completion_price * scale,
+                quality=min(1.0, max(0.0, m.quality + rng.uniform(-0.05, 0.05))),
+                ttft_s=rng.uniform(0.2, 3.0),
+                tokens_per_s=rng.uniform(20.0, 300.0),
+            )
+        )
     return models
+
+
+def reference_model(record: ModelRecord) -> dict[str, Any]:
+    """The model as the reference reads it (it ignores what the scorer has no use for)."""
+    return {**record.to_json(), "kind": record.kind}
 
 
 def best(scorer: Scorer) -> str:
@@ -57,8 +67,9 @@ def reference(models: list[dict[str, Any]], top_k: int) -> object:
     )
 
 
-def compare(name: str, models: list[dict[str, Any]], top_k: int, iterations: int) -> None:
-    scorer = Scorer("bench", models)
+def compare(name: str, records: list[ModelRecord], top_k: int, iterations: int) -> None:
+    scorer = Scorer("bench", [r.spec() for r in records])
+    models = [reference_model(r) for r in records]
     native = top5 if top_k == 5 else best
     fast = measure(f"native   {name}", lambda: native(scorer), iterations)
     slow = measure(
@@ -70,14 +81,14 @@ def compare(name: str, models: list[dict[str, Any]], top_k: int, iterations: int
     print(f"{'':<52} speed-up at p50: {slow / fast:,.0f}x")
 
 
-def during_updates(models: list[dict[str, Any]], iterations: int) -> None:
+def during_updates(records: list[ModelRecord], iterations: int) -> None:
     """Route on this thread while another replaces every model's stats, batch after batch."""
-    scorer = Scorer("bench", models)
+    scorer = Scorer("bench", [r.spec() for r in records])
     rng = random.Random(11)
     batches = [
         [
-            {"id": m["id"], "ttft_s": rng.uniform(0.2, 3.0), "tokens_per_s": rng.uniform(20, 300)}
-            for m in models
+            LiveStats(r.id, ttft_s=rng.uniform(0.2, 3.0), tokens_per_s=rng.uniform(20, 300))
+            for r in records
         ]
         for _ in range(2)
     ]
@@ -102,11 +113,11 @@ def during_updates(models: list[dict[str, Any]], iterations: int) -> None:
         stop.set()
         updater.join()
     report("native   best, while all stats are replaced every ~1 ms", routed)
-    report(f"update_stats of all {len(models)} models, incl. waiting for the GIL", update_ns)
+    report(f"update_stats of all {len(records)} models, incl. waiting for the GIL", update_ns)
 
 
 def main() -> None:
-    base = [m.spec() for m in catalogue.load().models]
+    base = list(catalogue.load().models)
     print(
         f"embedded catalogue: {len(base)} models; request {PROMPT} prompt + {OUTPUT} output tokens"
     )

@@ -18,8 +18,8 @@ widens it with `output_modalities` (text may accompany them) or by naming a meta
 model by id in `allow_models`.
 """
 
-from collections.abc import Mapping, Sequence
-from typing import Final, Literal, Self, final
+from collections.abc import Sequence
+from typing import Final, Literal, Self, TypeAlias, final
 
 __all__ = [
     "COST_FLOOR_USD",
@@ -37,6 +37,8 @@ __all__ = [
     "Explanation",
     "InvalidCatalogue",
     "InvalidRequest",
+    "LiveStats",
+    "ModelSpec",
     "NoEligibleModel",
     "Ranking",
     "Scorer",
@@ -81,6 +83,108 @@ class InvalidRequest(ScorerError):
 
 class NoEligibleModel(ScorerError):
     """The constraints removed every model; the message names each constraint and its count."""
+
+_Kind: TypeAlias = Literal["chat", "meta_router", "guard"]
+"""What a model is for: chat routes take chat models only, unless a request names a meta-router
+or guard model by id in `allow_models`."""
+
+@final
+class ModelSpec:
+    """One model of a catalogue, as the scorer takes it; checked when it is made.
+
+    id is "author/name"; context_length is in tokens; prompt_price and completion_price are USD
+    per token (negative for dynamic pricing, at most `MAX_PRICE_PER_TOKEN`); input_modalities
+    are among text, image, file, audio, video (output names the scorer does not know count as
+    other); supported_parameters are the request parameters the model takes; quality lies in
+    [0, 1]; ttft_s is seconds to first token (at most `MAX_TTFT_S`) and tokens_per_s output
+    tokens per second (at least `MIN_TOKENS_PER_S`); quality_estimated and latency_estimated say
+    whether those figures are priors rather than measurements; realtime is false for rows not
+    served in real time (batch endpoints, moving aliases).
+
+    Raises InvalidCatalogue for a malformed model; whether ids are unique is checked by
+    `Scorer` and `Scorer.replace_catalogue`.
+    """
+
+    def __new__(
+        cls,
+        *,
+        id: str,
+        context_length: int,
+        prompt_price: float,
+        completion_price: float,
+        input_modalities: Sequence[str],
+        output_modalities: Sequence[str],
+        kind: _Kind = "chat",
+        realtime: bool = True,
+        supported_parameters: Sequence[str],
+        quality: float,
+        quality_estimated: bool,
+        ttft_s: float,
+        tokens_per_s: float,
+        latency_estimated: bool,
+    ) -> Self: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def context_length(self) -> int: ...
+    @property
+    def prompt_price(self) -> float: ...
+    @property
+    def completion_price(self) -> float: ...
+    @property
+    def input_modalities(self) -> list[str]: ...
+    @property
+    def output_modalities(self) -> list[str]: ...
+    @property
+    def kind(self) -> _Kind: ...
+    @property
+    def realtime(self) -> bool: ...
+    @property
+    def supported_parameters(self) -> list[str]: ...
+    @property
+    def quality(self) -> float: ...
+    @property
+    def quality_estimated(self) -> bool: ...
+    @property
+    def ttft_s(self) -> float: ...
+    @property
+    def tokens_per_s(self) -> float: ...
+    @property
+    def latency_estimated(self) -> bool: ...
+
+@final
+class LiveStats:
+    """What the router has observed of one model, for `Scorer.update_stats`; checked when it is
+    made.
+
+    ttft_s (seconds to first token, at most `MAX_TTFT_S`) and tokens_per_s (output tokens per
+    second, at least `MIN_TOKENS_PER_S`) replace the catalogue's priors; None keeps the prior.
+    circuit_open removes the model from every route. latency_estimated says whether the figures
+    are still a prior (e.g. rescaled); None counts them as measured when they give a time to
+    first token or a throughput, else keeps the catalogue's flag.
+
+    Raises InvalidRequest for an out-of-range figure.
+    """
+
+    def __new__(
+        cls,
+        id: str,
+        *,
+        ttft_s: float | None = None,
+        tokens_per_s: float | None = None,
+        circuit_open: bool = False,
+        latency_estimated: bool | None = None,
+    ) -> Self: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def ttft_s(self) -> float | None: ...
+    @property
+    def tokens_per_s(self) -> float | None: ...
+    @property
+    def circuit_open(self) -> bool: ...
+    @property
+    def latency_estimated(self) -> bool | None: ...
 
 @final
 class Constraints:
@@ -184,32 +288,23 @@ class Explanation:
 class Scorer:
     """Holds the catalogue and live stats; both are swapped whole, atomically for readers.
 
-    Each model is a mapping with the keys: id (str, "author/name"), context_length (int),
-    prompt_price and completion_price (float, USD per token; negative for dynamic pricing),
-    input_modalities and output_modalities (text, image, file, audio, video; unknown output
-    names count as other), kind ("chat", "meta_router" or "guard"; default "chat"),
-    supported_parameters (str list), quality (float in [0, 1]), quality_estimated (bool),
-    ttft_s (float, seconds to first token), tokens_per_s (float > 0), latency_estimated (bool).
+    A catalogue is a version and its models; an id listed twice raises InvalidCatalogue.
     """
 
-    def __new__(cls, version: str, models: Sequence[Mapping[str, object]]) -> Self: ...
+    def __new__(cls, version: str, models: Sequence[ModelSpec]) -> Self: ...
     @property
     def version(self) -> str: ...
     def __len__(self) -> int: ...
     def model_ids(self) -> list[str]: ...
-    def replace_catalogue(self, version: str, models: Sequence[Mapping[str, object]]) -> None:
-        """Swap in a new catalogue; live stats of models that remain are kept."""
+    def replace_catalogue(self, version: str, models: Sequence[ModelSpec]) -> None:
+        """Swap in a new catalogue; live stats of models that remain are kept. An id listed
+        twice raises InvalidCatalogue and keeps the current catalogue."""
 
-    def update_stats(self, stats: Sequence[Mapping[str, object]]) -> None:
+    def update_stats(self, stats: Sequence[LiveStats]) -> None:
         """Apply live stats, all or nothing.
 
-        Each mapping has `id` and optionally `ttft_s`, `ttft_p95_s`, `tokens_per_s`,
-        `error_rate` (floats or None; None keeps the catalogue's prior), `circuit_open`
-        (bool, default False) and `latency_estimated` (bool or None: whether the figures are
-        still a prior; by default they count as measured when they give a time to first token
-        or a throughput). An entry replaces that model's previous stats wholesale. An
-        unknown id or an out-of-range figure raises InvalidRequest and applies nothing.
-        Readers never see part of a batch.
+        An entry replaces that model's previous stats wholesale. An unknown id raises
+        InvalidRequest and applies nothing. Readers never see part of a batch.
         """
     def set_free_available(self, available: bool) -> None:
         """Let free models be routed to, or remove them all (reason "free_quota")."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from service.config import ExtraModel, ModelOverride
 from service.eligibility import Kind, model_kind
-from service.scorer import Scorer
+from service.scorer import ModelSpec, Scorer
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,23 +82,24 @@ class ModelRecord:
         """One of OpenRouter's `:free` variants, which share a small allowance per account."""
         return self.id.endswith(":free")
 
-    def spec(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "context_length": self.context_length,
-            "prompt_price": self.prompt_price,
-            "completion_price": self.completion_price,
-            "input_modalities": self.input_modalities,
-            "output_modalities": self.output_modalities,
-            "kind": self.kind,
-            "realtime": self.realtime,
-            "supported_parameters": self.supported_parameters,
-            "quality": self.quality,
-            "quality_estimated": self.quality_estimated,
-            "ttft_s": self.ttft_s,
-            "tokens_per_s": self.tokens_per_s,
-            "latency_estimated": self.latency_estimated,
-        }
+    def spec(self) -> ModelSpec:
+        """The model as the scorer takes it; raises InvalidCatalogue when it is malformed."""
+        return ModelSpec(
+            id=self.id,
+            context_length=self.context_length,
+            prompt_price=self.prompt_price,
+            completion_price=self.completion_price,
+            input_modalities=self.input_modalities,
+            output_modalities=self.output_modalities,
+            kind=self.kind,
+            realtime=self.realtime,
+            supported_parameters=self.supported_parameters,
+            quality=self.quality,
+            quality_estimated=self.quality_estimated,
+            ttft_s=self.ttft_s,
+            tokens_per_s=self.tokens_per_s,
+            latency_estimated=self.latency_estimated,
+        )
 
 
 def content_version(snapshot_date: str, models: list[dict[str, Any]]) -> str:

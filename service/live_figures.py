@@ -1,14 +1,14 @@
 """What the router knows of each model right now, pushed into the scorer's live stats.
 
 Sources, most trusted first: the router's own observations of the model (an exponentially
-weighted average of time to first token and throughput, and a recent p95, each forgotten
-`observation_ttl_s` after the last observation so that a model that lost its traffic can win it
-back), OpenRouter's endpoint figures, the catalogue's priors calibrated to the endpoint scale
+weighted average of time to first token and throughput, forgotten `observation_ttl_s` after the
+last attempt on the model so that a model that lost its traffic can win it back), OpenRouter's
+endpoint figures, the catalogue's priors calibrated to the endpoint scale
 (`service.latency_calibration`), and the catalogue's priors as they are (by leaving a figure
-out). An entry pushed with a time to first token or a throughput names in `latency_source` the
-most trusted source among them: "learned", "openrouter-endpoints" or "calibrated:<catalogue
-source>"; without one the key is left out, so the router reports the catalogue's own source (of
-the catalogue being served, even after it is replaced). Open circuits remove a model outright.
+out). Stats pushed with a time to first token or a throughput go with the most trusted source
+among them: "learned", "openrouter-endpoints" or "calibrated:<catalogue source>"; without one
+the source is None, so the router reports the catalogue's own source (of the catalogue being
+served, even after it is replaced). Open circuits remove a model outright.
 
 Only the models whose inputs changed are recomputed on the request path (an observation, a
 circuit, an expiry); new endpoint figures or a new catalogue recompute every model.
@@ -16,23 +16,22 @@ circuit, an expiry); new endpoint figures or a new catalogue recompute every mod
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from service import metrics
 from service.catalogue import ModelRecord
 from service.latency_calibration import UNCALIBRATED, Calibration, calibrate, calibrated_source
 from service.openrouter import EndpointFigures
 from service.router import ModelRouter
-from service.scorer import MAX_TTFT_S, MIN_TOKENS_PER_S
+from service.scorer import MAX_TTFT_S, MIN_TOKENS_PER_S, LiveStats
 
 log = logging.getLogger(__name__)
 
-RECENT = 50  # observations kept per model for the p95
 LEARNED = "learned"
 ENDPOINTS = "openrouter-endpoints"
 
@@ -41,16 +40,33 @@ ENDPOINTS = "openrouter-endpoints"
 class _Observed:
     ttft_s: float | None = None
     tokens_per_s: float | None = None
-    ttfts: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
-    outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=RECENT))
     last_seen: float = 0.0
 
 
-def _p95(values: Collection[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+@dataclass(frozen=True, slots=True)
+class _Figures:
+    """What is pushed for one model; a figure left None keeps the catalogue's prior."""
+
+    ttft_s: float | None = None
+    tokens_per_s: float | None = None
+    latency_estimated: bool | None = None
+    latency_source: str | None = None
+    circuit_open: bool = False
+
+    def stats(self, model_id: str) -> tuple[LiveStats, str | None]:
+        """The scorer's stats of the model, and where its latency figures come from."""
+        stats = LiveStats(
+            model_id,
+            ttft_s=self.ttft_s,
+            tokens_per_s=self.tokens_per_s,
+            circuit_open=self.circuit_open,
+            latency_estimated=self.latency_estimated,
+        )
+        return stats, self.latency_source
+
+
+PRIORS = _Figures()
+"""Every figure the catalogue's: pushing it puts a model back on its priors."""
 
 
 def _bounded_ttft(value: float) -> float:
@@ -59,28 +75,32 @@ def _bounded_ttft(value: float) -> float:
 
 def _background(
     model: ModelRecord, measured: EndpointFigures | None, calibration: Calibration
-) -> dict[str, object]:
+) -> _Figures | None:
     """The model's figures before the router's own observations: OpenRouter's endpoint
-    figures, else its calibrated priors."""
-    figures: dict[str, object] = {}
+    figures, else its calibrated priors; None when there are neither."""
+    figures: list[float | None] = []
     sources: list[str] = []
-    for key, endpoint, calibrated in (
-        ("ttft_s", measured.ttft_s if measured else None, calibration.ttft_s),
-        ("tokens_per_s", measured.tokens_per_s if measured else None, calibration.tokens_per_s),
+    for endpoint, calibrated in (
+        (measured.ttft_s if measured else None, calibration.ttft_s),
+        (measured.tokens_per_s if measured else None, calibration.tokens_per_s),
     ):
         if endpoint is not None:
-            figures[key] = endpoint
+            figures.append(endpoint)
             sources.append(ENDPOINTS)
-        elif (prior := calibrated(model)) is not None:
-            figures[key] = prior
-            sources.append(calibrated_source(model))
-    if measured is not None and measured.error_rate is not None:
-        figures["error_rate"] = measured.error_rate
-    if sources:
-        figures["latency_source"] = ENDPOINTS if ENDPOINTS in sources else sources[0]
+        else:
+            figures.append(prior := calibrated(model))
+            if prior is not None:
+                sources.append(calibrated_source(model))
+    if not sources:
+        return None
+    ttft_s, tokens_per_s = figures
+    return _Figures(
+        ttft_s=ttft_s,
+        tokens_per_s=tokens_per_s,
         # A rescaled prior is still a prior.
-        figures["latency_estimated"] = model.latency_estimated and ENDPOINTS not in sources
-    return figures
+        latency_estimated=model.latency_estimated and ENDPOINTS not in sources,
+        latency_source=ENDPOINTS if ENDPOINTS in sources else sources[0],
+    )
 
 
 def _record_calibration(calibration: Calibration) -> None:
@@ -107,9 +127,9 @@ class LiveFigures:
         self._observed: dict[str, _Observed] = {}
         self._measured: dict[str, EndpointFigures] = {}
         self._calibration = UNCALIBRATED
-        self._background: dict[str, dict[str, object]] = {}
+        self._background: dict[str, _Figures] = {}
         self._open: frozenset[str] = frozenset()
-        self._pushed: dict[str, dict[str, object]] = {}
+        self._pushed: dict[str, _Figures] = {}
         self._changed: set[str] = set()
         self._next_expiry = math.inf
         _record_calibration(self._calibration)
@@ -120,21 +140,15 @@ class LiveFigures:
         return self._calibration
 
     def observe(
-        self,
-        model_id: str,
-        *,
-        ok: bool,
-        ttft_s: float | None = None,
-        tokens_per_s: float | None = None,
+        self, model_id: str, *, ttft_s: float | None = None, tokens_per_s: float | None = None
     ) -> None:
-        """One attempt on the model: whether it succeeded, and what it measured when it did."""
+        """One attempt on the model, with what it measured when it succeeded; any attempt keeps
+        the figures learned of the model for another `observation_ttl_s`."""
         seen = self._observed.setdefault(model_id, _Observed())
         seen.last_seen = self._clock()
         self._changed.add(model_id)
-        seen.outcomes.append(ok)
         if ttft_s is not None and math.isfinite(ttft_s):
             ttft = _bounded_ttft(ttft_s)
-            seen.ttfts.append(ttft)
             seen.ttft_s = ttft if seen.ttft_s is None else self._blend(seen.ttft_s, ttft)
         if tokens_per_s is not None and math.isfinite(tokens_per_s) and tokens_per_s > 0:
             rate = max(tokens_per_s, MIN_TOKENS_PER_S)
@@ -150,8 +164,8 @@ class LiveFigures:
         seen = self._observed.get(model_id)
         if seen is not None and seen.tokens_per_s is not None:
             return seen.tokens_per_s
-        rate = self._background.get(model_id, {}).get("tokens_per_s")
-        return rate if isinstance(rate, float) else None
+        background = self._background.get(model_id)
+        return background.tokens_per_s if background is not None else None
 
     def update_endpoint_figures(self, fetched: Mapping[str, EndpointFigures | None]) -> None:
         """Endpoint figures of the models just fetched (None: the model reported none, so its
@@ -179,7 +193,7 @@ class LiveFigures:
         background = {}
         for model in models:
             figures = _background(model, self._measured.get(model.id), calibration)
-            if figures:
+            if figures is not None:
                 background[model.id] = figures
         self._changed.update(
             model_id
@@ -198,22 +212,21 @@ class LiveFigures:
         if self._changed or self._clock() >= self._next_expiry:
             self.sync()
 
-    def _merged(self, model_id: str, now: float) -> dict[str, object]:
-        merged: dict[str, object] = {"id": model_id, **self._background.get(model_id, {})}
+    def _merged(self, model_id: str, now: float) -> _Figures:
+        merged = self._background.get(model_id, PRIORS)
         seen = self._observed.get(model_id)
         if seen is not None and now - seen.last_seen <= self._ttl:
-            if seen.ttft_s is not None:
-                merged["ttft_s"] = seen.ttft_s
-                merged["ttft_p95_s"] = _p95(seen.ttfts)
-            if seen.tokens_per_s is not None:
-                merged["tokens_per_s"] = seen.tokens_per_s
-            if seen.ttft_s is not None or seen.tokens_per_s is not None:
-                merged["latency_source"] = LEARNED
-                merged["latency_estimated"] = False
-            if seen.outcomes:
-                merged["error_rate"] = seen.outcomes.count(False) / len(seen.outcomes)
+            ttft, rate = seen.ttft_s, seen.tokens_per_s
+            if ttft is not None or rate is not None:
+                merged = dataclasses.replace(
+                    merged,
+                    ttft_s=merged.ttft_s if ttft is None else ttft,
+                    tokens_per_s=merged.tokens_per_s if rate is None else rate,
+                    latency_estimated=False,
+                    latency_source=LEARNED,
+                )
         if model_id in self._open:
-            merged["circuit_open"] = True
+            merged = dataclasses.replace(merged, circuit_open=True)
         return merged
 
     def sync(self) -> None:
@@ -222,19 +235,21 @@ class LiveFigures:
         for model_id in [m for m, s in self._observed.items() if now - s.last_seen > self._ttl]:
             del self._observed[model_id]
             self._changed.add(model_id)
-        changes = []  # an entry of its id alone puts the model back on the catalogue's priors
+        changes: dict[str, _Figures] = {}
         for model_id in self._changed:
             merged = self._merged(model_id, now)
             previous = self._pushed.get(model_id)
-            if previous != merged and (previous is not None or len(merged) > 1):
-                changes.append(merged)
+            if previous != merged and (previous is not None or merged != PRIORS):
+                changes[model_id] = merged
         if changes:
-            self._router.update_live_stats(changes)
-        for merged in changes:
-            if len(merged) > 1:
-                self._pushed[str(merged["id"])] = merged
+            self._router.update_live_stats(
+                [figures.stats(model_id) for model_id, figures in changes.items()]
+            )
+        for model_id, merged in changes.items():
+            if merged == PRIORS:
+                del self._pushed[model_id]
             else:
-                del self._pushed[str(merged["id"])]
+                self._pushed[model_id] = merged
         self._changed.clear()
         self._next_expiry = min(
             (seen.last_seen + self._ttl for seen in self._observed.values()), default=math.inf

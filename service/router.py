@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Literal
 
 from service.catalogue import Catalogue, ModelRecord
 from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
-from service.scorer import MODE_WEIGHTS, Constraints, Explanation, InvalidRequest, Ranking
+from service.scorer import (
+    MODE_WEIGHTS,
+    Constraints,
+    Explanation,
+    InvalidRequest,
+    LiveStats,
+    Ranking,
+)
 
 MODE_NAMES = {
     pb.MODE_SPEED: "speed",
@@ -108,18 +116,17 @@ class ModelRouter:
         """The catalogue's record of a model, if it lists it."""
         return self._by_id.get(model_id)
 
-    def update_live_stats(self, stats: list[dict[str, object]]) -> None:
+    def update_live_stats(self, stats: Sequence[tuple[LiveStats, str | None]]) -> None:
         """Apply live figures, all at once; models no longer in the catalogue are skipped.
-        Each entry replaces the model's figures; its optional `latency_source` says where
-        its latency figures come from."""
-        known = [s for s in stats if s["id"] in self._by_id]
-        self._scorer.update_stats(known)
-        for entry in known:
-            model_id, source = str(entry["id"]), entry.get("latency_source")
-            if isinstance(source, str):
-                self._latency_sources[model_id] = source
+        Each entry replaces the model's figures; beside it, where its latency figures come
+        from (None: the catalogue's own source)."""
+        known = [(figures, source) for figures, source in stats if figures.id in self._by_id]
+        self._scorer.update_stats([figures for figures, _ in known])
+        for figures, source in known:
+            if source is None:
+                self._latency_sources.pop(figures.id, None)
             else:
-                self._latency_sources.pop(model_id, None)
+                self._latency_sources[figures.id] = source
 
     def latency_source(self, model_id: str) -> str:
         """Where the model's latency figures come from now: "learned", "openrouter-endpoints",

@@ -12,6 +12,7 @@ from service.catalogue import ModelRecord
 from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
 from service.router import ModelRouter
+from service.scorer import LiveStats
 
 MODES = {
     "speed": pb.MODE_SPEED,
@@ -140,7 +141,18 @@ def test_an_implausibly_fast_figure_does_not_squeeze_the_rest() -> None:
     router = ModelRouter(catalogue.load(), Settings())
     before = [c.model for c in ranking(router, "speed", 5)]
     outlier = everyone(router)[100].model
-    router.update_live_stats([{"id": outlier, "ttft_s": 0.01, "tokens_per_s": 100_000.0}])
+    router.update_live_stats([(LiveStats(outlier, ttft_s=0.01, tokens_per_s=100_000.0), None)])
     after = [c.model for c in ranking(router, "speed", 6)]
     assert after[0] == outlier
     assert after[1:] == before
+
+
+def test_live_stats_carry_where_their_latency_comes_from() -> None:
+    router = ModelRouter(catalogue.load(), Settings())
+    model_id = everyone(router)[0].model
+    own = record(router, model_id).latency_source
+    gone = LiveStats("gone/model", ttft_s=0.2)  # no longer in the catalogue: skipped
+    router.update_live_stats([(LiveStats(model_id, ttft_s=0.2), "learned"), (gone, "learned")])
+    assert router.latency_source(model_id) == "learned"
+    router.update_live_stats([(LiveStats(model_id), None)])
+    assert router.latency_source(model_id) == own

@@ -25,6 +25,8 @@ from service.scorer import (
     MODE_WEIGHTS,
     Constraints,
     InvalidRequest,
+    LiveStats,
+    ModelSpec,
     NoEligibleModel,
     Ranking,
     Scorer,
@@ -188,12 +190,7 @@ def catalogues(draw: st.DrawFn, p: Palettes, reuse: Sequence[str] = ()) -> list[
 def stats_entry(model_id: str, p: Palettes, pick: Picker) -> Stats:
     """A valid entry for `update_stats`; each figure is missing, None or a value."""
     entry: Stats = {"id": model_id}
-    figures = {
-        "ttft_s": p.ttft,
-        "ttft_p95_s": p.ttft,
-        "tokens_per_s": p.speed,
-        "error_rate": [0.0, 0.01, 0.5, 1.0],
-    }
+    figures = {"ttft_s": p.ttft, "tokens_per_s": p.speed}
     for key, values in figures.items():
         value = pick.pick([ABSENT, None, pick.pick(values)])
         if value is not ABSENT:
@@ -211,10 +208,9 @@ BAD_FIGURES: list[Stats] = [
     {"id": UNKNOWN_ID},
     {"ttft_s": -1.0},
     {"ttft_s": math.inf},
-    {"ttft_p95_s": math.nan},
+    {"ttft_s": math.nan},
     {"tokens_per_s": 0.0},
     {"tokens_per_s": -3.0},
-    {"error_rate": 1.5},
 ]
 
 
@@ -323,6 +319,16 @@ def requests(draw: st.DrawFn, models: Sequence[Model], p: Palettes) -> Request:
 # --- running both --------------------------------------------------------------------------------
 
 
+def specs(models: Sequence[Model]) -> list[ModelSpec]:
+    """The reference's models as the native scorer takes them."""
+    return [ModelSpec(**m) for m in models]  # type: ignore[arg-type]
+
+
+def live(batch: Sequence[Stats]) -> list[LiveStats]:
+    """The reference's stats as the native scorer takes them; a bad figure raises here."""
+    return [LiveStats(**entry) for entry in batch]  # type: ignore[arg-type]
+
+
 def apply_stats(stats: dict[str, Stats], batch: Sequence[Stats]) -> None:
     """Update the reference's stats as `Scorer.update_stats` does: each entry replaces the last."""
     for entry in batch:
@@ -417,17 +423,18 @@ def test_rankings_match_the_reference(data: st.DataObject) -> None:
     p = data.draw(palettes(), label="palettes")
     models = data.draw(catalogues(p), label="models")
     ids = [str(m["id"]) for m in models]
-    scorer = Scorer("v1", models)
+    scorer = Scorer("v1", specs(models))
     stats: dict[str, Stats] = {}
     for _ in range(data.draw(st.integers(min_value=0, max_value=3), label="batches")):
         pick = data.draw(pickers, label="stats")
         batch = stats_batch(ids, p, pick)
-        scorer.update_stats(batch)
+        scorer.update_stats(live(batch))
         apply_stats(stats, batch)
         if pick.one_in(4):
-            # A batch with one bad entry is refused whole: nothing in it may take effect.
+            # One bad entry refuses the batch (a bad figure, already as the stats are made):
+            # nothing in it may take effect.
             with pytest.raises(InvalidRequest):
-                scorer.update_stats(stats_batch(ids, p, pick, bad=True))
+                scorer.update_stats(live(stats_batch(ids, p, pick, bad=True)))
     free_available = set_free_available(scorer, data.draw(pickers, label="free"))
     for request in data.draw(st.lists(requests(models, p), min_size=1, max_size=4), label="reqs"):
         assert_same_outcome(scorer, models, stats, request, free_available)
@@ -441,10 +448,10 @@ def test_stats_carried_into_a_new_catalogue_match_the_reference(data: st.DataObj
     first_ids = [str(m["id"]) for m in first]
     batch = stats_batch(first_ids, p, data.draw(pickers, label="stats"))
     second = data.draw(catalogues(p, reuse=first_ids), label="second")
-    scorer = Scorer("v1", first)
-    scorer.update_stats(batch)
+    scorer = Scorer("v1", specs(first))
+    scorer.update_stats(live(batch))
     free_available = set_free_available(scorer, data.draw(pickers, label="free"))
-    scorer.replace_catalogue("v2", second)
+    scorer.replace_catalogue("v2", specs(second))
     stats: dict[str, Stats] = {}
     apply_stats(stats, batch)
     kept = {str(m["id"]) for m in second}
@@ -486,7 +493,7 @@ def test_a_one_ulp_faster_model_ranks_as_specified() -> None:
     want = ref.rank(models, {}, **request)
     assert [c.expected_latency_s for c in want.candidates] == [0.04000000000000001, 0.04]
     assert [(c.model_id, c.score) for c in want.candidates] == [("a/slow", 1.0), ("b/fast", 1.0)]
-    assert_same_outcome(Scorer("v1", models), models, {}, request)
+    assert_same_outcome(Scorer("v1", specs(models)), models, {}, request)
 
 
 def test_the_reference_uses_the_scorers_constants() -> None:

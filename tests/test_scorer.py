@@ -14,12 +14,14 @@ from service.scorer import (
     Constraints,
     InvalidCatalogue,
     InvalidRequest,
+    LiveStats,
+    ModelSpec,
     NoEligibleModel,
     Scorer,
 )
 
 
-def model(model_id: str, **overrides: object) -> dict[str, object]:
+def model(model_id: str, **overrides: object) -> ModelSpec:
     spec: dict[str, object] = {
         "id": model_id,
         "context_length": 128_000,
@@ -35,7 +37,7 @@ def model(model_id: str, **overrides: object) -> dict[str, object]:
         "latency_estimated": False,
     }
     spec.update(overrides)
-    return spec
+    return ModelSpec(**spec)  # type: ignore[arg-type]
 
 
 TRIO = [
@@ -58,13 +60,13 @@ def test_score_matches_the_formula() -> None:
     scorer = Scorer("t", TRIO)
     prompt, output = 1000, 500
     ranking = scorer.rank((0.5, 0.3, 0.2), prompt_tokens=prompt, output_tokens=output, top_k=3)
-    by_id = {str(m["id"]): m for m in TRIO}
+    by_id = {m.id: m for m in TRIO}
 
-    def log_latency(m: dict[str, object]) -> float:
-        return math.log(float(m["ttft_s"]) + output / float(m["tokens_per_s"]))  # type: ignore[arg-type]
+    def log_latency(m: ModelSpec) -> float:
+        return math.log(m.ttft_s + output / m.tokens_per_s)
 
-    def cost(m: dict[str, object]) -> float:
-        return prompt * float(m["prompt_price"]) + output * float(m["completion_price"])  # type: ignore[arg-type]
+    def cost(m: ModelSpec) -> float:
+        return prompt * m.prompt_price + output * m.completion_price
 
     # Too few models for the fastest to count as an outlier, and less than the span apart.
     lats = sorted(log_latency(m) for m in TRIO)
@@ -79,10 +81,10 @@ def test_score_matches_the_formula() -> None:
         m = by_id[c.model_id]
         lat_term = 1 - (log_latency(m) - low) / (high - low)
         cost_term = 1 - (math.log(max(cost(m), floor)) - min(costs)) / (max(costs) - min(costs))
-        want = 0.5 * lat_term + 0.3 * cost_term + 0.2 * float(m["quality"])  # type: ignore[arg-type]
+        want = 0.5 * lat_term + 0.3 * cost_term + 0.2 * m.quality
         assert c.score == pytest.approx(want, abs=1e-12)
         assert (c.latency_term, c.cost_term) == pytest.approx((lat_term, cost_term), abs=1e-12)
-        assert (c.ttft_s, c.tokens_per_s) == (m["ttft_s"], m["tokens_per_s"])
+        assert (c.ttft_s, c.tokens_per_s) == (m.ttft_s, m.tokens_per_s)
     scores = [c.score for c in ranking.candidates]
     assert scores == sorted(scores, reverse=True)
     assert ranking.weights == pytest.approx((0.5, 0.3, 0.2))
@@ -147,7 +149,7 @@ def test_plain_routes_are_chat_routes_and_requests_widen_them() -> None:
     with pytest.raises(InvalidRequest, match="output modality"):
         route(output_modalities=["smell"])
     with pytest.raises(InvalidCatalogue, match="kind"):
-        Scorer("t", [model("odd/kind", kind="oracle")])
+        model("odd/kind", kind="oracle")
 
 
 def test_a_spent_free_allowance_removes_free_variants_until_it_returns() -> None:
@@ -206,10 +208,47 @@ def test_bad_weights_are_refused(weights: tuple[float, float, float]) -> None:
 
 
 def test_bad_catalogue_is_refused() -> None:
+    scorer = Scorer("t", TRIO)
     with pytest.raises(InvalidCatalogue, match="twice"):
         Scorer("t", [model("a/a"), model("a/a")])
-    with pytest.raises(InvalidCatalogue, match="quality"):
-        Scorer("t", [model("a/a", quality=2.0)])
+    with pytest.raises(InvalidCatalogue, match="twice"):
+        scorer.replace_catalogue("u", [model("a/a"), model("a/a")])
+    assert (scorer.version, len(scorer)) == ("t", 3)
+    with pytest.raises(TypeError):
+        Scorer("t", [{"id": "a/a"}])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"id": "noslash"}, "author/name"),
+        ({"quality": 2.0}, "quality"),
+        ({"prompt_price": math.nan}, "prompt price"),
+        ({"completion_price": 2.0}, "completion price"),
+        ({"ttft_s": -1.0}, "time to first token"),
+        ({"tokens_per_s": 0.0}, "throughput"),
+        ({"input_modalities": ["text", "smell"]}, "input modality"),
+        ({"kind": "oracle"}, "kind"),
+    ],
+)
+def test_a_malformed_model_is_refused_when_made(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidCatalogue, match=message):
+        model("a/a", **overrides)
+
+
+def test_specs_and_stats_read_back() -> None:
+    spec = model("meta/llama-guard", kind="guard", realtime=False)
+    assert (spec.id, spec.kind, spec.realtime, spec.context_length) == (
+        "meta/llama-guard",
+        "guard",
+        False,
+        128_000,
+    )
+    assert (spec.input_modalities, spec.supported_parameters) == (["text"], ["tools"])
+    assert model("a/a").kind == "chat"
+    stats = LiveStats("a/a", tokens_per_s=80.0)
+    assert (stats.id, stats.ttft_s, stats.tokens_per_s) == ("a/a", None, 80.0)
+    assert (stats.circuit_open, stats.latency_estimated) == (False, None)
 
 
 def test_replace_catalogue_swaps_everything() -> None:
@@ -227,11 +266,20 @@ def test_embedded_catalogue_loads_into_the_scorer() -> None:
     ranking = scorer.rank(MODE_WEIGHTS["speed"], prompt_tokens=1000, output_tokens=500, top_k=5)
     assert len(ranking.candidates) == 5
     assert ranking.candidates[0].model_id in set(scorer.model_ids())
+    for record in snapshot.models:
+        spec = record.spec()
+        assert (spec.id, spec.kind, spec.realtime, spec.ttft_s) == (
+            record.id,
+            record.kind,
+            record.realtime,
+            record.ttft_s,
+        )
+        assert tuple(spec.supported_parameters) == record.supported_parameters
 
 
 def test_live_stats_override_priors() -> None:
     scorer = Scorer("t", TRIO)
-    scorer.update_stats([{"id": "big/frontier", "ttft_s": 0.01, "tokens_per_s": 1000.0}])
+    scorer.update_stats([LiveStats("big/frontier", ttft_s=0.01, tokens_per_s=1000.0)])
     ranking = scorer.rank(MODE_WEIGHTS["speed"], prompt_tokens=1000, output_tokens=500, top_k=3)
     assert ranking.best == "big/frontier"
     by_id = {c.model_id: c for c in ranking.candidates}
@@ -243,18 +291,18 @@ def test_live_stats_mark_latency_measured() -> None:
     scorer = Scorer("t", [model("a/a", latency_estimated=True), model("b/b")])
     ranking = scorer.rank((1, 0, 0), prompt_tokens=10, output_tokens=10, top_k=2)
     assert {c.model_id: c.latency_estimated for c in ranking.candidates}["a/a"] is True
-    scorer.update_stats([{"id": "a/a", "tokens_per_s": 80.0}])
+    scorer.update_stats([LiveStats("a/a", tokens_per_s=80.0)])
     ranking = scorer.rank((1, 0, 0), prompt_tokens=10, output_tokens=10, top_k=2)
     assert {c.model_id: c.latency_estimated for c in ranking.candidates}["a/a"] is False
 
 
 def test_open_circuit_removes_the_model() -> None:
     scorer = Scorer("t", TRIO)
-    scorer.update_stats([{"id": "fast/small", "circuit_open": True}])
+    scorer.update_stats([LiveStats("fast/small", circuit_open=True)])
     ranking = scorer.rank(MODE_WEIGHTS["speed"], prompt_tokens=1000, output_tokens=500)
     assert "fast/small" not in [c.model_id for c in ranking.candidates]
     assert ranking.removed == {"circuit_open": 1}
-    scorer.update_stats([{"id": "fast/small", "circuit_open": False}])
+    scorer.update_stats([LiveStats("fast/small", circuit_open=False)])
     ranking = scorer.rank(MODE_WEIGHTS["speed"], prompt_tokens=1000, output_tokens=500)
     assert ranking.best == "fast/small"
 
@@ -265,14 +313,15 @@ def test_open_circuit_removes_the_model() -> None:
         ([{"id": "fast/small", "ttft_s": 1.0}, {"id": "no/such"}], "no such model"),
         ([{"id": "fast/small", "tokens_per_s": 0.0}], "throughput"),
         ([{"id": "fast/small", "ttft_s": -1.0}], "time to first token"),
-        ([{"id": "fast/small", "error_rate": 2.0}], "error_rate"),
+        ([{"id": "fast/small", "ttft_s": math.nan}], "time to first token"),
     ],
 )
 def test_bad_stats_apply_nothing(batch: list[dict[str, object]], message: str) -> None:
+    """An unknown id refuses the batch; an out-of-range figure refuses the stats when made."""
     scorer = Scorer("t", TRIO)
     before = scorer.rank((1, 0, 0), prompt_tokens=1000, output_tokens=500, top_k=3)
     with pytest.raises(InvalidRequest, match=message):
-        scorer.update_stats(batch)
+        scorer.update_stats([LiveStats(**entry) for entry in batch])  # type: ignore[arg-type]
     after = scorer.rank((1, 0, 0), prompt_tokens=1000, output_tokens=500, top_k=3)
     assert [c.expected_latency_s for c in after.candidates] == [
         c.expected_latency_s for c in before.candidates
@@ -281,7 +330,7 @@ def test_bad_stats_apply_nothing(batch: list[dict[str, object]], message: str) -
 
 def test_stats_survive_a_catalogue_replacement() -> None:
     scorer = Scorer("one", TRIO)
-    scorer.update_stats([{"id": "free/model", "circuit_open": True}])
+    scorer.update_stats([LiveStats("free/model", circuit_open=True)])
     scorer.replace_catalogue("two", [*TRIO, model("new/model")])
     ranking = scorer.rank((1, 1, 1), prompt_tokens=10, output_tokens=10, top_k=10)
     assert ranking.removed == {"circuit_open": 1}
@@ -293,7 +342,7 @@ def test_readers_never_see_half_a_stats_update() -> None:
     size = 3_000  # above the size at which ranking releases the GIL, so the threads overlap
     models = [model(f"m{i % 7}/n{i}", tokens_per_s=100.0) for i in range(size)]
     scorer = Scorer("t", models)
-    batches = [[{"id": m["id"], "ttft_s": ttft} for m in models] for ttft in (1.0, 2.0)]
+    batches = [[LiveStats(m.id, ttft_s=ttft) for m in models] for ttft in (1.0, 2.0)]
     done = threading.Event()
 
     def swap() -> None:

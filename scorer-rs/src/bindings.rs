@@ -1,11 +1,12 @@
 //! The Python face of the scorer: a thin layer of conversions over the pure-Rust core.
 
+use std::convert::Infallible;
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::catalogue::{self, Catalogue, Kind, ModelSpec};
 use crate::constraints::{Constraints, FreeFilter};
@@ -50,62 +51,89 @@ impl From<ScoreError> for PyErr {
     }
 }
 
-#[derive(FromPyObject)]
-#[pyo3(from_item_all)]
-struct PyModelSpec {
-    id: String,
-    context_length: u64,
-    prompt_price: f64,
-    completion_price: f64,
-    input_modalities: Vec<String>,
-    output_modalities: Vec<String>,
-    #[pyo3(default = "chat".to_string())]
-    kind: String,
-    #[pyo3(default = true)]
-    realtime: bool,
-    supported_parameters: Vec<String>,
-    quality: f64,
-    quality_estimated: bool,
-    ttft_s: f64,
-    tokens_per_s: f64,
-    latency_estimated: bool,
-}
+/// A model's kind as Python reads it: its name.
+impl<'py> IntoPyObject<'py> for Kind {
+    type Target = PyString;
+    type Output = Bound<'py, PyString>;
+    type Error = Infallible;
 
-impl TryFrom<PyModelSpec> for ModelSpec {
-    type Error = ScoreError;
-
-    fn try_from(m: PyModelSpec) -> Result<ModelSpec, ScoreError> {
-        let kind = Kind::parse(&m.kind).ok_or_else(|| {
-            ScoreError::InvalidCatalogue(format!(
-                "model {:?}: kind must be chat, meta_router or guard, got {:?}",
-                m.id, m.kind
-            ))
-        })?;
-        Ok(ModelSpec {
-            id: m.id,
-            context_length: m.context_length,
-            prompt_price: m.prompt_price,
-            completion_price: m.completion_price,
-            input_modalities: m.input_modalities,
-            output_modalities: m.output_modalities,
-            kind,
-            realtime: m.realtime,
-            supported_parameters: m.supported_parameters,
-            quality: m.quality,
-            quality_estimated: m.quality_estimated,
-            ttft_s: m.ttft_s,
-            tokens_per_s: m.tokens_per_s,
-            latency_estimated: m.latency_estimated,
-        })
+    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+        Ok(PyString::intern(py, self.name()))
     }
 }
 
-fn build_catalogue(version: String, models: Vec<PyModelSpec>) -> Result<Catalogue, ScoreError> {
-    let specs = models
-        .into_iter()
-        .map(ModelSpec::try_from)
-        .collect::<Result<_, _>>()?;
-    Catalogue::new(version, specs)
+#[pymethods]
+impl ModelSpec {
+    /// Checked when it is made: a malformed model raises InvalidCatalogue.
+    #[new]
+    #[pyo3(signature = (
+        *,
+        id,
+        context_length,
+        prompt_price,
+        completion_price,
+        input_modalities,
+        output_modalities,
+        kind = "chat",
+        realtime = true,
+        supported_parameters,
+        quality,
+        quality_estimated,
+        ttft_s,
+        tokens_per_s,
+        latency_estimated,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        id: String,
+        context_length: u64,
+        prompt_price: f64,
+        completion_price: f64,
+        input_modalities: Vec<String>,
+        output_modalities: Vec<String>,
+        kind: &str,
+        realtime: bool,
+        supported_parameters: Vec<String>,
+        quality: f64,
+        quality_estimated: bool,
+        ttft_s: f64,
+        tokens_per_s: f64,
+        latency_estimated: bool,
+    ) -> PyResult<Self> {
+        let kind = Kind::parse(kind).ok_or_else(|| {
+            ScoreError::InvalidCatalogue(format!(
+                "model {id:?}: kind must be chat, meta_router or guard, got {kind:?}"
+            ))
+        })?;
+        let spec = ModelSpec {
+            id,
+            context_length,
+            prompt_price,
+            completion_price,
+            input_modalities,
+            output_modalities,
+            kind,
+            realtime,
+            supported_parameters,
+            quality,
+            quality_estimated,
+            ttft_s,
+            tokens_per_s,
+            latency_estimated,
+        };
+        spec.check()?;
+        Ok(spec)
+    }
+}
+
+fn build_catalogue(
+    version: String,
+    models: &[PyRef<'_, ModelSpec>],
+) -> Result<Catalogue, ScoreError> {
+    Catalogue::new(
+        version,
+        models.iter().map(|m| ModelSpec::clone(m)).collect(),
+    )
 }
 
 #[pyclass(name = "Constraints", frozen)]
@@ -178,22 +206,65 @@ impl PyConstraints {
     }
 }
 
-#[derive(FromPyObject)]
-#[pyo3(from_item_all)]
+/// What the router has observed of one model, checked when it is made.
+#[pyclass(name = "LiveStats", frozen)]
 struct PyLiveStats {
     id: String,
-    #[pyo3(default)]
-    ttft_s: Option<f64>,
-    #[pyo3(default)]
-    ttft_p95_s: Option<f64>,
-    #[pyo3(default)]
-    tokens_per_s: Option<f64>,
-    #[pyo3(default)]
-    error_rate: Option<f64>,
-    #[pyo3(default)]
-    circuit_open: bool,
-    #[pyo3(default)]
-    latency_estimated: Option<bool>,
+    stats: LiveStats,
+}
+
+#[pymethods]
+impl PyLiveStats {
+    #[new]
+    #[pyo3(signature = (
+        id,
+        *,
+        ttft_s = None,
+        tokens_per_s = None,
+        circuit_open = false,
+        latency_estimated = None,
+    ))]
+    fn new(
+        id: String,
+        ttft_s: Option<f64>,
+        tokens_per_s: Option<f64>,
+        circuit_open: bool,
+        latency_estimated: Option<bool>,
+    ) -> PyResult<Self> {
+        let stats = LiveStats {
+            ttft_s,
+            tokens_per_s,
+            circuit_open,
+            latency_estimated,
+        };
+        stats.check(&id)?;
+        Ok(PyLiveStats { id, stats })
+    }
+
+    #[getter]
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    #[getter]
+    fn ttft_s(&self) -> Option<f64> {
+        self.stats.ttft_s
+    }
+
+    #[getter]
+    fn tokens_per_s(&self) -> Option<f64> {
+        self.stats.tokens_per_s
+    }
+
+    #[getter]
+    fn circuit_open(&self) -> bool {
+        self.stats.circuit_open
+    }
+
+    #[getter]
+    fn latency_estimated(&self) -> Option<bool> {
+        self.stats.latency_estimated
+    }
 }
 
 /// One ranked model with the terms of its score.
@@ -349,9 +420,9 @@ const DETACH_ABOVE_MODELS: usize = 2_000;
 #[pymethods]
 impl PyScorer {
     #[new]
-    fn new(version: String, models: Vec<PyModelSpec>) -> PyResult<Self> {
+    fn new(version: String, models: Vec<PyRef<'_, ModelSpec>>) -> PyResult<Self> {
         Ok(PyScorer {
-            engine: Engine::new(build_catalogue(version, models)?),
+            engine: Engine::new(build_catalogue(version, &models)?),
         })
     }
 
@@ -372,30 +443,16 @@ impl PyScorer {
         &self,
         py: Python<'_>,
         version: String,
-        models: Vec<PyModelSpec>,
+        models: Vec<PyRef<'_, ModelSpec>>,
     ) -> PyResult<()> {
-        let catalogue = build_catalogue(version, models)?;
+        let catalogue = build_catalogue(version, &models)?;
         py.detach(|| self.engine.replace_catalogue(catalogue));
         Ok(())
     }
 
-    fn update_stats(&self, py: Python<'_>, stats: Vec<PyLiveStats>) -> PyResult<()> {
-        let updates: Vec<(String, LiveStats)> = stats
-            .into_iter()
-            .map(|s| {
-                (
-                    s.id,
-                    LiveStats {
-                        ttft_s: s.ttft_s,
-                        ttft_p95_s: s.ttft_p95_s,
-                        tokens_per_s: s.tokens_per_s,
-                        error_rate: s.error_rate,
-                        circuit_open: s.circuit_open,
-                        latency_estimated: s.latency_estimated,
-                    },
-                )
-            })
-            .collect();
+    fn update_stats(&self, py: Python<'_>, stats: Vec<PyRef<'_, PyLiveStats>>) -> PyResult<()> {
+        let updates: Vec<(&str, LiveStats)> =
+            stats.iter().map(|s| (s.id.as_str(), s.stats)).collect();
         py.detach(|| self.engine.update_stats(&updates))?;
         Ok(())
     }
@@ -494,6 +551,8 @@ fn _scorer(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidRequest", py.get_type::<InvalidRequest>())?;
     m.add("NoEligibleModel", py.get_type::<NoEligibleModel>())?;
     m.add_class::<PyScorer>()?;
+    m.add_class::<ModelSpec>()?;
+    m.add_class::<PyLiveStats>()?;
     m.add_class::<PyConstraints>()?;
     m.add_class::<PyCandidate>()?;
     m.add_class::<PyRanking>()?;

@@ -24,17 +24,24 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn parse(name: &str) -> Option<Kind> {
-        match name {
-            "chat" => Some(Kind::Chat),
-            "meta_router" => Some(Kind::MetaRouter),
-            "guard" => Some(Kind::Guard),
-            _ => None,
+    pub const ALL: [Kind; 3] = [Kind::Chat, Kind::MetaRouter, Kind::Guard];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Chat => "chat",
+            Kind::MetaRouter => "meta_router",
+            Kind::Guard => "guard",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 }
 
 /// One model as the service describes it; prices are USD per token, negative for dynamic pricing.
+/// Python makes it as `service._scorer.ModelSpec` (see the bindings) and reads its fields.
+#[cfg_attr(feature = "python", pyo3::pyclass(name = "ModelSpec", frozen, get_all))]
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelSpec {
     pub id: String,
@@ -119,28 +126,47 @@ fn invalid(id: &str, what: &str) -> ScoreError {
     ScoreError::InvalidCatalogue(format!("model {id:?}: {what}"))
 }
 
-fn check_model(spec: &ModelSpec) -> Result<(), ScoreError> {
-    let id = spec.id.as_str();
-    match id.split_once('/') {
-        Some((author, name)) if !author.is_empty() && !name.is_empty() => {}
-        _ => return Err(invalid(id, "id must look like author/name")),
+impl ModelSpec {
+    /// Refuses a malformed model: its id, a price, its quality, its latency figures or an input
+    /// modality. (Whether ids are unique is the catalogue's to check.)
+    pub fn check(&self) -> Result<(), ScoreError> {
+        self.check_figures()?;
+        self.input_bits().map(|_| ())
     }
-    for (price, what) in [
-        (spec.prompt_price, "prompt price"),
-        (spec.completion_price, "completion price"),
-    ] {
-        if !(price.is_finite() && price <= MAX_PRICE_PER_TOKEN) {
-            return Err(invalid(
-                id,
-                &format!("{what} must be a number of at most {MAX_PRICE_PER_TOKEN} USD per token"),
-            ));
+
+    fn check_figures(&self) -> Result<(), ScoreError> {
+        let id = self.id.as_str();
+        match id.split_once('/') {
+            Some((author, name)) if !author.is_empty() && !name.is_empty() => {}
+            _ => return Err(invalid(id, "id must look like author/name")),
         }
+        for (price, what) in [
+            (self.prompt_price, "prompt price"),
+            (self.completion_price, "completion price"),
+        ] {
+            if !(price.is_finite() && price <= MAX_PRICE_PER_TOKEN) {
+                return Err(invalid(
+                    id,
+                    &format!(
+                        "{what} must be a number of at most {MAX_PRICE_PER_TOKEN} USD per token"
+                    ),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.quality) {
+            return Err(invalid(id, "quality must lie in [0, 1]"));
+        }
+        check_latency(Some(self.ttft_s), Some(self.tokens_per_s)).map_err(|what| invalid(id, what))
     }
-    if !(0.0..=1.0).contains(&spec.quality) {
-        return Err(invalid(id, "quality must lie in [0, 1]"));
+
+    /// The input modalities as bits of a capability word.
+    fn input_bits(&self) -> Result<u64, ScoreError> {
+        self.input_modalities.iter().try_fold(0, |caps, m| {
+            let bit = modality_bit(m)
+                .ok_or_else(|| invalid(&self.id, &format!("unknown input modality {m:?}")))?;
+            Ok(caps | bit)
+        })
     }
-    check_latency(Some(spec.ttft_s), Some(spec.tokens_per_s)).map_err(|what| invalid(id, what))?;
-    Ok(())
 }
 
 impl Catalogue {
@@ -167,15 +193,11 @@ impl Catalogue {
             param_bits: HashMap::new(),
         };
         for (i, spec) in specs.into_iter().enumerate() {
-            check_model(&spec)?;
+            spec.check_figures()?;
             if cat.by_id.insert(spec.id.clone(), i).is_some() {
                 return Err(invalid(&spec.id, "listed twice"));
             }
-            let mut caps = 0u64;
-            for m in &spec.input_modalities {
-                caps |= modality_bit(m)
-                    .ok_or_else(|| invalid(&spec.id, &format!("unknown input modality {m:?}")))?;
-            }
+            let mut caps = spec.input_bits()?;
             for p in &spec.supported_parameters {
                 caps |= cat.param_bit_or_insert(&spec.id, p)?;
             }
@@ -298,6 +320,29 @@ pub(crate) mod tests {
             },
         ] {
             assert!(Catalogue::new("v", vec![broken]).is_err());
+        }
+    }
+
+    #[test]
+    fn a_model_refuses_itself_as_the_catalogue_would() {
+        assert_eq!(spec("a/x").check(), Ok(()));
+        for broken in [
+            ModelSpec {
+                input_modalities: vec!["text".into(), "smell".into()],
+                ..spec("a/x")
+            },
+            ModelSpec {
+                completion_price: 2.0,
+                ..spec("a/x")
+            },
+            ModelSpec {
+                ttft_s: -1.0,
+                ..spec("a/x")
+            },
+        ] {
+            let alone = broken.check();
+            assert!(matches!(alone, Err(ScoreError::InvalidCatalogue(_))));
+            assert_eq!(alone, Catalogue::new("v", vec![broken]).map(|_| ()));
         }
     }
 

@@ -77,7 +77,10 @@ impl Engine {
     }
 
     /// Apply a batch of live stats at once; an invalid entry refuses the whole batch.
-    pub fn update_stats(&self, updates: &[(String, LiveStats)]) -> Result<(), ScoreError> {
+    pub fn update_stats<S: AsRef<str>>(
+        &self,
+        updates: &[(S, LiveStats)],
+    ) -> Result<(), ScoreError> {
         let _writing = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.snapshot();
         let live = old.live.updated(&old.catalogue, updates)?;

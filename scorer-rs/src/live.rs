@@ -10,9 +10,7 @@ use crate::error::ScoreError;
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LiveStats {
     pub ttft_s: Option<f64>,
-    pub ttft_p95_s: Option<f64>,
     pub tokens_per_s: Option<f64>,
-    pub error_rate: Option<f64>,
     pub circuit_open: bool,
     /// Whether the figures are still a prior (e.g. rescaled); by default they are measured
     /// when they give a time to first token or a throughput.
@@ -20,14 +18,10 @@ pub struct LiveStats {
 }
 
 impl LiveStats {
+    /// Refuses a figure out of range, naming the model `id` the stats are for.
     pub fn check(&self, id: &str) -> Result<(), ScoreError> {
-        let bad = |what: &str| ScoreError::InvalidRequest(format!("stats for {id:?}: {what}"));
-        check_latency(self.ttft_s, self.tokens_per_s).map_err(&bad)?;
-        check_latency(self.ttft_p95_s, None).map_err(&bad)?;
-        if self.error_rate.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
-            return Err(bad("error_rate must lie in [0, 1]"));
-        }
-        Ok(())
+        check_latency(self.ttft_s, self.tokens_per_s)
+            .map_err(|what| ScoreError::InvalidRequest(format!("stats for {id:?}: {what}")))
     }
 }
 
@@ -127,14 +121,15 @@ impl Live {
     }
 
     /// A copy with `updates` applied; all or nothing: any unknown id or bad figure refuses the lot.
-    pub fn updated(
+    pub fn updated<S: AsRef<str>>(
         &self,
         cat: &Catalogue,
-        updates: &[(String, LiveStats)],
+        updates: &[(S, LiveStats)],
     ) -> Result<Live, ScoreError> {
         let mut resolved = Vec::with_capacity(updates.len());
         for (id, stats) in updates {
-            let i = *cat.by_id.get(id.as_str()).ok_or_else(|| {
+            let id = id.as_ref();
+            let i = *cat.by_id.get(id).ok_or_else(|| {
                 ScoreError::InvalidRequest(format!(
                     "stats for {id:?}: no such model in the catalogue"
                 ))
@@ -209,12 +204,12 @@ mod tests {
             (
                 "a/a",
                 LiveStats {
-                    error_rate: Some(1.5),
+                    ttft_s: Some(f64::NAN),
                     ..LiveStats::default()
                 },
             ),
         ] {
-            let err = live.updated(&cat, &[(update.0.to_string(), update.1)]);
+            let err = live.updated(&cat, &[update]);
             assert!(matches!(err, Err(ScoreError::InvalidRequest(_))));
         }
     }

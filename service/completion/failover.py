@@ -269,7 +269,7 @@ class Completer:
             return
         if error.kind is Failure.RETRYABLE:
             self._breakers.record(model_id, False)
-            self._figures.observe(model_id, ok=False)
+            self._figures.observe(model_id)
         else:
             self._breakers.release(model_id)
         if error.kind in FAIL_FAST:
@@ -363,7 +363,7 @@ class Completer:
             known = self._figures.throughput(model_id) or (model.tokens_per_s if model else None)
             ttft = max(total - counted.completion_tokens / known, 0.0) if known else None
             rate = None
-        self._figures.observe(model_id, ok=True, ttft_s=ttft, tokens_per_s=rate or None)
+        self._figures.observe(model_id, ttft_s=ttft, tokens_per_s=rate or None)
         self._record(
             call,
             model_id,
@@ -458,7 +458,7 @@ class Completer:
                 except MidStreamError as error:
                     await self._ledger.settle(reservation, 0.0)
                     self._breakers.record(model_id, False)
-                    self._figures.observe(model_id, ok=False)
+                    self._figures.observe(model_id)
                     self._record(
                         call,
                         model_id,

@@ -16,22 +16,19 @@ class EndpointFigures:
 
     ttft_s: float | None
     tokens_per_s: float | None
-    error_rate: float | None  # share of failed requests over the last 30 minutes
 
 
 def model_figures(endpoints: list[EndpointStats]) -> EndpointFigures | None:
     """Medians of time to first token and throughput over the healthy endpoints that report
-    them, and the mean share of failed requests; None when no endpoint reports latency."""
+    them; None when no endpoint reports latency."""
     healthy = [e for e in endpoints if e.status == 0]
     ttft = [e.ttft_p50_s for e in healthy if e.ttft_p50_s is not None]
     throughput = [e.tokens_per_s_p50 for e in healthy if e.tokens_per_s_p50 is not None]
-    uptime = [e.uptime for e in healthy if e.uptime is not None]
     if not ttft and not throughput:
         return None
     return EndpointFigures(
         ttft_s=min(statistics.median(ttft), MAX_TTFT_S) if ttft else None,
         tokens_per_s=max(statistics.median(throughput), MIN_TOKENS_PER_S) if throughput else None,
-        error_rate=1.0 - statistics.fmean(uptime) if uptime else None,
     )
 
 
