@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from service.config import ModeWeights, Settings
+from tests.adapters import ADAPTERS, Adapter
 from tests.fake_openrouter import FakeOpenRouter
 from tests.redis_server import redis_server  # noqa: F401  (a fixture for every test module)
 from tests.servers import GatewayThread, ServerThread
@@ -66,3 +67,9 @@ def gateway_url(request: pytest.FixtureRequest, router_server: ServerThread) -> 
 def gateway(gateway_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway_url, timeout=HTTP_TIMEOUT_S) as client:
         yield client
+
+
+@pytest.fixture(params=list(ADAPTERS))
+def adapter(request: pytest.FixtureRequest) -> Adapter:
+    """Each way into the router: gRPC, REST (in process and remote), the CLI (here and remote)."""
+    return ADAPTERS[request.param](request)
