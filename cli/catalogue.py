@@ -9,27 +9,42 @@ import typer
 from rich.table import Table
 
 from cli.common import AsJson, Target, call, out, print_json
+from cli.routing import SCORE_COLUMNS, bounds, caption, ranking_table, score_cells
+from cli.routing_options import UINT32_MAX, routing_options
 from service.catalogue_keeper import Eligibility
 from service.pb.router.v1 import router_pb2 as pb
 
 catalogue_app = typer.Typer(help="Show or refresh the catalogue the router serves.")
 
 
+@routing_options
 def models(
+    *,
     query: Annotated[str, typer.Option(help="Substring of the id or name.")] = "",
     author: Annotated[str, typer.Option(help="Exact author, e.g. openai.")] = "",
     limit: Annotated[
-        int, typer.Option(min=0, max=2**32 - 1, help="At most this many; 0: all.")
+        int, typer.Option(min=0, max=UINT32_MAX, help="At most this many; 0: all.")
     ] = 20,
+    offset: Annotated[int, typer.Option(min=0, max=UINT32_MAX, help="Skip this many.")] = 0,
+    routing: pb.RouteRequest,
     target: Target = None,
     as_json: AsJson = False,
 ) -> None:
-    """List the catalogue the router ranks."""
-    request = pb.ListModelsRequest(query=query, author=author, limit=limit)
+    """List the catalogue the router ranks. With a mode, weights, a profile or constraints,
+    rank it for that request: the models it may use, best first, with their scores."""
+    request = pb.ListModelsRequest(query=query, author=author, limit=limit, offset=offset)
+    if routing != pb.RouteRequest():
+        request.ranking.CopyFrom(routing)
     response: pb.ListModelsResponse = call(target, "ListModels", request)
     if as_json:
         print_json(response)
-        return
+    elif request.HasField("ranking"):
+        _print_ranked(response)
+    else:
+        _print_listed(response)
+
+
+def _print_listed(response: pb.ListModelsResponse) -> None:
     table = Table(
         title=f"{len(response.models)} of {response.total} models",
         caption=f"catalogue {response.catalogue_version}; * estimated",
@@ -45,6 +60,22 @@ def models(
             f"{m.quality:.3f}" + ("*" if m.quality_estimated else ""),
         )
     out.print(table)
+
+
+def _print_ranked(response: pb.ListModelsResponse) -> None:
+    columns = ("rank", "model", *SCORE_COLUMNS, "$/M in", "$/M out")
+    title = f"{len(response.models)} of {response.total} eligible models, ranked"
+    table = ranking_table(title, caption(response), columns)
+    for m in response.models:
+        table.add_row(
+            str(m.rank),
+            m.id,
+            *score_cells(m.candidate),
+            f"{m.prompt_price_per_mtok:.3f}",
+            f"{m.completion_price_per_mtok:.3f}",
+        )
+    out.print(table)
+    out.print(bounds(response.normalisation), highlight=False, soft_wrap=True)
 
 
 def _when(unix: float) -> str:

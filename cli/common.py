@@ -27,7 +27,8 @@ Target = Annotated[
     str | None,
     typer.Option(help="gRPC address of a running router; default: work in this process."),
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# A flag takes no value: metavar="" keeps typer from showing it as `--json <bool>`.
+AsJson = Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of a table.")]
 
 RPC_TIMEOUT_S = 30.0
 

@@ -9,16 +9,8 @@ import typer
 from rich.table import Table
 
 from cli.common import AsJson, Target, call, out, print_json
-from cli.routing import (
-    CustomMode,
-    Mode,
-    OutputTokens,
-    PromptTokens,
-    WeightsOption,
-    bounds,
-    caption,
-    route_request,
-)
+from cli.routing import bounds, caption
+from cli.routing_options import routing_options
 from service.pb.router.v1 import router_pb2 as pb
 
 Row = Callable[[pb.ModelExplanation], str]
@@ -65,6 +57,7 @@ def _rows(response: pb.ExplainResponse) -> list[tuple[str, Row]]:
     ]
 
 
+@routing_options
 def explain(
     model: Annotated[
         str,
@@ -72,17 +65,13 @@ def explain(
             metavar="MODEL", help="The model to explain; omit it to explain the winner alone."
         ),
     ] = "",
-    mode: Mode = None,
-    custom_mode: CustomMode = None,
-    weights: WeightsOption = None,
-    prompt_tokens: PromptTokens = 0,
-    output_tokens: OutputTokens = 0,
+    *,
+    routing: pb.RouteRequest,
     target: Target = None,
     as_json: AsJson = False,
 ) -> None:
     """Show why MODEL ranks where it does for a request: term by term against the winner,
     with the figures behind each term and where they come from."""
-    routing = route_request(mode, custom_mode, weights, 0, prompt_tokens, output_tokens)
     request = pb.ExplainRequest(routing=routing, model=model)
     response: pb.ExplainResponse = call(target, "Explain", request)
     if as_json:

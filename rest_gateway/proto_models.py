@@ -11,7 +11,6 @@ non-finite numbers become null when the JSON is written.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, cast
@@ -29,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from service.vocabulary import enum_names, enum_prefix, short_name
+
 JSON_SUFFIX = "_json"
 INT_RANGES = {
     FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
@@ -37,21 +38,6 @@ INT_RANGES = {
     FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
 }
 FLOATS = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
-
-
-def enum_prefix(enum: EnumDescriptor) -> str:
-    """`FreeFilter` values start with `FREE_FILTER_`."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", enum.name).upper() + "_"
-
-
-def enum_names(enum: EnumDescriptor) -> dict[str, int]:
-    """The short lower-case names of an enum's values (UNSPECIFIED left out) and their numbers."""
-    prefix = enum_prefix(enum)
-    return {
-        v.name.removeprefix(prefix).lower(): v.number
-        for v in enum.values
-        if not v.name.endswith("_UNSPECIFIED")
-    }
 
 
 def _encodable(text: str) -> str:
@@ -153,10 +139,15 @@ class _Request(BaseModel):
         return self
 
 
+def request_fields(descriptor: Descriptor) -> dict[str, tuple[Any, Any]]:
+    """The message's fields as pydantic fields (type, default) of a request, by name."""
+    return {f.name: _field(f, request=True) for f in descriptor.fields}
+
+
 @cache
 def request_model(descriptor: Descriptor) -> type[BaseModel]:
     """A strict pydantic model of a request message, for validation and the OpenAPI schema."""
-    fields = {f.name: _field(f, request=True) for f in descriptor.fields}
+    fields = request_fields(descriptor)
     model: type[_Request] = create_model(  # type: ignore[call-overload]
         f"{descriptor.name}Body", __base__=_Request, **fields
     )
@@ -193,7 +184,7 @@ def _value_converter(field: FieldDescriptor) -> Converter | None:
     """How one value of a field becomes JSON; None when it already is."""
     if field.type == FieldDescriptor.TYPE_ENUM:
         enum = _enum_of(field)
-        short = {v.number: v.name.removeprefix(enum_prefix(enum)).lower() for v in enum.values}
+        short = {v.number: short_name(enum, v.name) for v in enum.values}
         return lambda number: short.get(number, number)
     if field.type == FieldDescriptor.TYPE_MESSAGE:
         message = _message_of(field)

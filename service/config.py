@@ -21,8 +21,9 @@ from pydantic_settings import (
 
 from service.redis_link import DEFAULT_TIMEOUT_S
 from service.scorer import MAX_PRICE_PER_TOKEN, MAX_TTFT_S, MIN_TOKENS_PER_S
+from service.vocabulary import MODES
 
-NAMED_MODES = ("speed", "cost", "quality", "balanced")
+NAMED_MODES = tuple(MODES)
 DEFAULT_CONFIG_FILE = Path("router.toml")
 
 

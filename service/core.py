@@ -14,6 +14,7 @@ from service.catalogue_keeper import CatalogueStatus
 from service.errors import ErrorKind, RouterError, as_router_error
 from service.explain import explain
 from service.free_quota import FreeQuotaStatus
+from service.listing import list_models
 from service.pb.router.v1 import router_pb2 as pb
 from service.runtime import Runtime
 
@@ -123,7 +124,10 @@ class RouterCore:
 
     @_errors
     def list_models(self, request: pb.ListModelsRequest) -> pb.ListModelsResponse:
-        return self._router.list_models(request)
+        """The catalogue, filtered and paged; ranked for `request.ranking` when it is set."""
+        if request.HasField("ranking"):
+            self._free_quota.before_routing()
+        return list_models(self._router, request)
 
     async def status(self) -> pb.RouterStatus:
         try:

@@ -7,14 +7,9 @@ from collections.abc import Iterable
 
 from service.catalogue import ModelRecord
 from service.pb.router.v1 import router_pb2 as pb
-from service.router import (
-    MODALITY_NAMES,
-    ModelRouter,
-    per_mtok,
-    wire_normalisation,
-    wire_weights,
-)
+from service.router import ModelRouter, per_mtok, wire_normalisation, wire_weights
 from service.scorer import Candidate, InvalidRequest
+from service.vocabulary import MODALITY_NAMES
 
 # What each constraint means, completed from the request and the model's record.
 CONSTRAINT_MEANINGS = {

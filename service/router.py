@@ -4,69 +4,52 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any
+
+from google.protobuf.descriptor import FieldDescriptor
 
 from service.catalogue import Catalogue, ModelRecord
 from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
 from service.scorer import (
     MODE_WEIGHTS,
+    Candidate,
     Constraints,
     Explanation,
     InvalidRequest,
     LiveStats,
     Ranking,
 )
+from service.vocabulary import MODE_NAMES, kind_of_value, value_names
 
-MODE_NAMES = {
-    pb.MODE_SPEED: "speed",
-    pb.MODE_COST: "cost",
-    pb.MODE_QUALITY: "quality",
-    pb.MODE_BALANCED: "balanced",
-}
-MODALITY_NAMES = {
-    pb.MODALITY_TEXT: "text",
-    pb.MODALITY_IMAGE: "image",
-    pb.MODALITY_FILE: "file",
-    pb.MODALITY_AUDIO: "audio",
-    pb.MODALITY_VIDEO: "video",
-}
-FREE_FILTERS: dict[pb.FreeFilter.ValueType, Literal["any", "only", "exclude"]] = {
-    pb.FREE_FILTER_ANY: "any",
-    pb.FREE_FILTER_ONLY: "only",
-    pb.FREE_FILTER_EXCLUDE: "exclude",
-}
+# The fields of `pb.Constraints` that the scorer's `Constraints` names otherwise; every other
+# field is the scorer's keyword of the same name. Enum values go by their short names; a field
+# the request leaves unset keeps the scorer's default, which is the proto's.
+SCORER_KEYWORDS = {"min_context_tokens": "min_context", "max_ttft_seconds": "max_ttft_s"}
 
 
-def _modality(value: pb.Modality.ValueType, field: str) -> str:
-    try:
-        return MODALITY_NAMES[value]
-    except KeyError:
-        raise InvalidRequest(f"constraints.{field}: unknown modality {value}") from None
+def _enum_value(field: FieldDescriptor, number: int) -> str:
+    enum = field.enum_type
+    assert enum is not None, field.full_name
+    name = value_names(enum).get(number)
+    if name is None:
+        raise InvalidRequest(f"constraints.{field.name}: unknown {kind_of_value(enum)} {number}")
+    return name
 
 
 def _constraints(c: pb.Constraints) -> Constraints:
-    if c.free not in FREE_FILTERS:
-        raise InvalidRequest(f"constraints.free: unknown value {c.free}")
-    return Constraints(
-        min_context=c.min_context_tokens,
-        input_modalities=[_modality(m, "input_modalities") for m in c.input_modalities],
-        output_modalities=[_modality(m, "output_modalities") for m in c.output_modalities],
-        required_parameters=list(c.required_parameters),
-        max_prompt_price_per_mtok=(
-            c.max_prompt_price_per_mtok if c.HasField("max_prompt_price_per_mtok") else None
-        ),
-        max_completion_price_per_mtok=(
-            c.max_completion_price_per_mtok if c.HasField("max_completion_price_per_mtok") else None
-        ),
-        max_request_cost_usd=c.max_request_cost_usd if c.HasField("max_request_cost_usd") else None,
-        max_ttft_s=c.max_ttft_seconds if c.HasField("max_ttft_seconds") else None,
-        allow_models=list(c.allow_models),
-        deny_models=list(c.deny_models),
-        allow_providers=list(c.allow_providers),
-        deny_providers=list(c.deny_providers),
-        free=FREE_FILTERS[c.free],
-    )
+    """The scorer's constraints for the wire's: the one mapping of the constraint fields."""
+    given: dict[str, Any] = {}
+    for field, value in c.ListFields():
+        if field.type == FieldDescriptor.TYPE_ENUM:
+            if field.is_repeated:
+                value = [_enum_value(field, v) for v in value]
+            else:
+                value = _enum_value(field, value)
+        elif field.is_repeated:
+            value = list(value)
+        given[SCORER_KEYWORDS.get(field.name, field.name)] = value
+    return Constraints(**given)
 
 
 def _given_constraints(request: pb.RouteRequest) -> Constraints | None:
@@ -183,13 +166,16 @@ class ModelRouter:
             output_tokens=given.output_tokens or self._settings.default_output_tokens,
         )
 
-    def rank(self, request: pb.RouteRequest) -> tuple[Ranking, pb.RequestProfile]:
+    def rank(
+        self, request: pb.RouteRequest, *, top_k: int | None = None
+    ) -> tuple[Ranking, pb.RequestProfile]:
+        """The best `top_k` models for `request` (default: the request's `top_k`)."""
         profile = self.profile(request)
         ranking = self._scorer.rank(
             self.weights(request),
             prompt_tokens=profile.prompt_tokens,
             output_tokens=profile.output_tokens,
-            top_k=request.top_k or self._settings.default_top_k,
+            top_k=top_k or request.top_k or self._settings.default_top_k,
             constraints=_given_constraints(request),
         )
         return ranking, profile
@@ -208,72 +194,46 @@ class ModelRouter:
         )
         return explanation, profile
 
+    def candidate(self, c: Candidate) -> dict[str, Any]:
+        """The fields of a ranked model's `pb.Candidate`, with where its figures come from."""
+        return {
+            "model": c.model_id,
+            "score": c.score,
+            "terms": pb.ScoreTerms(
+                latency=c.latency_term, cost=c.cost_term, quality=c.quality_term
+            ),
+            "expected_cost_usd": c.expected_cost_usd,
+            "expected_latency_seconds": c.expected_latency_s,
+            "quality_estimated": c.quality_estimated,
+            "latency_estimated": c.latency_estimated,
+            "quality_source": self._by_id[c.model_id].quality_source,
+            "latency_source": self.latency_source(c.model_id),
+            "ttft_seconds": c.ttft_s,
+            "tokens_per_second": c.tokens_per_s,
+        }
+
     def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
         ranking, profile = self.rank(request)
         response = pb.RouteResponse(
-            model=ranking.best,
-            decision_id=secrets.token_hex(16),
-            catalogue_version=ranking.catalogue_version,
-            weights=wire_weights(ranking.weights),
-            eligible_models=ranking.eligible,
-            removed_by_constraint=ranking.removed,
-            profile=profile,
-            normalisation=wire_normalisation(ranking.normalisation),
+            model=ranking.best, decision_id=secrets.token_hex(16), **made_with(ranking, profile)
         )
         for c in ranking.candidates:
-            response.candidates.add(
-                model=c.model_id,
-                score=c.score,
-                terms=pb.ScoreTerms(
-                    latency=c.latency_term, cost=c.cost_term, quality=c.quality_term
-                ),
-                expected_cost_usd=c.expected_cost_usd,
-                expected_latency_seconds=c.expected_latency_s,
-                quality_estimated=c.quality_estimated,
-                latency_estimated=c.latency_estimated,
-                quality_source=self._by_id[c.model_id].quality_source,
-                latency_source=self.latency_source(c.model_id),
-                ttft_seconds=c.ttft_s,
-                tokens_per_second=c.tokens_per_s,
-            )
+            response.candidates.add(**self.candidate(c))
         return response
 
-    def list_models(self, request: pb.ListModelsRequest) -> pb.ListModelsResponse:
-        query = request.query.lower()
-        matching = [
-            m
-            for m in self._catalogue.models
-            if (not request.author or m.author == request.author)
-            and (query in m.id.lower() or query in m.name.lower())
-        ]
-        end = request.offset + request.limit if request.limit else None
-        return pb.ListModelsResponse(
-            models=[_model_info(m) for m in matching[request.offset : end]],
-            total=len(matching),
-            catalogue_version=self._catalogue.version,
-        )
+
+def made_with(ranking: Ranking, profile: pb.RequestProfile) -> dict[str, Any]:
+    """What a ranking was made with, as the fields of the answers that carry one."""
+    return {
+        "catalogue_version": ranking.catalogue_version,
+        "weights": wire_weights(ranking.weights),
+        "eligible_models": ranking.eligible,
+        "removed_by_constraint": ranking.removed,
+        "profile": profile,
+        "normalisation": wire_normalisation(ranking.normalisation),
+    }
 
 
 def per_mtok(price_per_token: float) -> float:
     """USD per million tokens; a dynamic price stays -1."""
     return price_per_token * 1e6 if price_per_token >= 0 else -1.0
-
-
-def _model_info(m: ModelRecord) -> pb.ModelInfo:
-    return pb.ModelInfo(
-        id=m.id,
-        name=m.name,
-        author=m.author,
-        context_length=m.context_length,
-        max_output_tokens=m.max_output_tokens,
-        prompt_price_per_mtok=per_mtok(m.prompt_price),
-        completion_price_per_mtok=per_mtok(m.completion_price),
-        input_modalities=m.input_modalities,
-        output_modalities=m.output_modalities,
-        supported_parameters=m.supported_parameters,
-        quality=m.quality,
-        quality_estimated=m.quality_estimated,
-        ttft_seconds=m.ttft_s,
-        tokens_per_second=m.tokens_per_s,
-        latency_estimated=m.latency_estimated,
-    )

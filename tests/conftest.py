@@ -11,6 +11,7 @@ import pytest
 from service.config import ModeWeights, Settings
 from testkit.fake_openrouter import FakeOpenRouter
 from testkit.servers import GatewayThread, ServerThread
+from tests.adapters import ADAPTERS, Adapter
 from tests.redis_server import redis_server  # noqa: F401  (a fixture for every test module)
 
 HTTP_TIMEOUT_S = 30
@@ -66,3 +67,9 @@ def gateway_url(request: pytest.FixtureRequest, router_server: ServerThread) -> 
 def gateway(gateway_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway_url, timeout=HTTP_TIMEOUT_S) as client:
         yield client
+
+
+@pytest.fixture(params=list(ADAPTERS))
+def adapter(request: pytest.FixtureRequest) -> Adapter:
+    """Each way into the router: gRPC, REST (in process and remote), the CLI (here and remote)."""
+    return ADAPTERS[request.param](request)

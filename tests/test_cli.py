@@ -44,11 +44,20 @@ def test_route_table_names_the_best_model() -> None:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["route", "--mode", "fastest"], "unknown mode 'fastest'"),
-        (["route", "--weights", "1,2"], "--weights takes"),
+        (["route", "--mode", "fastest"], "'fastest' is not one of"),
+        (["route", "--weights", "1,2"], "--weights: expected latency,cost,quality"),
         (["route", "--weights", "-1,1,1"], "non-negative"),
         (["route", "--mode", "speed", "--weights", "1,1,1"], "at most one"),
         (["route", "--custom-mode", "nope"], "unknown custom mode"),
+        (["route", "--free", "sometimes"], "'sometimes' is not one of"),
+        (["route", "--input-modality", "smell"], "'smell' is not one of"),
+        (["route", "--max-ttft", "-1"], "--max-ttft"),
+        (["route", "--max-request-cost", "cheap"], "--max-request-cost"),
+        (["route", "--min-context", "-5"], "--min-context"),
+        (["route", "--allow-model", "*"], "allow_models"),
+        (["route", "--allow-provider", "nobody"], "no model satisfies"),
+        (["explain", "--output-modality", "smell"], "'smell' is not one of"),
+        (["models", "--mode", "speed", "--weights", "1,1,1"], "at most one"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(args: list[str], fragment: str) -> None:
@@ -80,3 +89,23 @@ def test_route_table_marks_estimates_and_shows_the_bounds() -> None:
     assert "*" in result.stdout
     assert "* estimated" in result.stdout
     assert "normalised over latency" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["route", "explore", "explain", "models"])
+def test_help_lists_the_constraints_and_flags_take_no_value(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "--deny-provider" in result.stdout
+    assert "<speed|cost|quality|balanced>" in result.stdout
+    json_line = next(line for line in result.stdout.splitlines() if "--json" in line)
+    assert "<bool>" not in json_line
+
+
+def test_explain_and_explore_take_the_constraints() -> None:
+    winner = run_json("route", "--mode", "speed")["model"]
+    author = str(winner).split("/")[0]
+    explained = run_json("explain", str(winner), "--mode", "speed", "--deny-provider", author)
+    assert explained["excluded_by"] == "deny_providers"
+    explored = run_json("explore", "--mode", "speed", "--deny-provider", author, "--top-k", "3")
+    assert all(not str(c["model"]).startswith(f"{author}/") for c in explored["candidates"])
+    assert explored["removed_by_constraint"]["deny_providers"] > 0  # type: ignore[index]

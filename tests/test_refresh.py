@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from cli.main import app as cli
 from service.catalogue_keeper import CatalogueKeeper
 from service.config import Settings
+from service.listing import list_models
 from service.live_figures import LiveFigures
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
@@ -89,7 +90,7 @@ async def test_refresh_replaces_the_catalogue_and_saves_it(
     fake.set_models(changed)
     assert await runtime.keeper.refresh()
     assert runtime.router.catalogue.version != after.version
-    listing = runtime.router.list_models(pb.ListModelsRequest(query=str(changed[0]["id"])))
+    listing = list_models(runtime.router, pb.ListModelsRequest(query=str(changed[0]["id"])))
     model = next(m for m in listing.models if m.id == changed[0]["id"])
     assert model.completion_price_per_mtok == pytest.approx(123.0)
 

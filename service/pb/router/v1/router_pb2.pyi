@@ -4,7 +4,8 @@ isort:skip_file
 The model router's wire contract.
 
 Route ranks OpenRouter's catalogue for one request; Complete and StreamComplete route and
-then call the chosen model, failing over down the ranking; ListModels shows the catalogue.
+then call the chosen model, failing over down the ranking; ListModels shows the catalogue,
+ranked for a request when asked.
 """
 
 from collections import abc as _abc
@@ -848,6 +849,7 @@ class ListModelsRequest(_message.Message):
     AUTHOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    RANKING_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     """case-insensitive substring of the id or name"""
     author: _builtins.str
@@ -855,6 +857,12 @@ class ListModelsRequest(_message.Message):
     limit: _builtins.int
     """0 means all"""
     offset: _builtins.int
+    @_builtins.property
+    def ranking(self) -> Global___RouteRequest:
+        """Rank the catalogue for this request: the models it may use, best first, each with its
+        scores; `top_k` is ignored (every eligible model is ranked). Absent: the catalogue as it is.
+        """
+
     def __init__(
         self,
         *,
@@ -862,10 +870,11 @@ class ListModelsRequest(_message.Message):
         author: _builtins.str = ...,
         limit: _builtins.int = ...,
         offset: _builtins.int = ...,
+        ranking: Global___RouteRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ranking", b"ranking"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "limit", b"limit", "offset", b"offset", "query", b"query"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "limit", b"limit", "offset", b"offset", "query", b"query", "ranking", b"ranking"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -890,6 +899,8 @@ class ModelInfo(_message.Message):
     TTFT_SECONDS_FIELD_NUMBER: _builtins.int
     TOKENS_PER_SECOND_FIELD_NUMBER: _builtins.int
     LATENCY_ESTIMATED_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    CANDIDATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     author: _builtins.str
@@ -904,12 +915,18 @@ class ModelInfo(_message.Message):
     ttft_seconds: _builtins.float
     tokens_per_second: _builtins.float
     latency_estimated: _builtins.bool
+    rank: _builtins.int
+    """In a ranked listing: the model's place in the whole ranking (1 is the best; 0 when the
+    listing is not ranked) and its score term by term.
+    """
     @_builtins.property
     def input_modalities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def output_modalities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def supported_parameters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def candidate(self) -> Global___Candidate: ...
     def __init__(
         self,
         *,
@@ -928,10 +945,12 @@ class ModelInfo(_message.Message):
         ttft_seconds: _builtins.float = ...,
         tokens_per_second: _builtins.float = ...,
         latency_estimated: _builtins.bool = ...,
+        rank: _builtins.int = ...,
+        candidate: Global___Candidate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "completion_price_per_mtok", b"completion_price_per_mtok", "context_length", b"context_length", "id", b"id", "input_modalities", b"input_modalities", "latency_estimated", b"latency_estimated", "max_output_tokens", b"max_output_tokens", "name", b"name", "output_modalities", b"output_modalities", "prompt_price_per_mtok", b"prompt_price_per_mtok", "quality", b"quality", "quality_estimated", b"quality_estimated", "supported_parameters", b"supported_parameters", "tokens_per_second", b"tokens_per_second", "ttft_seconds", b"ttft_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "candidate", b"candidate", "completion_price_per_mtok", b"completion_price_per_mtok", "context_length", b"context_length", "id", b"id", "input_modalities", b"input_modalities", "latency_estimated", b"latency_estimated", "max_output_tokens", b"max_output_tokens", "name", b"name", "output_modalities", b"output_modalities", "prompt_price_per_mtok", b"prompt_price_per_mtok", "quality", b"quality", "quality_estimated", b"quality_estimated", "rank", b"rank", "supported_parameters", b"supported_parameters", "tokens_per_second", b"tokens_per_second", "ttft_seconds", b"ttft_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -941,24 +960,67 @@ Global___ModelInfo: _TypeAlias = ModelInfo  # noqa: Y015
 class ListModelsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class RemovedByConstraintEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     MODELS_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
+    ELIGIBLE_MODELS_FIELD_NUMBER: _builtins.int
+    REMOVED_BY_CONSTRAINT_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    NORMALISATION_FIELD_NUMBER: _builtins.int
     total: _builtins.int
-    """models matching before limit/offset"""
+    """models matching (and eligible, when ranked) before limit/offset"""
     catalogue_version: _builtins.str
+    eligible_models: _builtins.int
     @_builtins.property
-    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelInfo]: ...
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelInfo]:
+        """best first when ranked"""
+
+    @_builtins.property
+    def weights(self) -> Global___Weights:
+        """When ranked, what the ranking was made with, as in RouteResponse; absent or 0 otherwise."""
+
+    @_builtins.property
+    def removed_by_constraint(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    @_builtins.property
+    def profile(self) -> Global___RequestProfile: ...
+    @_builtins.property
+    def normalisation(self) -> Global___Normalisation: ...
     def __init__(
         self,
         *,
         models: _abc.Iterable[Global___ModelInfo] | None = ...,
         total: _builtins.int = ...,
         catalogue_version: _builtins.str = ...,
+        weights: Global___Weights | None = ...,
+        eligible_models: _builtins.int = ...,
+        removed_by_constraint: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        profile: Global___RequestProfile | None = ...,
+        normalisation: Global___Normalisation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["normalisation", b"normalisation", "profile", b"profile", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue_version", b"catalogue_version", "models", b"models", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue_version", b"catalogue_version", "eligible_models", b"eligible_models", "models", b"models", "normalisation", b"normalisation", "profile", b"profile", "removed_by_constraint", b"removed_by_constraint", "total", b"total", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

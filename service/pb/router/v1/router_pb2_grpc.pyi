@@ -4,7 +4,8 @@ isort:skip_file
 The model router's wire contract.
 
 Route ranks OpenRouter's catalogue for one request; Complete and StreamComplete route and
-then call the chosen model, failing over down the ranking; ListModels shows the catalogue.
+then call the chosen model, failing over down the ranking; ListModels shows the catalogue,
+ranked for a request when asked.
 """
 
 from collections import abc as _abc
