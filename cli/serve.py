@@ -13,6 +13,7 @@ from rest_gateway.app import create_app
 from rest_gateway.backend import LocalBackend, RemoteBackend
 from rest_gateway.serving import HttpServer
 from service import grpc_server
+from service.callers import Callers, warn_if_exposed
 from service.config import Settings
 from service.core import RouterCore
 from service.runtime import Runtime
@@ -34,10 +35,12 @@ def _freeze_startup_objects() -> None:
 
 
 async def run(settings: Settings) -> None:
+    callers = Callers(settings.api_keys)
+    warn_if_exposed((settings.grpc_host, settings.http_host), callers)
     core = RouterCore(Runtime.build(settings))
     core.start()
     grpc_running = await grpc_server.start(settings, core)
-    app = create_app(LocalBackend(core), max_body_bytes=settings.max_body_bytes)
+    app = create_app(LocalBackend(core), max_body_bytes=settings.max_body_bytes, callers=callers)
     gateway = HttpServer(app, settings.http_host, settings.http_port)
     try:
         port = await gateway.start()
@@ -53,7 +56,9 @@ async def run(settings: Settings) -> None:
 
 
 async def run_gateway(settings: Settings, target: str) -> None:
-    app = create_app(RemoteBackend(target), max_body_bytes=settings.max_body_bytes)
+    callers = Callers(settings.api_keys)
+    warn_if_exposed((settings.http_host,), callers)
+    app = create_app(RemoteBackend(target), max_body_bytes=settings.max_body_bytes, callers=callers)
     gateway = HttpServer(app, settings.http_host, settings.http_port)
     port = await gateway.start()
     log.info(

@@ -10,13 +10,23 @@ from fastapi import FastAPI
 from rest_gateway import errors
 from rest_gateway.backend import Backend
 from rest_gateway.body_limit import BodyLimit
+from rest_gateway.caller_keys import CallerKeys
 from rest_gateway.routes import admin, complete, explain, health, metrics, models, route
+from service.callers import Callers
 from service.config import Settings
 
 DEFAULT_MAX_BODY_BYTES = Settings.model_fields["max_body_bytes"].default
 
 
-def create_app(backend: Backend, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    backend: Backend,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    callers: Callers | None = None,
+) -> FastAPI:
+    """The gateway over `backend`; with `callers` that have keys, every path but the health
+    check and the API docs needs one of them."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
@@ -33,6 +43,13 @@ def create_app(backend: Backend, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     app.state.backend = backend
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    # Added last, so it runs first: a caller without a key learns nothing else.
+    app.add_middleware(CallerKeys, callers=callers or Callers({}), open_paths=_open_paths(app))
     for module in (route, explain, complete, models, health, metrics, admin):
         app.include_router(module.router)
     return app
+
+
+def _open_paths(app: FastAPI) -> frozenset[str]:
+    docs = (app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url, app.openapi_url)
+    return frozenset({"/health", *(path for path in docs if path)})

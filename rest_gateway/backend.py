@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from rest_gateway.caller_keys import caller_key
 from service.core import RouterCore
 from service.errors import ErrorKind, RouterError
 from service.grpc_server import ERROR_KIND_KEY
@@ -105,8 +106,15 @@ def _router_error(exc: grpc.aio.AioRpcError, target: str) -> RouterError:
     return RouterError(kind, details)
 
 
+def _forwarded_key() -> tuple[tuple[str, str], ...]:
+    """The caller's key, for a router that checks keys itself."""
+    key = caller_key.get()
+    return () if key is None else (("authorization", f"Bearer {key}"),)
+
+
 class RemoteBackend:
-    """A router over gRPC, through one channel for the gateway's lifetime."""
+    """A router over gRPC, through one channel for the gateway's lifetime; each call carries
+    the key its caller sent."""
 
     def __init__(self, target: str) -> None:
         self._target = target
@@ -121,17 +129,19 @@ class RemoteBackend:
             raise _router_error(exc, self._target) from None
 
     async def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
-        return await self._answer(self._stub.Route(request))
+        return await self._answer(self._stub.Route(request, metadata=_forwarded_key()))
 
     async def explain(self, request: pb.ExplainRequest) -> pb.ExplainResponse:
-        return await self._answer(self._stub.Explain(request))
+        return await self._answer(self._stub.Explain(request, metadata=_forwarded_key()))
 
     async def list_models(self, request: pb.ListModelsRequest) -> pb.ListModelsResponse:
-        return await self._answer(self._stub.ListModels(request))
+        return await self._answer(self._stub.ListModels(request, metadata=_forwarded_key()))
 
     async def status(self) -> pb.RouterStatus:
         return await self._answer(
-            self._stub.GetStatus(pb.GetStatusRequest(), timeout=CHECK_TIMEOUT_S)
+            self._stub.GetStatus(
+                pb.GetStatusRequest(), timeout=CHECK_TIMEOUT_S, metadata=_forwarded_key()
+            )
         )
 
     async def serving(self) -> bool:
@@ -140,17 +150,21 @@ class RemoteBackend:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     async def refresh(self) -> pb.RefreshCatalogueResponse:
-        return await self._answer(self._stub.RefreshCatalogue(pb.RefreshCatalogueRequest()))
+        return await self._answer(
+            self._stub.RefreshCatalogue(pb.RefreshCatalogueRequest(), metadata=_forwarded_key())
+        )
 
     async def complete(
         self, request: pb.CompleteRequest, timeout_s: float | None
     ) -> pb.CompleteResponse:
-        return await self._answer(self._stub.Complete(request, timeout=timeout_s))
+        return await self._answer(
+            self._stub.Complete(request, timeout=timeout_s, metadata=_forwarded_key())
+        )
 
     async def stream(
         self, request: pb.CompleteRequest, timeout_s: float | None
     ) -> AsyncIterator[pb.CompleteChunk]:
-        call = self._stub.StreamComplete(request, timeout=timeout_s)
+        call = self._stub.StreamComplete(request, timeout=timeout_s, metadata=_forwarded_key())
         try:
             async for chunk in call:
                 yield chunk

@@ -59,7 +59,9 @@ def error_response(request: Request, kind: ErrorKind, message: str) -> JSONRespo
         }
     else:
         error = {"code": kind.value, "message": message}
-    return JSONResponse(status_code=status, content={"error": error})
+    # RFC 9110: a 401 names the scheme the caller should authenticate with.
+    headers = {"WWW-Authenticate": "Bearer"} if kind is ErrorKind.UNAUTHENTICATED else None
+    return JSONResponse(status_code=status, content={"error": error}, headers=headers)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -8,6 +8,7 @@ Environment variables win over the file. The OpenRouter key is also read from th
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -19,12 +20,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from service.callers import KEY_CHARS
 from service.redis_link import DEFAULT_TIMEOUT_S
 from service.scorer import MAX_PRICE_PER_TOKEN, MAX_TTFT_S, MIN_TOKENS_PER_S
 from service.vocabulary import MODES
 
 NAMED_MODES = tuple(MODES)
 DEFAULT_CONFIG_FILE = Path("router.toml")
+# Caller names become metric labels: short identifiers only.
+CALLER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+MIN_CALLER_KEY_CHARS = 16
 
 
 class ModeWeights(BaseModel):
@@ -67,7 +72,10 @@ class ExtraModel(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ROUTER_", env_file=".env", extra="ignore")
+    # Errors name the setting and what is wrong with it, never its value: some values are keys.
+    model_config = SettingsConfigDict(
+        env_prefix="ROUTER_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
@@ -118,6 +126,8 @@ class Settings(BaseSettings):
     # Off by default: free variants share a small allowance per account and their endpoints may
     # log prompts. On, the router keeps within the allowance and falls back to paid models.
     free_models: bool = False
+    # Callers' API keys, name -> key; none: every caller is served (see service/callers.py).
+    api_keys: dict[str, SecretStr] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -143,6 +153,27 @@ class Settings(BaseSettings):
             if sum(weights.as_tuple()) <= 0:
                 raise ValueError(f"custom mode {name!r} has weights that are all zero")
         return modes
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys_are_usable(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        # Entries are named by position: a name may be a key put in the wrong place.
+        owners: dict[str, int] = {}
+        for entry, (name, key) in enumerate(keys.items(), start=1):
+            if not CALLER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"entry {entry}: a caller name is a letter then up to 31 letters, digits, _, -"
+                )
+            secret = key.get_secret_value()
+            if len(secret) < MIN_CALLER_KEY_CHARS or not KEY_CHARS.fullmatch(secret):
+                raise ValueError(
+                    f"entry {entry}: a key is at least {MIN_CALLER_KEY_CHARS} printable ASCII "
+                    "characters, no spaces"
+                )
+            if secret in owners:
+                raise ValueError(f"entries {owners[secret]} and {entry} have the same key")
+            owners[secret] = entry
+        return keys
 
     @field_validator("default_mode")
     @classmethod

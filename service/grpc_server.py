@@ -6,13 +6,14 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from service.callers import Callers, current_caller, presented_key
 from service.config import Settings
 from service.core import RouterCore
 from service.errors import ErrorKind, RouterError
@@ -22,6 +23,9 @@ from service.pb.router.v1 import router_pb2_grpc
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Router"].full_name
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# Served without a caller key, so that probes and tools work.
+OPEN_SERVICES = frozenset({HEALTH_SERVICE_NAME, reflection.SERVICE_NAME})
 # The router's error kind travels in this trailer, so a gateway in front of a remote router
 # answers exactly as one beside it.
 ERROR_KIND_KEY = "router-error-kind"
@@ -146,6 +150,45 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             await _abort(context, error)
 
 
+if TYPE_CHECKING:
+    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:  # generic in its stubs only
+    ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class CallerKeys(ServerInterceptor):
+    """Every method but those of `OPEN_SERVICES` needs a caller key, and knows its caller."""
+
+    def __init__(self, callers: Callers) -> None:
+        self._callers = callers
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        service = handler_call_details.method.lstrip("/").partition("/")[0]
+        if service not in OPEN_SERVICES:
+            metadata = dict(cast(Any, handler_call_details.invocation_metadata) or ())
+            key = presented_key(metadata.get("authorization"), metadata.get("x-api-key"))
+            try:
+                caller = self._callers.authenticate(key)
+            except RouterError as error:
+                return _refusal(error)
+            # The call is served in this task: the servicer and the core see it.
+            current_caller.set(caller)
+        return await continuation(handler_call_details)
+
+
+def _refusal(error: RouterError) -> grpc.RpcMethodHandler[Any, Any]:
+    async def refuse(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await _abort(context, error)
+
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
@@ -160,14 +203,15 @@ class RunningServer:
 async def start(settings: Settings, core: RouterCore) -> RunningServer:
     """Start serving on `settings.grpc_host:grpc_port` (port 0 picks a free one)."""
     catalogue = core.runtime.router.catalogue
-    server = grpc.aio.server()
+    callers = Callers(settings.api_keys)
+    server = grpc.aio.server(interceptors=[CallerKeys(callers)] if callers.required else [])
     router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(core), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (
             SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            HEALTH_SERVICE_NAME,
             reflection.SERVICE_NAME,
         ),
         server,

@@ -17,6 +17,7 @@ from rest_gateway.app import create_app
 from rest_gateway.backend import Backend, LocalBackend, RemoteBackend
 from rest_gateway.serving import HttpServer
 from service import grpc_server
+from service.callers import Callers
 from service.config import Settings
 from service.core import RouterCore
 from service.runtime import Runtime
@@ -76,7 +77,9 @@ async def _serve_gateway(
     backend: Callable[[], Backend], settings: Settings
 ) -> tuple[HttpServer, int]:
     """Built in the loop it serves from: a gRPC channel belongs to the loop it was made in."""
-    app = create_app(backend(), max_body_bytes=settings.max_body_bytes)
+    app = create_app(
+        backend(), max_body_bytes=settings.max_body_bytes, callers=Callers(settings.api_keys)
+    )
     server = HttpServer(app, "127.0.0.1", 0, log_level="warning")
     return server, await server.start()
 

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Response
 
 from rest_gateway.deps import BackendDep, json_response
 from rest_gateway.proto_models import to_json
-from service.errors import RouterError
+from service.errors import ErrorKind, RouterError
 
 router = APIRouter(tags=["operations"])
 
@@ -14,12 +14,16 @@ async def health(backend: BackendDep) -> Response:
     """SERVING when the router serves, else 503; with the catalogue being served, how many of
     its models a default route may use (`eligibility`) and how its refreshes go (`stale` when
     they keep failing); and the free variants' allowance (`free_quota`: limits, use, and until
-    when free variants are left out)."""
+    when free variants are left out). Needs no key; behind a gateway in front of a router that
+    checks keys, the details need one."""
     try:
         if not await backend.serving():
             return json_response({"status": "NOT_SERVING"}, status_code=503)
         status = await backend.status()
     except RouterError as error:
+        if error.kind is ErrorKind.UNAUTHENTICATED:
+            # A remote router that checks keys serves; its details are for callers with one.
+            return json_response({"status": "SERVING"})
         return json_response({"status": f"UNREACHABLE ({error.kind.value})"}, status_code=503)
     body = {
         "status": "SERVING",
