@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from rest_gateway import errors
 from rest_gateway.backend import Backend
 from rest_gateway.body_limit import BodyLimit
-from rest_gateway.routes import admin, complete, explain, health, metrics, models, route
+from rest_gateway.routes import admin, complete, explain, health, metrics, models, openai, route
 from service.config import Settings
 
 DEFAULT_MAX_BODY_BYTES = Settings.model_fields["max_body_bytes"].default
@@ -33,6 +33,6 @@ def create_app(backend: Backend, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     app.state.backend = backend
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    for module in (route, explain, complete, models, health, metrics, admin):
+    for module in (route, explain, complete, openai, models, health, metrics, admin):
         app.include_router(module.router)
     return app

@@ -6,7 +6,7 @@ the same either way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import grpc
@@ -50,7 +50,7 @@ class Backend(Protocol):
     ) -> pb.CompleteResponse: ...
     def stream(
         self, request: pb.CompleteRequest, timeout_s: float | None
-    ) -> AsyncIterator[pb.CompleteChunk]: ...
+    ) -> AsyncGenerator[pb.CompleteChunk]: ...
     async def aclose(self) -> None: ...
 
 
@@ -85,7 +85,7 @@ class LocalBackend:
 
     def stream(
         self, request: pb.CompleteRequest, timeout_s: float | None
-    ) -> AsyncIterator[pb.CompleteChunk]:
+    ) -> AsyncGenerator[pb.CompleteChunk]:
         return self._core.stream(request, timeout_s)
 
     async def aclose(self) -> None:
@@ -149,7 +149,7 @@ class RemoteBackend:
 
     async def stream(
         self, request: pb.CompleteRequest, timeout_s: float | None
-    ) -> AsyncIterator[pb.CompleteChunk]:
+    ) -> AsyncGenerator[pb.CompleteChunk]:
         call = self._stub.StreamComplete(request, timeout=timeout_s)
         try:
             async for chunk in call:

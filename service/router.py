@@ -150,6 +150,11 @@ class ModelRouter:
         )
         return [c.model_id for c in ranking.candidates][:count]
 
+    @property
+    def custom_modes(self) -> dict[str, tuple[float, float, float]]:
+        """The configured named modes and their (latency, cost, quality) weights."""
+        return {name: weights.as_tuple() for name, weights in self._settings.custom_modes.items()}
+
     def weights(self, request: pb.RouteRequest) -> tuple[float, float, float]:
         """The (latency, cost, quality) weights the request asks for, before scaling."""
         policy = request.WhichOneof("policy")
@@ -200,6 +205,16 @@ class ModelRouter:
             constraints=_given_constraints(request),
         )
         return explanation, profile
+
+    def named(self, request: pb.RouteRequest, models: list[str]) -> pb.RouteResponse:
+        """The caller's own decision: `models` as the candidates, in their order, unranked."""
+        return pb.RouteResponse(
+            model=models[0],
+            candidates=[pb.Candidate(model=m) for m in models],
+            decision_id=secrets.token_hex(16),
+            catalogue_version=self._catalogue.version,
+            profile=self.profile(request),
+        )
 
     def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
         ranking, profile = self.rank(request)
@@ -269,4 +284,5 @@ def _model_info(m: ModelRecord) -> pb.ModelInfo:
         ttft_seconds=m.ttft_s,
         tokens_per_second=m.tokens_per_s,
         latency_estimated=m.latency_estimated,
+        created=m.created,
     )
