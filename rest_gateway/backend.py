@@ -6,7 +6,7 @@ the same either way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import grpc
@@ -51,7 +51,7 @@ class Backend(Protocol):
     ) -> pb.CompleteResponse: ...
     def stream(
         self, request: pb.CompleteRequest, timeout_s: float | None
-    ) -> AsyncIterator[pb.CompleteChunk]: ...
+    ) -> AsyncGenerator[pb.CompleteChunk]: ...
     async def aclose(self) -> None: ...
 
 
@@ -86,7 +86,7 @@ class LocalBackend:
 
     def stream(
         self, request: pb.CompleteRequest, timeout_s: float | None
-    ) -> AsyncIterator[pb.CompleteChunk]:
+    ) -> AsyncGenerator[pb.CompleteChunk]:
         return self._core.stream(request, timeout_s)
 
     async def aclose(self) -> None:
@@ -163,7 +163,7 @@ class RemoteBackend:
 
     async def stream(
         self, request: pb.CompleteRequest, timeout_s: float | None
-    ) -> AsyncIterator[pb.CompleteChunk]:
+    ) -> AsyncGenerator[pb.CompleteChunk]:
         call = self._stub.StreamComplete(request, timeout=timeout_s, metadata=_forwarded_key())
         try:
             async for chunk in call:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import orjson
@@ -21,7 +22,27 @@ async def _backend(request: Request) -> Backend:
 BackendDep = Annotated[Backend, Depends(_backend)]
 
 
-def json_response(content: Message | dict[str, Any], status_code: int = 200) -> Response:
+def json_response(
+    content: Message | dict[str, Any],
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     """A message in its REST JSON form (or a body already in it), without revalidation."""
     body = to_json(content) if isinstance(content, Message) else content
-    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+    return Response(
+        orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
+    )
+
+
+def _header_value(text: str) -> str:
+    """Printable ASCII only: a model id comes from upstream, and must not break the headers."""
+    return "".join(c for c in text if " " <= c <= "~")
+
+
+def decision_headers(model: str, decision_id: str, attempts: int) -> dict[str, str]:
+    """Which model answered a completion, after how many attempts, for which routing decision."""
+    return {
+        "x-router-model": _header_value(model),
+        "x-router-decision-id": decision_id,
+        "x-router-attempts": str(attempts),
+    }

@@ -46,22 +46,27 @@ OPENAI_TYPE = {
 MAX_MESSAGE_CHARS = 2000
 
 
-def error_response(request: Request, kind: ErrorKind, message: str) -> JSONResponse:
-    status = HTTP_STATUS[kind]
+def error_body(request: Request, kind: ErrorKind, message: str) -> dict[str, object]:
+    """The body of an error answer, in the shape the request's path calls for."""
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - 1] + "…"
     if request.url.path.startswith("/v1/"):
         error: dict[str, object] = {
             "message": message,
-            "type": OPENAI_TYPE.get(status, "api_error"),
+            "type": OPENAI_TYPE.get(HTTP_STATUS[kind], "api_error"),
             "param": None,
             "code": kind.value,
         }
     else:
         error = {"code": kind.value, "message": message}
+    return {"error": error}
+
+
+def error_response(request: Request, kind: ErrorKind, message: str) -> JSONResponse:
     # RFC 9110: a 401 names the scheme the caller should authenticate with.
     headers = {"WWW-Authenticate": "Bearer"} if kind is ErrorKind.UNAUTHENTICATED else None
-    return JSONResponse(status_code=status, content={"error": error}, headers=headers)
+    content = error_body(request, kind, message)
+    return JSONResponse(status_code=HTTP_STATUS[kind], content=content, headers=headers)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

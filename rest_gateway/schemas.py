@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rest_gateway.proto_models import request_model, to_message
+from rest_gateway.proto_models import Text, request_model, to_message
 from service.pb.router.v1 import router_pb2 as pb
 
 UINT32_MAX = 2**32 - 1
@@ -70,17 +70,18 @@ class PartBody(Strict):
 
 class MessageBody(Strict):
     role: str
-    content: str | list[PartBody] = ""
+    # null: no text, as in an assistant's message that only makes tool calls
+    content: str | list[PartBody] | None = ""
     name: str = ""
     tool_call_id: str = ""
     tool_calls: list[dict[str, Any]] | None = None
 
     def to_pb(self) -> pb.ChatMessage:
         message = pb.ChatMessage(role=self.role, name=self.name, tool_call_id=self.tool_call_id)
-        if isinstance(self.content, str):
-            message.content = self.content
-        else:
+        if isinstance(self.content, list):
             message.parts.extend(p.to_pb() for p in self.content)
+        else:
+            message.content = self.content or ""
         if self.tool_calls is not None:
             message.tool_calls_json = _json_text(self.tool_calls)
         return message
@@ -118,18 +119,22 @@ class ParamsBody(BaseModel):
 
 
 class CompleteBody(RouteBody):
-    """The routing fields of `/route`, plus OpenAI-style messages and parameters."""
+    """The routing fields of `/route`, plus OpenAI-style messages and parameters; `models`
+    names the models to call, in order, instead of ranking the catalogue; `stream` answers
+    with Server-Sent Events."""
 
     messages: list[MessageBody]
     params: ParamsBody = Field(default_factory=ParamsBody)
+    models: list[Text] = Field(default_factory=list)
+    stream: bool = False
 
     def to_complete_pb(self) -> pb.CompleteRequest:
+        own = {"messages", "params", "models", "stream"}
         return pb.CompleteRequest(
-            routing=pb.RouteRequest(
-                **self.model_dump(exclude_none=True, exclude={"messages", "params"})
-            ),
+            routing=pb.RouteRequest(**self.model_dump(exclude_none=True, exclude=own)),
             messages=[m.to_pb() for m in self.messages],
             params=self.params.to_pb(),
+            models=self.models,
         )
 
 

@@ -38,6 +38,7 @@ class ModelRecord:
     realtime: bool = True
     quality_source: str = ""
     latency_source: str = ""
+    created: int = 0  # when OpenRouter listed it, Unix seconds
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ModelRecord:
@@ -60,6 +61,7 @@ class ModelRecord:
             realtime=bool(raw.get("realtime", True)),
             quality_source=str(raw.get("quality_source", "")),
             latency_source=str(raw.get("latency_source", "")),
+            created=int(raw.get("created", 0)),
         )
 
     def to_json(self) -> dict[str, Any]:

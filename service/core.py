@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import ParamSpec, TypeVar
 
 from service.catalogue_keeper import CatalogueStatus
@@ -16,6 +16,7 @@ from service.explain import explain
 from service.free_quota import FreeQuotaStatus
 from service.listing import list_models
 from service.pb.router.v1 import router_pb2 as pb
+from service.router import wire_weights
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,10 @@ class RouterCore:
             return pb.RouterStatus(
                 catalogue=catalogue_status(self._keeper.status()),
                 free_quota=free_quota_status(await self._free_quota.status()),
+                custom_modes={
+                    name: wire_weights(weights)
+                    for name, weights in self._router.custom_modes.items()
+                },
             )
         except Exception as exc:
             raise _known(exc, "status") from exc
@@ -165,7 +170,7 @@ class RouterCore:
 
     async def stream(
         self, request: pb.CompleteRequest, timeout_s: float | None
-    ) -> AsyncIterator[pb.CompleteChunk]:
+    ) -> AsyncGenerator[pb.CompleteChunk]:
         """`complete`, streamed: the answer's pieces, then a summary."""
         try:
             async for chunk in self._completer.stream(request, timeout_s):

@@ -72,4 +72,5 @@ def _model_fields(m: ModelRecord) -> dict[str, Any]:
         "ttft_seconds": m.ttft_s,
         "tokens_per_second": m.tokens_per_s,
         "latency_estimated": m.latency_estimated,
+        "created": m.created,
     }

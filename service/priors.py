@@ -219,6 +219,7 @@ def catalogue_from_listing(
                 latency_estimated=latency.estimated,
                 latency_source=latency.source,
                 realtime=model.realtime,
+                created=model.created,
             )
         )
     return Catalogue.of(snapshot_date, records)

@@ -140,6 +140,11 @@ class ModelRouter:
         )
         return [c.model_id for c in ranking.candidates][:count]
 
+    @property
+    def custom_modes(self) -> dict[str, tuple[float, float, float]]:
+        """The configured named modes and their (latency, cost, quality) weights."""
+        return {name: weights.as_tuple() for name, weights in self._settings.custom_modes.items()}
+
     def weights(self, request: pb.RouteRequest) -> tuple[float, float, float]:
         """The (latency, cost, quality) weights the request asks for, before scaling."""
         policy = request.WhichOneof("policy")
@@ -211,6 +216,16 @@ class ModelRouter:
             "ttft_seconds": c.ttft_s,
             "tokens_per_second": c.tokens_per_s,
         }
+
+    def named(self, request: pb.RouteRequest, models: list[str]) -> pb.RouteResponse:
+        """The caller's own decision: `models` as the candidates, in their order, unranked."""
+        return pb.RouteResponse(
+            model=models[0],
+            candidates=[pb.Candidate(model=m) for m in models],
+            decision_id=secrets.token_hex(16),
+            catalogue_version=self._catalogue.version,
+            profile=self.profile(request),
+        )
 
     def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
         ranking, profile = self.rank(request)

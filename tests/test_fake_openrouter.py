@@ -845,6 +845,21 @@ def test_reset_and_dropped_connections(fake: FakeOpenRouter, client: httpx.Clien
     assert chat(client).status_code == 200
 
 
+def test_requests_cut_short(fake: FakeOpenRouter, client: httpx.Client) -> None:
+    """A client that stops reading a stream cuts its request short; a whole answer does not."""
+    fake.script(MINI, Reply("one two three", chunk_delay_s=30))
+    body = {"model": MINI, "messages": HELLO, "stream": True}
+    with client.stream("POST", "/chat/completions", json=body) as response:
+        next(response.iter_lines())
+    assert chat(client).status_code == 200
+    for _ in range(200):
+        if fake.cut_short:
+            break
+        time.sleep(0.01)
+    (cut,) = fake.cut_short
+    assert cut.json == body
+
+
 def test_script_queue_standing_behaviour_and_any_model(
     fake: FakeOpenRouter, client: httpx.Client
 ) -> None:

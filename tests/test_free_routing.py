@@ -167,6 +167,18 @@ def test_a_per_minute_refusal_is_answered_by_the_paid_sibling_and_spares_the_cir
         assert CHEAPER not in chat_calls(fake)
 
 
+def test_named_models_are_the_only_ones_tried_even_after_a_free_refusal(
+    fake: FakeOpenRouter, clock: Calendar, tmp_path: Path
+) -> None:
+    """The paid sibling comes in only when the router chose the candidates."""
+    with serving(fake, clock, tmp_path / "state") as stub:
+        fake.script(FREE, HttpError.rate_limited())
+        request = pb.CompleteRequest(models=[FREE, CHEAPER], messages=HELLO)
+        answer = stub.Complete(request, timeout=10)
+        assert outcomes(answer) == [(FREE, "free_quota", 429), (CHEAPER, "ok", 200)]
+        assert PAID not in chat_calls(fake)
+
+
 def test_the_paid_sibling_is_found_through_author_patterns_too(
     fake: FakeOpenRouter, clock: Calendar, tmp_path: Path
 ) -> None:

@@ -1,4 +1,5 @@
-"""The completion path: rank the candidates, then try them in order within one deadline.
+"""The completion path: rank the candidates (or take the ones the caller named), then try them
+in order within one deadline.
 
 Each candidate passes its circuit breaker, a slot of the free-variant allowance (free models
 only), the retry budget (after the first attempt) and a spend reservation before it is called.
@@ -72,6 +73,18 @@ def _add_tool_calls(message: pb.ChatMessage, calls: object) -> None:
         message.tool_calls_json = dump_json(objects)
 
 
+def _head(call: _Call, model_id: str, meta: tuple[str, str, str]) -> pb.StreamHead:
+    """Who answers a stream, as its first output arrives; `meta` is (id, model, provider)."""
+    return pb.StreamHead(
+        id=meta[0],
+        model=meta[1] or model_id,
+        provider=meta[2],
+        decision_id=call.decision.decision_id,
+        catalogue_version=call.decision.catalogue_version,
+        attempts=len(call.attempts) + 1,
+    )
+
+
 def _tried(call: _Call) -> int:
     """Attempts that called a model (a candidate skipped for its open circuit or for the
     free-variant allowance is not one)."""
@@ -96,6 +109,8 @@ class _Call:
     # tries the same model again (after waiting out its Retry-After).
     last: bool = False
     again: bool = False
+    # The caller named the candidates (`CompleteRequest.models`): no other model is tried.
+    named: bool = False
 
 
 class Completer:
@@ -153,16 +168,27 @@ class Completer:
                 ErrorKind.MISCONFIGURED,
                 "the router has no OpenRouter API key: set OPENROUTER_API_KEY to complete",
             )
-        route = prepared.route
+        self._retries.record_request()
+        named = list(dict.fromkeys(request.models))
+        decision = await self._decide(prepared.route, named)
+        budget = self._settings.completion_timeout_s if timeout_s is None else timeout_s
+        candidates = [c.model for c in decision.candidates]
+        return _Call(prepared, decision, self._clock() + budget, candidates, named=bool(named))
+
+    async def _decide(self, route: pb.RouteRequest, named: list[str]) -> pb.RouteResponse:
+        """The candidates: the models the caller named, else the ranking."""
+        if named:
+            unknown = [m for m in named if self._router.model(m) is None]
+            if unknown:
+                raise RouterError(
+                    ErrorKind.NOT_FOUND, f"not in the catalogue: {', '.join(map(repr, unknown))}"
+                )
+            return self._router.named(route, named)
         route.top_k = max(route.top_k, self._settings.max_attempts)
         await self._economise(route)
         self._figures.before_routing(self._breakers.open_models())
         self._free.before_routing()
-        self._retries.record_request()
-        decision = self._router.route(route)
-        budget = self._settings.completion_timeout_s if timeout_s is None else timeout_s
-        candidates = [c.model for c in decision.candidates]
-        return _Call(prepared, decision, self._clock() + budget, candidates)
+        return self._router.route(route)
 
     def _record(self, call: _Call, model: str, outcome: str, **fields: object) -> pb.Attempt:
         attempt = pb.Attempt(model=model, outcome=outcome, **fields)  # type: ignore[arg-type]
@@ -281,10 +307,10 @@ class Completer:
 
     def _paid_sibling_next(self, call: _Call, model_id: str) -> None:
         """Move the paid sibling of a refused free variant (its id without `:free`) to the next
-        turn, when the catalogue has it, the request's constraints allow it and it has not had
-        its turn yet."""
+        turn, when the router chose the candidates, the catalogue has it, the request's
+        constraints allow it and it has not had its turn yet."""
         sibling = model_id.removesuffix(FREE_SUFFIX)
-        if sibling == model_id or sibling in call.candidates[: call.position + 1]:
+        if call.named or sibling == model_id or sibling in call.candidates[: call.position + 1]:
             return
         if self._router.model(sibling) is None or not self._allows(call, sibling):
             return
@@ -437,10 +463,13 @@ class Completer:
                     )
                     async for event in events:
                         if isinstance(event, StreamDelta):
+                            chunk = pb.CompleteChunk(delta=event.text)
                             if first is None:
                                 first = self._clock()
-                            yield pb.CompleteChunk(delta=event.text)
+                                chunk.head.CopyFrom(_head(call, model_id, meta))
+                            yield chunk
                         elif isinstance(event, StreamEnd):
+                            head = _head(call, model_id, meta) if first is None else None
                             summary = await self._answered(
                                 call, model_id, reservation, event.usage, started, first, meta
                             )
@@ -448,7 +477,7 @@ class Completer:
                             if event.tool_calls:
                                 choice.message.role = "assistant"
                                 _add_tool_calls(choice.message, event.tool_calls)
-                            yield pb.CompleteChunk(summary=summary)
+                            yield pb.CompleteChunk(summary=summary, head=head)
                             return
                         else:
                             meta = (event.id, event.model, event.provider)

@@ -36,6 +36,7 @@ Test controls:
     `set_models(rows)`; `set_endpoint_stats(model_id, provider=…, latency_ms=…, throughput=…,
     uptime=…)`; `set_balance(usd)`; `config` (live `FakeConfig`: usage-chunk style, processing
     comments, per-key limit, free tier, the `:free` allowance and a clock offset); `requests`,
+    `cut_short` (requests whose connection closed before their response was complete),
     `spent_usd`, `models`; `reset()`.
 
 The `:free` allowance (`free_limits.py`): calls to `:free` variants count per minute and per

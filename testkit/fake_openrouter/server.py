@@ -69,12 +69,18 @@ class FakeOpenRouter:
         return self._state.requests()
 
     @property
+    def cut_short(self) -> list[RecordedRequest]:
+        """Requests whose connection closed before their response was complete: the client went
+        away (a stream it stopped reading), or a `Reset` or `Drop` cut it."""
+        return self._state.requests_cut_short()
+
+    @property
     def spent_usd(self) -> float:
         return self._state.spent()
 
     def reset(self) -> None:
         """Back to the state just after construction: catalogue, balance, config, scripts,
-        endpoint figures and recorded requests."""
+        endpoint figures and recorded requests (and those cut short)."""
         self._state.reset()
 
     def script(self, model_id: str, *behaviours: ChatBehaviour) -> None:

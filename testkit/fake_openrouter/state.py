@@ -121,6 +121,7 @@ class FakeState:
             self._models_script: deque[ModelsBehaviour] = deque()
             self._stats: dict[tuple[str, str], dict[str, Any]] = {}
             self._requests: list[RecordedRequest] = []
+            self._cut_short: list[RecordedRequest] = []
             self.free_allowance = FreeAllowance()
 
     def now(self) -> float:
@@ -225,6 +226,14 @@ class FakeState:
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)
+
+    def cut_short(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._cut_short.append(request)
+
+    def requests_cut_short(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._cut_short)
 
     # Waiting.
 

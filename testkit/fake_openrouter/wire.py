@@ -138,8 +138,9 @@ def _close(scope: Scope, *, reset: bool) -> None:
 
 
 class Recorder:
-    """Outermost ASGI layer: records every HTTP request (reading its body first) and exposes the
-    connection's transport to `ScriptedResponse`."""
+    """Outermost ASGI layer: records every HTTP request (reading its body first) and each whose
+    connection closed before its response was complete, and exposes the connection's transport
+    to `ScriptedResponse`."""
 
     def __init__(self, app: ASGIApp, state: FakeState) -> None:
         self.app = app
@@ -157,19 +158,29 @@ class Recorder:
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        self.state.record(_recorded(scope, bytes(body)))
+        recorded = _recorded(scope, bytes(body))
+        self.state.record(recorded)
         cycle = getattr(send, "__self__", None)
         scope.setdefault("extensions", {})[TRANSPORT] = getattr(cycle, "transport", None)
-        replayed = False
+        replayed = complete = False
 
         async def replay() -> Any:
             nonlocal replayed
             if replayed:
-                return await receive()
+                message = await receive()
+                if message["type"] == "http.disconnect" and not complete:
+                    self.state.cut_short(recorded)
+                return message
             replayed = True
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-        await self.app(scope, replay, send)
+        async def sending(message: Any) -> None:
+            nonlocal complete
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                complete = True
+            await send(message)
+
+        await self.app(scope, replay, sending)
 
 
 def _recorded(scope: Scope, body: bytes) -> RecordedRequest:

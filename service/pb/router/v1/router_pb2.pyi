@@ -4,8 +4,8 @@ isort:skip_file
 The model router's wire contract.
 
 Route ranks OpenRouter's catalogue for one request; Complete and StreamComplete route and
-then call the chosen model, failing over down the ranking; ListModels shows the catalogue,
-ranked for a request when asked.
+then call the chosen model, failing over down the ranking (or down the caller's own list of
+models); ListModels shows the catalogue, ranked for a request when asked.
 """
 
 from collections import abc as _abc
@@ -645,22 +645,33 @@ class CompleteRequest(_message.Message):
     ROUTING_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def routing(self) -> Global___RouteRequest: ...
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]: ...
     @_builtins.property
     def params(self) -> Global___GenerationParams: ...
+    @_builtins.property
+    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Model ids to call instead of ranking the catalogue: the first, and on a failure that may
+        succeed elsewhere the next, in this order, and no other model. Each must be in the
+        catalogue (NOT_FOUND otherwise). `routing`'s policy, constraints and top_k are then not
+        used (its profile still sizes the spend reservation); every model still passes its circuit
+        breaker, the free-variant allowance, the retry budget and the spend limit.
+        """
+
     def __init__(
         self,
         *,
         routing: Global___RouteRequest | None = ...,
         messages: _abc.Iterable[Global___ChatMessage] | None = ...,
         params: Global___GenerationParams | None = ...,
+        models: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params", "routing", b"routing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "params", b"params", "routing", b"routing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "models", b"models", "params", b"params", "routing", b"routing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -819,27 +830,73 @@ class CompleteChunk(_message.Message):
 
     DELTA_FIELD_NUMBER: _builtins.int
     SUMMARY_FIELD_NUMBER: _builtins.int
+    HEAD_FIELD_NUMBER: _builtins.int
     delta: _builtins.str
     """the next piece of the answer"""
     @_builtins.property
     def summary(self) -> Global___CompleteResponse:
         """last event: usage, attempts, finish reason, whole tool calls (in `tool_calls_json`)"""
 
+    @_builtins.property
+    def head(self) -> Global___StreamHead:
+        """Set on the first chunk only (the first delta, or the summary when no text came first)."""
+
     def __init__(
         self,
         *,
         delta: _builtins.str = ...,
         summary: Global___CompleteResponse | None = ...,
+        head: Global___StreamHead | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "event", b"event", "summary", b"summary"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "event", b"event", "head", b"head", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "event", b"event", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "event", b"event", "head", b"head", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["delta", "summary"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___CompleteChunk: _TypeAlias = CompleteChunk  # noqa: Y015
+
+@_typing.final
+class StreamHead(_message.Message):
+    """Who answers a stream, known with its first output: failover ends there."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """the completion's id, as in the summary"""
+    model: _builtins.str
+    """the model answering"""
+    provider: _builtins.str
+    """the upstream provider serving it"""
+    decision_id: _builtins.str
+    catalogue_version: _builtins.str
+    attempts: _builtins.int
+    """how many attempts so far, this one included (the summary lists them)"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        model: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        decision_id: _builtins.str = ...,
+        catalogue_version: _builtins.str = ...,
+        attempts: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "catalogue_version", b"catalogue_version", "decision_id", b"decision_id", "id", b"id", "model", b"model", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamHead: _TypeAlias = StreamHead  # noqa: Y015
 
 @_typing.final
 class ListModelsRequest(_message.Message):
@@ -901,6 +958,7 @@ class ModelInfo(_message.Message):
     LATENCY_ESTIMATED_FIELD_NUMBER: _builtins.int
     RANK_FIELD_NUMBER: _builtins.int
     CANDIDATE_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     author: _builtins.str
@@ -919,6 +977,8 @@ class ModelInfo(_message.Message):
     """In a ranked listing: the model's place in the whole ranking (1 is the best; 0 when the
     listing is not ranked) and its score term by term.
     """
+    created: _builtins.int
+    """when OpenRouter listed the model, in Unix seconds; 0 when unknown"""
     @_builtins.property
     def input_modalities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -947,10 +1007,11 @@ class ModelInfo(_message.Message):
         latency_estimated: _builtins.bool = ...,
         rank: _builtins.int = ...,
         candidate: Global___Candidate | None = ...,
+        created: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "candidate", b"candidate", "completion_price_per_mtok", b"completion_price_per_mtok", "context_length", b"context_length", "id", b"id", "input_modalities", b"input_modalities", "latency_estimated", b"latency_estimated", "max_output_tokens", b"max_output_tokens", "name", b"name", "output_modalities", b"output_modalities", "prompt_price_per_mtok", b"prompt_price_per_mtok", "quality", b"quality", "quality_estimated", b"quality_estimated", "rank", b"rank", "supported_parameters", b"supported_parameters", "tokens_per_second", b"tokens_per_second", "ttft_seconds", b"ttft_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "candidate", b"candidate", "completion_price_per_mtok", b"completion_price_per_mtok", "context_length", b"context_length", "created", b"created", "id", b"id", "input_modalities", b"input_modalities", "latency_estimated", b"latency_estimated", "max_output_tokens", b"max_output_tokens", "name", b"name", "output_modalities", b"output_modalities", "prompt_price_per_mtok", b"prompt_price_per_mtok", "quality", b"quality", "quality_estimated", b"quality_estimated", "rank", b"rank", "supported_parameters", b"supported_parameters", "tokens_per_second", b"tokens_per_second", "ttft_seconds", b"ttft_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1234,21 +1295,48 @@ Global___FreeQuotaStatus: _TypeAlias = FreeQuotaStatus  # noqa: Y015
 class RouterStatus(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class CustomModesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___Weights: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___Weights | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     CATALOGUE_FIELD_NUMBER: _builtins.int
     FREE_QUOTA_FIELD_NUMBER: _builtins.int
+    CUSTOM_MODES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def catalogue(self) -> Global___CatalogueStatus: ...
     @_builtins.property
     def free_quota(self) -> Global___FreeQuotaStatus: ...
+    @_builtins.property
+    def custom_modes(self) -> _containers.MessageMap[_builtins.str, Global___Weights]:
+        """The named modes of the server's configuration (RouteRequest.custom_mode), by name."""
+
     def __init__(
         self,
         *,
         catalogue: Global___CatalogueStatus | None = ...,
         free_quota: Global___FreeQuotaStatus | None = ...,
+        custom_modes: _abc.Mapping[_builtins.str, Global___Weights] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue", "free_quota", b"free_quota"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue", "free_quota", b"free_quota"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue", "custom_modes", b"custom_modes", "free_quota", b"free_quota"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -99,7 +99,7 @@ class RouterServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetStatus(self, request, context):
-        """The catalogue the router serves and how its last refresh went.
+        """The catalogue the router serves, how its last refresh went, and the configured modes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -4,8 +4,8 @@ isort:skip_file
 The model router's wire contract.
 
 Route ranks OpenRouter's catalogue for one request; Complete and StreamComplete route and
-then call the chosen model, failing over down the ranking; ListModels shows the catalogue,
-ranked for a request when asked.
+then call the chosen model, failing over down the ranking (or down the caller's own list of
+models); ListModels shows the catalogue, ranked for a request when asked.
 """
 
 from collections import abc as _abc
@@ -41,7 +41,7 @@ class RouterStub:
     StreamComplete: _grpc.UnaryStreamMultiCallable[_router_pb2.CompleteRequest, _router_pb2.CompleteChunk]
     ListModels: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsResponse]
     GetStatus: _grpc.UnaryUnaryMultiCallable[_router_pb2.GetStatusRequest, _router_pb2.RouterStatus]
-    """The catalogue the router serves and how its last refresh went."""
+    """The catalogue the router serves, how its last refresh went, and the configured modes."""
     RefreshCatalogue: _grpc.UnaryUnaryMultiCallable[_router_pb2.RefreshCatalogueRequest, _router_pb2.RefreshCatalogueResponse]
     """Fetch OpenRouter's catalogue now; a failed or implausible one keeps the current catalogue."""
     Explain: _grpc.UnaryUnaryMultiCallable[_router_pb2.ExplainRequest, _router_pb2.ExplainResponse]
@@ -55,7 +55,7 @@ class RouterAsyncStub(RouterStub):
     StreamComplete: _aio.UnaryStreamMultiCallable[_router_pb2.CompleteRequest, _router_pb2.CompleteChunk]  # type: ignore[assignment]
     ListModels: _aio.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsResponse]  # type: ignore[assignment]
     GetStatus: _aio.UnaryUnaryMultiCallable[_router_pb2.GetStatusRequest, _router_pb2.RouterStatus]  # type: ignore[assignment]
-    """The catalogue the router serves and how its last refresh went."""
+    """The catalogue the router serves, how its last refresh went, and the configured modes."""
     RefreshCatalogue: _aio.UnaryUnaryMultiCallable[_router_pb2.RefreshCatalogueRequest, _router_pb2.RefreshCatalogueResponse]  # type: ignore[assignment]
     """Fetch OpenRouter's catalogue now; a failed or implausible one keeps the current catalogue."""
     Explain: _aio.UnaryUnaryMultiCallable[_router_pb2.ExplainRequest, _router_pb2.ExplainResponse]  # type: ignore[assignment]
@@ -96,7 +96,7 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         request: _router_pb2.GetStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.RouterStatus, _abc.Awaitable[_router_pb2.RouterStatus]]:
-        """The catalogue the router serves and how its last refresh went."""
+        """The catalogue the router serves, how its last refresh went, and the configured modes."""
 
     @_abc_1.abstractmethod
     def RefreshCatalogue(
