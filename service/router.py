@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Literal
 
 from service.catalogue import Catalogue, ModelRecord
 from service.config import Settings
+from service.decision_metrics import DECISIONS
 from service.pb.router.v1 import router_pb2 as pb
 from service.scorer import MODE_WEIGHTS, Constraints, Explanation, InvalidRequest, Ranking
 
@@ -28,6 +30,17 @@ FREE_FILTERS: dict[pb.FreeFilter.ValueType, Literal["any", "only", "exclude"]] =
     pb.FREE_FILTER_ONLY: "only",
     pb.FREE_FILTER_EXCLUDE: "exclude",
 }
+
+
+def mode_label(request: pb.RouteRequest) -> str:
+    """The request's policy as the decision metrics label it: the mode's name, custom, weights
+    or default (an unknown mode is refused before it is counted). Fields of the policy oneof
+    other than the one set read as empty, and that is cheaper than asking which one is set."""
+    if request.mode:
+        return MODE_NAMES.get(request.mode, "default")
+    if request.custom_mode:
+        return "custom"
+    return "weights" if request.HasField("weights") else "default"
 
 
 def _modality(value: pb.Modality.ValueType, field: str) -> str:
@@ -201,8 +214,13 @@ class ModelRouter:
         )
         return explanation, profile
 
-    def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
+    def route(self, request: pb.RouteRequest, mode: str | None = None) -> pb.RouteResponse:
+        """The decision for `request`, counted in the metrics under `mode` (by default the
+        request's own, see `mode_label`)."""
+        started = time.perf_counter_ns()
         ranking, profile = self.rank(request)
+        elapsed = time.perf_counter_ns() - started
+        DECISIONS.record(mode or mode_label(request), ranking.best, elapsed)
         response = pb.RouteResponse(
             model=ranking.best,
             decision_id=secrets.token_hex(16),
