@@ -75,6 +75,15 @@ def initial_catalogue(settings: Settings) -> tuple[Catalogue, str]:
     return loaded.with_operator_changes(settings.model_overrides, settings.extra_models), source
 
 
+def _day_start(date: str) -> float | None:
+    """The Unix time a `YYYY-MM-DD` day starts, in UTC; None for anything else."""
+    try:
+        day = dt.date.fromisoformat(date)
+    except ValueError:
+        return None
+    return dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
+
+
 class CatalogueKeeper:
     def __init__(
         self,
@@ -93,6 +102,7 @@ class CatalogueKeeper:
         self._clock = clock
         self._source = source
         self._loaded_at = clock()
+        self._snapshot_taken = _day_start(router.catalogue.snapshot_date) or self._loaded_at
         self._last_attempt = 0.0
         self._last_success = 0.0
         self._last_error = ""
@@ -122,6 +132,11 @@ class CatalogueKeeper:
             eligibility=Eligibility(*self._router.eligibility()),
             latency_calibration=self._figures.calibration,
         )
+
+    def age_s(self) -> float:
+        """Seconds since the catalogue being served was fetched from OpenRouter or found
+        unchanged there; before any refresh, since its snapshot date."""
+        return self._clock() - (self._last_success or self._snapshot_taken)
 
     def _fail(self, outcome: str, reason: str) -> bool:
         self._failures += 1

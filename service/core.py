@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from typing import ParamSpec, TypeVar
 
+from service import metrics
 from service.catalogue_keeper import CatalogueStatus
 from service.errors import ErrorKind, RouterError, as_router_error
 from service.explain import explain
@@ -101,12 +102,15 @@ class RouterCore:
         self._refresher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Keep the catalogue and the account's tier fresh in the background."""
+        """Keep the catalogue and the account's tier fresh in the background; show the
+        circuits and the catalogue's age in the metrics."""
         self._refresher = asyncio.create_task(self._keeper.run(), name="catalogue-refresh")
         self._free_quota.keep_tier_fresh()
+        metrics.RUNNING.add(self.runtime)
 
     async def aclose(self) -> None:
         self.serving = False
+        metrics.RUNNING.discard(self.runtime)
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

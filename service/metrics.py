@@ -1,8 +1,14 @@
-"""Prometheus metrics of the router, in the process-wide default registry."""
+"""Prometheus metrics of the router, in the process-wide default registry (routing decisions
+have theirs in `service.decision_metrics`)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from collections.abc import Iterator
+from typing import Protocol
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 CATALOGUE_REFRESHES = Counter(
     "router_catalogue_refreshes",
@@ -38,3 +44,111 @@ ENDPOINT_FIGURES_MODELS = Gauge(
     "router_endpoint_figures_models",
     "Models the router holds OpenRouter endpoint figures for.",
 )
+
+# Requests. Labels take bounded values only: `model` is a catalogue model id, the rest the
+# router's own words; never request ids or what a caller typed (a custom mode's name, weights).
+COMPLETIONS = Counter(
+    "router_completions",
+    "Completions that got a routing decision and ended, by model (the one that answered; for "
+    "a failure, the last one called, else the decision's choice) and outcome (ok, or the "
+    "router's error code).",
+    ["model", "outcome"],
+)
+FAILOVERS = Counter(
+    "router_failovers",
+    "Attempts after a failed one within a completion, by the failed attempt's outcome.",
+    ["cause"],
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "router_time_to_first_token_seconds",
+    "Time to the first token of the attempts that answered a streamed completion, by model.",
+    ["model"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
+)
+COMPLETION_SECONDS = Histogram(
+    "router_completion_duration_seconds",
+    "Duration of the attempts that answered a completion, by model.",
+    ["model"],
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+)
+TOKENS = Counter(
+    "router_tokens",
+    "Tokens of the answered completions, by model and type (prompt, completion).",
+    ["model", "type"],
+)
+SPEND = Counter(
+    "router_spend_usd",
+    "What the answered completions cost, in USD, by model.",
+    ["model"],
+)
+# Decision cache hits and misses by level (L1, L2) come here with the decision cache.
+
+
+def answered(
+    model: str,
+    *,
+    ttft_s: float | None,
+    total_s: float,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost_usd: float,
+) -> None:
+    """Account for the attempt that answered a completion; `ttft_s` only when it was seen."""
+    COMPLETIONS.labels(model=model, outcome="ok").inc()
+    if ttft_s is not None:
+        TIME_TO_FIRST_TOKEN.labels(model=model).observe(ttft_s)
+    COMPLETION_SECONDS.labels(model=model).observe(total_s)
+    TOKENS.labels(model=model, type="prompt").inc(prompt_tokens)
+    TOKENS.labels(model=model, type="completion").inc(completion_tokens)
+    SPEND.labels(model=model).inc(cost_usd)
+
+
+class Running(Protocol):
+    """A router running in this process, as the scrape-time gauges read it."""
+
+    def open_circuits(self) -> int: ...
+
+    def catalogue_age_s(self) -> float: ...
+
+
+_CIRCUITS_OPEN = (
+    "router_circuits_open",
+    "Models whose circuit is open: left out of routing until their cooldown is over.",
+)
+_CATALOGUE_AGE = (
+    "router_catalogue_age_seconds",
+    "Seconds since the catalogue being served was fetched from OpenRouter or found unchanged "
+    "there; before any refresh, since its snapshot date.",
+)
+
+
+class _RunningRouters(Collector):
+    """Gauges computed at scrape time from the routers running in this process (one, but for
+    tests): open circuits summed, the oldest catalogue's age. None while no router runs here
+    (a gateway in front of a remote router). Read by the thread rendering /metrics, which is
+    the routers' event loop."""
+
+    def __init__(self) -> None:
+        self._routers: list[Running] = []
+
+    def add(self, router: Running) -> None:
+        self._routers.append(router)
+
+    def discard(self, router: Running) -> None:
+        self._routers = [r for r in self._routers if r is not router]
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(*_CIRCUITS_OPEN)
+        yield GaugeMetricFamily(*_CATALOGUE_AGE)
+
+    def collect(self) -> Iterator[Metric]:
+        routers = list(self._routers)
+        if not routers:
+            return
+        circuits = sum(r.open_circuits() for r in routers)
+        yield GaugeMetricFamily(*_CIRCUITS_OPEN, value=circuits)
+        yield GaugeMetricFamily(*_CATALOGUE_AGE, value=max(r.catalogue_age_s() for r in routers))
+
+
+RUNNING = _RunningRouters()
+REGISTRY.register(RUNNING)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from service.catalogue import Catalogue, ModelRecord
 from service.config import Settings
+from service.decision_metrics import DECISIONS
 from service.pb.router.v1 import router_pb2 as pb
 from service.scorer import (
     MODE_WEIGHTS,
@@ -35,6 +37,17 @@ def _enum_value(field: FieldDescriptor, number: int) -> str:
     if name is None:
         raise InvalidRequest(f"constraints.{field.name}: unknown {kind_of_value(enum)} {number}")
     return name
+
+
+def mode_label(request: pb.RouteRequest) -> str:
+    """The request's policy as the decision metrics label it: the mode's name, custom, weights
+    or default (an unknown mode is refused before it is counted). Fields of the policy oneof
+    other than the one set read as empty, and that is cheaper than asking which one is set."""
+    if request.mode:
+        return MODE_NAMES.get(request.mode, "default")
+    if request.custom_mode:
+        return "custom"
+    return "weights" if request.HasField("weights") else "default"
 
 
 def _constraints(c: pb.Constraints) -> Constraints:
@@ -227,8 +240,13 @@ class ModelRouter:
             profile=self.profile(request),
         )
 
-    def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
+    def route(self, request: pb.RouteRequest, mode: str | None = None) -> pb.RouteResponse:
+        """The decision for `request`, counted in the metrics under `mode` (by default the
+        request's own, see `mode_label`)."""
+        started = time.perf_counter_ns()
         ranking, profile = self.rank(request)
+        elapsed = time.perf_counter_ns() - started
+        DECISIONS.record(mode or mode_label(request), ranking.best, elapsed)
         response = pb.RouteResponse(
             model=ranking.best, decision_id=secrets.token_hex(16), **made_with(ranking, profile)
         )

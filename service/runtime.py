@@ -27,6 +27,7 @@ class Runtime:
     keeper: CatalogueKeeper
     client: OpenRouterClient
     completer: Completer
+    breakers: CircuitBreakers
     free_quota: FreeQuota
     redis: Redis | None
 
@@ -61,18 +62,25 @@ class Runtime:
             enabled=settings.free_models,
             clock=wall_clock,
         )
+        breakers = CircuitBreakers(clock=clock)
         completer = Completer(
             router,
             client,
             figures,
-            CircuitBreakers(clock=clock),
+            breakers,
             RetryBudget(clock=clock),
             ledger,
             free_quota,
             settings,
         )
         keeper = CatalogueKeeper(router, figures, client, settings, source)
-        return cls(router, keeper, client, completer, free_quota, redis)
+        return cls(router, keeper, client, completer, breakers, free_quota, redis)
+
+    def open_circuits(self) -> int:
+        return len(self.breakers.open_models())
+
+    def catalogue_age_s(self) -> float:
+        return self.keeper.age_s()
 
     async def aclose(self) -> None:
         await self.free_quota.aclose()

@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
+from service import metrics
 from service.catalogue import ModelRecord
 from service.completion.json_text import dump_json
 from service.completion.request import Prepared, prepare
@@ -38,7 +39,7 @@ from service.openrouter.chat import (
 )
 from service.pb.router.v1 import router_pb2 as pb
 from service.resilience import CircuitBreakers, RetryBudget
-from service.router import ModelRouter
+from service.router import ModelRouter, mode_label
 from service.scorer import NoEligibleModel
 from service.spend import MAX_AMOUNT_USD, Reservation, SpendLedger
 
@@ -85,10 +86,10 @@ def _head(call: _Call, model_id: str, meta: tuple[str, str, str]) -> pb.StreamHe
     )
 
 
-def _tried(call: _Call) -> int:
+def _called(call: _Call) -> list[pb.Attempt]:
     """Attempts that called a model (a candidate skipped for its open circuit or for the
     free-variant allowance is not one)."""
-    return sum(a.http_status > 0 or a.outcome not in NOT_CALLED for a in call.attempts)
+    return [a for a in call.attempts if a.http_status > 0 or a.outcome not in NOT_CALLED]
 
 
 @dataclass
@@ -185,10 +186,11 @@ class Completer:
                 )
             return self._router.named(route, named)
         route.top_k = max(route.top_k, self._settings.max_attempts)
+        mode = mode_label(route)  # the caller's, before economising turns it into weights
         await self._economise(route)
         self._figures.before_routing(self._breakers.open_models())
         self._free.before_routing()
-        return self._router.route(route)
+        return self._router.route(route, mode)
 
     def _record(self, call: _Call, model: str, outcome: str, **fields: object) -> pb.Attempt:
         attempt = pb.Attempt(model=model, outcome=outcome, **fields)  # type: ignore[arg-type]
@@ -196,6 +198,10 @@ class Completer:
         return attempt
 
     def _fail(self, call: _Call, kind: ErrorKind, message: str) -> RouterError:
+        """The error that ends the call, counted as the completion's outcome."""
+        called = _called(call)
+        model = called[-1].model if called else call.decision.model
+        metrics.COMPLETIONS.labels(model=model, outcome=kind.value).inc()
         return RouterError(kind, f"{message}; attempts: {_causes(call.attempts)}", call.attempts)
 
     def _max_cost(self, call: _Call, model: ModelRecord) -> float:
@@ -253,10 +259,13 @@ class Completer:
         candidate comes again when its failure asked for that (`call.again`)."""
         while call.position < len(call.candidates):
             model_id = call.candidates[call.position]
-            reservation = await self._admit(call, _tried(call), model_id)
+            called = _called(call)
+            reservation = await self._admit(call, len(called), model_id)
             if reservation is None:
                 call.position += 1
                 continue
+            if called:
+                metrics.FAILOVERS.labels(cause=called[-1].outcome).inc()
             call.last, call.again = call.position == len(call.candidates) - 1, False
             yield model_id, reservation
             if not call.again:
@@ -397,6 +406,14 @@ class Completer:
             http_status=200,
             ttft_seconds=ttft or 0.0,
             total_seconds=total,
+            prompt_tokens=counted.prompt_tokens,
+            completion_tokens=counted.completion_tokens,
+            cost_usd=cost,
+        )
+        metrics.answered(
+            model_id,
+            ttft_s=None if first is None else ttft,
+            total_s=total,
             prompt_tokens=counted.prompt_tokens,
             completion_tokens=counted.completion_tokens,
             cost_usd=cost,
