@@ -10,6 +10,8 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from service.callers import current_caller
+
 CATALOGUE_REFRESHES = Counter(
     "router_catalogue_refreshes",
     "Catalogue refreshes by outcome: replaced, unchanged, refused (implausible) or failed.",
@@ -50,9 +52,9 @@ ENDPOINT_FIGURES_MODELS = Gauge(
 COMPLETIONS = Counter(
     "router_completions",
     "Completions that got a routing decision and ended, by model (the one that answered; for "
-    "a failure, the last one called, else the decision's choice) and outcome (ok, or the "
-    "router's error code).",
-    ["model", "outcome"],
+    "a failure, the last one called, else the decision's choice), outcome (ok, or the "
+    "router's error code) and caller (the name of the caller's API key; anonymous without keys).",
+    ["model", "outcome", "caller"],
 )
 FAILOVERS = Counter(
     "router_failovers",
@@ -73,14 +75,15 @@ COMPLETION_SECONDS = Histogram(
 )
 TOKENS = Counter(
     "router_tokens",
-    "Tokens of the answered completions, by model and type (prompt, completion).",
-    ["model", "type"],
+    "Tokens of the answered completions, by model, type (prompt, completion) and caller.",
+    ["model", "type", "caller"],
 )
 SPEND = Counter(
     "router_spend_usd",
-    "What the answered completions cost, in USD, by model.",
-    ["model"],
+    "What the answered completions cost, in USD, by model and caller.",
+    ["model", "caller"],
 )
+ANONYMOUS = "anonymous"
 # Decision cache hits and misses by level (L1, L2) come here with the decision cache.
 
 
@@ -94,13 +97,24 @@ def answered(
     cost_usd: float,
 ) -> None:
     """Account for the attempt that answered a completion; `ttft_s` only when it was seen."""
-    COMPLETIONS.labels(model=model, outcome="ok").inc()
+    caller = caller_label()
+    COMPLETIONS.labels(model=model, outcome="ok", caller=caller).inc()
     if ttft_s is not None:
         TIME_TO_FIRST_TOKEN.labels(model=model).observe(ttft_s)
     COMPLETION_SECONDS.labels(model=model).observe(total_s)
-    TOKENS.labels(model=model, type="prompt").inc(prompt_tokens)
-    TOKENS.labels(model=model, type="completion").inc(completion_tokens)
-    SPEND.labels(model=model).inc(cost_usd)
+    TOKENS.labels(model=model, type="prompt", caller=caller).inc(prompt_tokens)
+    TOKENS.labels(model=model, type="completion", caller=caller).inc(completion_tokens)
+    SPEND.labels(model=model, caller=caller).inc(cost_usd)
+
+
+def failed(model: str, outcome: str) -> None:
+    """Account for a completion that ended in an error."""
+    COMPLETIONS.labels(model=model, outcome=outcome, caller=caller_label()).inc()
+
+
+def caller_label() -> str:
+    """The name of the calling key (configured names only: a bounded set), else anonymous."""
+    return current_caller.get() or ANONYMOUS
 
 
 class Running(Protocol):

@@ -15,6 +15,7 @@ import openai
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr, ValidationError
 
 from rest_gateway.backend import RemoteBackend
@@ -392,3 +393,33 @@ def test_bad_keys_are_refused_without_showing_them(keys: dict[str, str], fragmen
     assert fragment in str(refused.value)
     for key in {*keys, *keys.values()} - {"alice", "bob"}:
         assert key not in str(refused.value)
+
+
+def _spent_by(metrics_text: str, caller: str) -> tuple[float, float]:
+    """(completions, USD) that `caller` accounts for in the metrics."""
+    completions = spend = 0.0
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.labels.get("caller") != caller:
+                continue
+            if sample.name == "router_completions_total":
+                completions += sample.value
+            elif sample.name == "router_spend_usd_total":
+                spend += sample.value
+    return completions, spend
+
+
+def test_completions_and_spend_are_counted_by_key_name(
+    keyed: ServerThread, stub: RouterStub, fake: FakeOpenRouter
+) -> None:
+    with httpx.Client(base_url=keyed.http_url, headers={"x-api-key": BOB}) as rest:
+        before = _spent_by(rest.get("/metrics").text, "bob")
+        alice_before = _spent_by(rest.get("/metrics").text, "alice")
+        spent_before = fake.spent_usd
+        answer = stub.Complete(COMPLETION, metadata=bearer(BOB))
+        assert rest.post("/complete", json=REST_COMPLETION).status_code == 200
+        after = _spent_by(rest.get("/metrics").text, "bob")
+        assert _spent_by(rest.get("/metrics").text, "alice") == alice_before
+    assert answer.usage.cost_usd > 0
+    assert after[0] - before[0] == 2
+    assert after[1] - before[1] == pytest.approx(fake.spent_usd - spent_before)

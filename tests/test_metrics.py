@@ -223,12 +223,32 @@ def test_completions_count_outcomes_failovers_tokens_spend_and_latency(
 
     oks = [plain, streamed, over_rest]
     for model, count in Counter(a.model for a in oks).items():
-        assert delta(before, after, "router_completions_total", model=model, outcome="ok") == count
+        assert (
+            delta(
+                before,
+                after,
+                "router_completions_total",
+                model=model,
+                outcome="ok",
+                caller="anonymous",
+            )
+            == count
+        )
         assert delta(before, after, "router_completion_duration_seconds_count", model=model) == (
             count
         )
     last = tried[-1]
-    assert delta(before, after, "router_completions_total", model=last, outcome="unavailable") == 1
+    assert (
+        delta(
+            before,
+            after,
+            "router_completions_total",
+            model=last,
+            outcome="unavailable",
+            caller="anonymous",
+        )
+        == 1
+    )
     assert total_delta(before, after, "router_completions_total") == len(oks) + 1
     # One in the stream, and one after each failed attempt of the failed call but its last.
     assert delta(before, after, "router_failovers_total", cause="http_503") == len(tried)
@@ -244,8 +264,13 @@ def test_completions_count_outcomes_failovers_tokens_spend_and_latency(
         for kind in ("prompt", "completion"):
             tokens = sum(getattr(a, f"{kind}_tokens") for a in mine)
             assert tokens > 0
-            assert delta(before, after, "router_tokens_total", model=model, type=kind) == tokens
-        spend = delta(before, after, "router_spend_usd_total", model=model)
+            assert (
+                delta(
+                    before, after, "router_tokens_total", model=model, type=kind, caller="anonymous"
+                )
+                == tokens
+            )
+        spend = delta(before, after, "router_spend_usd_total", model=model, caller="anonymous")
         assert spend == pytest.approx(sum(a.cost_usd for a in mine))
     spent = total_delta(before, after, "router_spend_usd_total")
     assert spent > 0

@@ -201,7 +201,7 @@ class Completer:
         """The error that ends the call, counted as the completion's outcome."""
         called = _called(call)
         model = called[-1].model if called else call.decision.model
-        metrics.COMPLETIONS.labels(model=model, outcome=kind.value).inc()
+        metrics.failed(model, kind.value)
         return RouterError(kind, f"{message}; attempts: {_causes(call.attempts)}", call.attempts)
 
     def _max_cost(self, call: _Call, model: ModelRecord) -> float:
