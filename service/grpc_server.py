@@ -6,9 +6,11 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -21,7 +23,8 @@ from service.pb.router.v1 import router_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Router"].full_name
+SERVICE = pb.DESCRIPTOR.services_by_name["Router"]
+SERVICE_NAME = SERVICE.full_name
 # The router's error kind travels in this trailer, so a gateway in front of a remote router
 # answers exactly as one beside it.
 ERROR_KIND_KEY = "router-error-kind"
@@ -146,6 +149,48 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             await _abort(context, error)
 
 
+async def _undecodable(context: grpc.aio.ServicerContext[Any, Any], error: DecodeError) -> NoReturn:
+    await _abort(context, RouterError(ErrorKind.INVALID_REQUEST, f"undecodable: {error}"))
+
+
+def _handler(method: MethodDescriptor, servicer: RouterServicer) -> grpc.RpcMethodHandler[Any, Any]:
+    """A method's handler that parses the request itself: for bytes that do not parse, grpc
+    would answer UNKNOWN and name the exception."""
+    parse = getattr(pb, method.input_type.name).FromString
+    serialize = getattr(pb, method.output_type.name).SerializeToString
+    behaviour = getattr(servicer, method.name)
+    if method.server_streaming:
+
+        async def stream(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                request = parse(raw)
+            except DecodeError as error:
+                await _undecodable(context, error)
+            async for reply in behaviour(request, context):
+                yield reply
+
+        return grpc.unary_stream_rpc_method_handler(stream, response_serializer=serialize)
+
+    async def unary(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            request = parse(raw)
+        except DecodeError as error:
+            await _undecodable(context, error)
+        return await behaviour(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(unary, response_serializer=serialize)
+
+
+def _add_router(core: RouterCore, server: grpc.aio.Server) -> None:
+    """The Router service, as `router_pb2_grpc.add_RouterServicer_to_server` adds it, but with
+    requests parsed by `_handler`."""
+    servicer = RouterServicer(core)
+    handlers = {m.name: _handler(m, servicer) for m in SERVICE.methods}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    # grpc-stubs does not know this method of grpc.aio.Server yet.
+    cast(Any, server).add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
@@ -161,7 +206,7 @@ async def start(settings: Settings, core: RouterCore) -> RunningServer:
     """Start serving on `settings.grpc_host:grpc_port` (port 0 picks a free one)."""
     catalogue = core.runtime.router.catalogue
     server = grpc.aio.server()
-    router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(core), server)
+    _add_router(core, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

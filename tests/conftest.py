@@ -10,6 +10,7 @@ import pytest
 
 from service.config import ModeWeights, Settings
 from tests.fake_openrouter import FakeOpenRouter
+from tests.fuzzing import fake_router  # noqa: F401  (a fixture for the fuzz tests)
 from tests.redis_server import redis_server  # noqa: F401  (a fixture for every test module)
 from tests.servers import GatewayThread, ServerThread
 
