@@ -7,13 +7,14 @@ Everywhere but `/v1` the body is `{"error": {"code", "message"}}`; under `/v1` i
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from service.errors import ErrorKind, RouterError
+from service.errors import ErrorKind, RouterError, cut, shown
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,31 @@ def error_response(request: Request, kind: ErrorKind, message: str) -> JSONRespo
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if p != "body"]
+    parts = [cut(str(p)) for p in loc if p != "body"]
     return ".".join(parts) or "body"
+
+
+def _problem(error: dict[str, Any]) -> str:
+    if error["type"] == "json_invalid":
+        return (
+            f"the body is not valid JSON: {error['ctx']['error']} (at character {error['loc'][-1]})"
+        )
+    return f"{_location(tuple(error['loc']))}: {error['msg']}"
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
 
 
 async def _invalid_body(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = "; ".join(f"{_location(tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if request.method == "POST" and not _is_json(media_type):
+        # FastAPI reads a body of another type as bytes, and then finds no object in them.
+        given = shown(media_type) if media_type else "none"
+        message = f"send the body as JSON, with Content-Type: application/json (got {given})"
+        return error_response(request, ErrorKind.INVALID_REQUEST, message)
+    problems = "; ".join(_problem(e) for e in exc.errors())
     return error_response(request, ErrorKind.INVALID_REQUEST, problems or "invalid request")
 
 

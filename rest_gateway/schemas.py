@@ -4,19 +4,26 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from rest_gateway.proto_models import Text, request_model, to_message
+from service.completion.json_text import MAX_JSON_DEPTH
+from service.completion.request import ROLES
+from service.errors import ErrorKind, RouterError
 from service.pb.router.v1 import router_pb2 as pb
 
 UINT32_MAX = 2**32 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 if TYPE_CHECKING:
     RouteFields = BaseModel
+    Role = str
 else:
     RouteFields = request_model(pb.RouteRequest.DESCRIPTOR)
+    # The roles the router accepts, listed in the API's schema.
+    Role = Literal[tuple(sorted(ROLES))]
 
 
 class Strict(BaseModel):
@@ -34,7 +41,7 @@ class RouteBody(RouteFields):
 class ExplainBody(RouteBody):
     """The fields of `/route` (`top_k` is ignored), plus the model to explain."""
 
-    model: str = Field(default="", description="a catalogue model id; empty: the winner alone")
+    model: Text = Field(default="", description="a catalogue model id; empty: the winner alone")
 
     def to_explain_pb(self) -> pb.ExplainRequest:
         routing = pb.RouteRequest(**self.model_dump(exclude_none=True, exclude={"model"}))
@@ -44,36 +51,59 @@ class ExplainBody(RouteBody):
 def _json_text(value: Any) -> str:
     """A parameter's JSON as the text of its `*_json` field. ASCII, so that a lone surrogate
     (a REST body may escape one) stays escaped; NaN is written as such. The router refuses both
-    and names the field."""
-    return json.dumps(value)
+    and names the field, as it does JSON nested deeper than it accepts; here, a document nested
+    too deep to write is refused the same way."""
+    try:
+        return json.dumps(value)
+    except RecursionError:
+        message = f"a JSON value in the body is nested deeper than {MAX_JSON_DEPTH} levels"
+        raise RouterError(ErrorKind.INVALID_REQUEST, message) from None
 
 
 class ImageUrlBody(Strict):
-    url: str
-    detail: str = ""
+    url: Text
+    detail: Text = ""
 
 
-class PartBody(Strict):
-    type: Literal["text", "image_url"]
-    text: str | None = None
-    image_url: ImageUrlBody | None = None
+class TextPart(Strict):
+    type: Literal["text"]
+    text: Text
 
     def to_pb(self) -> pb.ContentPart:
-        if self.type == "text":
-            return pb.ContentPart(text=self.text or "")
-        if self.image_url is None:
-            raise ValueError("an image_url part needs image_url")
+        return pb.ContentPart(text=self.text)
+
+
+class ImagePart(Strict):
+    type: Literal["image_url"]
+    image_url: ImageUrlBody
+
+    def to_pb(self) -> pb.ContentPart:
         return pb.ContentPart(
             image_url=pb.ImageUrl(url=self.image_url.url, detail=self.image_url.detail)
         )
 
 
+PartBody = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+def _content_kind(content: Any) -> str:
+    return "parts" if isinstance(content, list) else "text"
+
+
+# Text, or a list of parts: the discriminator keeps the errors of the other kind out of a
+# refusal's message.
+Content = Annotated[
+    Annotated[Text, Tag("text")] | Annotated[list[PartBody], Tag("parts")],
+    Discriminator(_content_kind),
+]
+
+
 class MessageBody(Strict):
-    role: str
+    role: Role
     # null: no text, as in an assistant's message that only makes tool calls
-    content: str | list[PartBody] | None = ""
-    name: str = ""
-    tool_call_id: str = ""
+    content: Content | None = ""
+    name: Text = ""
+    tool_call_id: Text = ""
     tool_calls: list[dict[str, Any]] | None = None
 
     def to_pb(self) -> pb.ChatMessage:
@@ -95,11 +125,11 @@ class ParamsBody(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=UINT32_MAX)
     temperature: float | None = None
     top_p: float | None = None
-    stop: list[str] | str | None = None
+    stop: list[Text] | Text | None = None
     tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: Text | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
 
     def to_pb(self) -> pb.GenerationParams:
         params = pb.GenerationParams()

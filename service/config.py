@@ -7,6 +7,7 @@ Environment variables win over the file. The OpenRouter key is also read from th
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -150,8 +151,11 @@ class Settings(BaseSettings):
         for name, weights in modes.items():
             if name in NAMED_MODES:
                 raise ValueError(f"custom mode {name!r} would shadow the named mode of that name")
-            if sum(weights.as_tuple()) <= 0:
+            total = sum(weights.as_tuple())
+            if total <= 0:
                 raise ValueError(f"custom mode {name!r} has weights that are all zero")
+            if not math.isfinite(total):
+                raise ValueError(f"custom mode {name!r} has weights that do not sum to a number")
         return modes
 
     @field_validator("api_keys")

@@ -7,6 +7,19 @@ import enum
 from service.pb.router.v1 import router_pb2 as pb
 from service.scorer import InvalidRequest, NoEligibleModel
 
+# Characters of a caller's text that an error message shows.
+SHOWN_CHARS = 64
+
+
+def cut(text: str) -> str:
+    """A caller's text as an error shows it unquoted: cut after SHOWN_CHARS characters."""
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
+
+def shown(text: str) -> str:
+    """A caller's text as an error shows it: quoted, and cut after SHOWN_CHARS characters."""
+    return repr(text[:SHOWN_CHARS]) + ("…" if len(text) > SHOWN_CHARS else "")
+
 
 class ErrorKind(enum.Enum):
     """What went wrong, in the router's words; the value is the code callers see."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from service.catalogue import ModelRecord
+from service.errors import shown
 from service.pb.router.v1 import router_pb2 as pb
 from service.router import ModelRouter, per_mtok, wire_normalisation, wire_weights
 from service.scorer import Candidate, InvalidRequest
@@ -47,10 +48,10 @@ def explain(router: ModelRouter, request: pb.ExplainRequest) -> pb.ExplainRespon
     """The request's winner and the model asked about (the winner when none is named)."""
     routing = request.routing
     model_id = request.model or _winner(router, routing)
+    record = _record(router, model_id)
     found, profile = router.explain_ranking(routing, model_id)
     weights = wire_weights(found.weights)
     winner = _ranked(router, found.winner, 1, weights)
-    record = _record(router, model_id)
     if found.subject is None:
         subject = _unranked(record)
     else:
@@ -83,7 +84,7 @@ def _winner(router: ModelRouter, routing: pb.RouteRequest) -> str:
 def _record(router: ModelRouter, model_id: str) -> ModelRecord:
     record = router.model(model_id)
     if record is None:
-        raise InvalidRequest(f"model {model_id!r} is not in the catalogue")
+        raise InvalidRequest(f"model {shown(model_id)} is not in the catalogue")
     return record
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import grpc
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -22,7 +24,8 @@ from service.pb.router.v1 import router_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Router"].full_name
+SERVICE = pb.DESCRIPTOR.services_by_name["Router"]
+SERVICE_NAME = SERVICE.full_name
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 # Served without a caller key, so that probes and tools work.
 OPEN_SERVICES = frozenset({HEALTH_SERVICE_NAME, reflection.SERVICE_NAME})
@@ -189,6 +192,48 @@ def _refusal(error: RouterError) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.unary_unary_rpc_method_handler(refuse)
 
 
+async def _undecodable(context: grpc.aio.ServicerContext[Any, Any], error: DecodeError) -> NoReturn:
+    await _abort(context, RouterError(ErrorKind.INVALID_REQUEST, f"undecodable: {error}"))
+
+
+def _handler(method: MethodDescriptor, servicer: RouterServicer) -> grpc.RpcMethodHandler[Any, Any]:
+    """A method's handler that parses the request itself: for bytes that do not parse, grpc
+    would answer UNKNOWN and name the exception."""
+    parse = getattr(pb, method.input_type.name).FromString
+    serialize = getattr(pb, method.output_type.name).SerializeToString
+    behaviour = getattr(servicer, method.name)
+    if method.server_streaming:
+
+        async def stream(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                request = parse(raw)
+            except DecodeError as error:
+                await _undecodable(context, error)
+            async for reply in behaviour(request, context):
+                yield reply
+
+        return grpc.unary_stream_rpc_method_handler(stream, response_serializer=serialize)
+
+    async def unary(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            request = parse(raw)
+        except DecodeError as error:
+            await _undecodable(context, error)
+        return await behaviour(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(unary, response_serializer=serialize)
+
+
+def _add_router(core: RouterCore, server: grpc.aio.Server) -> None:
+    """The Router service, as `router_pb2_grpc.add_RouterServicer_to_server` adds it, but with
+    requests parsed by `_handler`."""
+    servicer = RouterServicer(core)
+    handlers = {m.name: _handler(m, servicer) for m in SERVICE.methods}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    # grpc-stubs does not know this method of grpc.aio.Server yet.
+    cast(Any, server).add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
@@ -205,7 +250,7 @@ async def start(settings: Settings, core: RouterCore) -> RunningServer:
     catalogue = core.runtime.router.catalogue
     callers = Callers(settings.api_keys)
     server = grpc.aio.server(interceptors=[CallerKeys(callers)] if callers.required else [])
-    router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(core), server)
+    _add_router(core, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

@@ -12,6 +12,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from service.catalogue import Catalogue, ModelRecord
 from service.config import Settings
 from service.decision_metrics import DECISIONS
+from service.errors import shown
 from service.pb.router.v1 import router_pb2 as pb
 from service.scorer import (
     MODE_WEIGHTS,
@@ -168,7 +169,7 @@ class ModelRouter:
             custom = self._settings.custom_modes.get(request.custom_mode)
             if custom is None:
                 known = ", ".join(sorted(self._settings.custom_modes)) or "none are configured"
-                raise InvalidRequest(f"unknown custom mode {request.custom_mode!r} ({known})")
+                raise InvalidRequest(f"unknown custom mode {shown(request.custom_mode)} ({known})")
             return custom.as_tuple()
         if policy == "mode" and request.mode != pb.MODE_UNSPECIFIED:
             name = MODE_NAMES.get(request.mode)

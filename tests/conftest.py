@@ -12,6 +12,7 @@ from service.config import ModeWeights, Settings
 from testkit.fake_openrouter import FakeOpenRouter
 from testkit.servers import GatewayThread, ServerThread
 from tests.adapters import ADAPTERS, Adapter
+from tests.fuzzing import fake_router  # noqa: F401  (a fixture for the fuzz tests)
 from tests.redis_server import redis_server  # noqa: F401  (a fixture for every test module)
 
 HTTP_TIMEOUT_S = 30

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
 
 import pytest
 
@@ -92,7 +94,7 @@ def test_extra_may_not_take_the_routers_fields() -> None:
         prepare(request, default_output_tokens=500)
 
 
-def with_params(**fields: str) -> pb.CompleteRequest:
+def with_params(**fields: Any) -> pb.CompleteRequest:
     return pb.CompleteRequest(
         messages=[pb.ChatMessage(role="user", content="x")], params=pb.GenerationParams(**fields)
     )
@@ -163,3 +165,33 @@ def test_answers_are_written_as_strict_json() -> None:
     assert dump_json([{"a": "é", "n": 40}]) == '[{"a": "é", "n": 40}]'
     assert dump_json([{"n": float("nan"), "m": [float("inf")]}]) == '[{"n": null, "m": [null]}]'
     assert dump_json([{"s": "\ud800"}]) == '[{"s": "\\ud800"}]'
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"max_tokens": 0}, "params.max_tokens must be at least 1"),
+        ({"temperature": math.nan}, "params.temperature must be from 0 to 2, got nan"),
+        ({"temperature": math.inf}, "params.temperature must be from 0 to 2, got inf"),
+        ({"temperature": -0.1}, "params.temperature must be from 0 to 2"),
+        ({"temperature": 2.5}, "params.temperature must be from 0 to 2"),
+        ({"top_p": -math.inf}, "params.top_p must be from 0 to 1, got -inf"),
+        ({"top_p": 1.01}, "params.top_p must be from 0 to 1"),
+    ],
+)
+def test_numbers_out_of_range_are_refused(fields: dict[str, float], message: str) -> None:
+    with pytest.raises(InvalidRequest, match=f"^{message}"):
+        prepare(with_params(**fields), default_output_tokens=500)
+
+
+def test_numbers_at_their_limits_pass() -> None:
+    params = {"max_tokens": 1, "temperature": 2.0, "top_p": 0.0, "seed": -(2**63)}
+    body = prepare(with_params(**params), default_output_tokens=500).body
+    assert {name: body[name] for name in params} == params
+
+
+def test_an_image_part_needs_a_url() -> None:
+    part = pb.ContentPart(image_url=pb.ImageUrl(detail="low"))
+    request = pb.CompleteRequest(messages=[pb.ChatMessage(role="user", parts=[part])])
+    with pytest.raises(InvalidRequest, match=r"^messages\[0\]: an image_url part needs a url"):
+        prepare(request, 500)

@@ -306,7 +306,7 @@ def test_an_unknown_model_is_not_found(client: openai.OpenAI, fake: FakeOpenRout
 BAD_REQUESTS = [
     ("unknown mode", {"model": "router/warp"}, "unknown custom mode 'warp'"),
     ("no messages", {"model": "router/speed", "messages": []}, "messages must not be empty"),
-    ("bad role", {"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+    ("bad role", {"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
     ("models with a mode", {"models": ["openai/gpt-4o-mini"]}, "models lists the fallbacks"),
     ("two policies", {"router": {"mode": "cost"}}, "router/speed names the mode"),
     (

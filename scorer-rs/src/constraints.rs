@@ -2,7 +2,7 @@
 
 use crate::catalogue::{modality_bit, Catalogue, Kind, TEXT_ONLY};
 use crate::engine::State;
-use crate::error::ScoreError;
+use crate::error::{shown, ScoreError};
 
 /// Each reason a model can be removed, in the order they are checked; a removed model is
 /// counted under the first constraint it fails. The first four hold whatever the request; the
@@ -172,7 +172,8 @@ fn check_patterns(patterns: &[String], what: &str) -> Result<(), ScoreError> {
         let body = p.strip_suffix("/*").unwrap_or(p);
         if body.is_empty() || body.contains('*') {
             return Err(ScoreError::InvalidRequest(format!(
-                "{what}: {p:?} is not a model id or an author/* pattern"
+                "{what}: {} is not a model id or an author/* pattern",
+                shown(p)
             )));
         }
     }

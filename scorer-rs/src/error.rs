@@ -2,6 +2,17 @@ use std::fmt;
 
 use crate::constraints::Constraint;
 
+/// Characters of a caller's text that an error message shows.
+pub const SHOWN_CHARS: usize = 64;
+
+/// A caller's text as an error shows it: quoted, and cut after `SHOWN_CHARS` characters.
+pub fn shown(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((end, _)) => format!("{:?}…", &text[..end]),
+        None => format!("{text:?}"),
+    }
+}
+
 /// Everything the scorer can refuse, each with a message fit for the caller.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ScoreError {
@@ -35,3 +46,15 @@ impl fmt::Display for ScoreError {
 }
 
 impl std::error::Error for ScoreError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_text_is_quoted_and_bounded() {
+        assert_eq!(shown("a/b"), "\"a/b\"");
+        let long = "é".repeat(10_000);
+        assert_eq!(shown(&long), format!("{:?}…", "é".repeat(SHOWN_CHARS)));
+    }
+}

@@ -50,6 +50,11 @@ impl Weights {
                 "weights must not all be zero".to_string(),
             ));
         }
+        if !sum.is_finite() {
+            return Err(ScoreError::InvalidRequest(
+                "weights must sum to a finite number".to_string(),
+            ));
+        }
         // Weights that already sum to 1 (the named modes) are kept exactly as given.
         if (sum - 1.0).abs() <= 1e-12 {
             return Ok(Weights {
@@ -862,6 +867,7 @@ mod tests {
         assert!(Weights::normalised(-1.0, 1.0, 1.0).is_err());
         assert!(Weights::normalised(0.0, 0.0, 0.0).is_err());
         assert!(Weights::normalised(f64::NAN, 1.0, 1.0).is_err());
+        assert!(Weights::normalised(1e308, 1e308, 1e308).is_err());
     }
 
     #[test]

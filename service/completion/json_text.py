@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from service.errors import shown
 from service.scorer import InvalidRequest
 
 # Nesting allowed, and the integers every JSON reader holds exactly (I-JSON, RFC 7493).
@@ -48,7 +49,8 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     value = dict(pairs)
     if len(value) != len(pairs):
         keys = [k for k, _ in pairs]
-        raise _Refused(f"duplicate key {next(k for i, k in enumerate(keys) if k in keys[:i])!r}")
+        duplicate = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise _Refused(f"duplicate key {shown(duplicate)}")
     return value
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from service.completion.json_text import (
     ARRAY_OF_OBJECTS,
@@ -28,6 +28,11 @@ JSON_PARAMS: tuple[tuple[str, Shape], ...] = (
     ("tool_choice", STRING_OR_OBJECT),
     ("response_format", OBJECT),
 )
+# The sampling parameters' ranges (inclusive) in OpenRouter's API.
+SAMPLING_RANGES: tuple[tuple[Literal["temperature", "top_p"], float, float], ...] = (
+    ("temperature", 0.0, 2.0),
+    ("top_p", 0.0, 1.0),
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ def _message(m: pb.ChatMessage, index: int) -> dict[str, Any]:
             if kind == "text":
                 parts.append({"type": "text", "text": p.text})
             elif kind == "image_url":
+                if not p.image_url.url:
+                    raise InvalidRequest(f"messages[{index}]: an image_url part needs a url")
                 image: dict[str, str] = {"url": p.image_url.url}
                 if p.image_url.detail:
                     image["detail"] = p.image_url.detail
@@ -88,6 +95,15 @@ def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
     )
 
 
+def _check_numbers(params: pb.GenerationParams) -> None:
+    if params.HasField("max_tokens") and params.max_tokens < 1:
+        raise InvalidRequest("params.max_tokens must be at least 1; leave it out for no cap")
+    for name, low, high in SAMPLING_RANGES:
+        value = getattr(params, name)
+        if params.HasField(name) and not low <= value <= high:
+            raise InvalidRequest(f"params.{name} must be from {low:g} to {high:g}, got {value}")
+
+
 def prepare(request: pb.CompleteRequest, default_output_tokens: int) -> Prepared:
     if not len(request.messages):
         raise InvalidRequest("messages must not be empty")
@@ -102,6 +118,7 @@ def prepare(request: pb.CompleteRequest, default_output_tokens: int) -> Prepared
                 f"params.extra_json may not set {', '.join(clash)}: the router does"
             )
         body.update(extra)
+    _check_numbers(params)
     for name in ("max_tokens", "temperature", "top_p", "seed"):
         if params.HasField(name):
             body[name] = getattr(params, name)
