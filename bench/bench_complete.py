@@ -38,6 +38,11 @@ REST_BODY = {
     "constraints": {"free": "exclude"},
     "messages": [{"role": "user", "content": TEXT}],
 }
+OPENAI_BODY = {
+    "model": "router/quality",
+    "router": {"constraints": {"free": "exclude"}},
+    "messages": [{"role": "user", "content": TEXT}],
+}
 QUANTILES = (0.5, 0.99, 0.999)
 START_TIMEOUT_S = 30.0
 # Added latency at 50 in flight, judged on open-loop arrivals: in a closed loop, 50 identical
@@ -126,6 +131,7 @@ class Ways:
     ):
         self.http, self.url = http, base_url + "/chat/completions"
         self.rest_url = router.http_url + "/complete"
+        self.openai_url = router.http_url + "/v1/chat/completions"
         self.stub, self.health = RouterStub(channel), health_pb2_grpc.HealthStub(channel)
         self.body = {"model": model, "messages": [{"role": "user", "content": TEXT}]}
         self.headers = {"Authorization": f"Bearer {DEFAULT_KEY}"}
@@ -161,12 +167,18 @@ class Ways:
         await self.stub.Complete(REQUEST, timeout=30)
         return time.perf_counter() - start
 
-    async def routed_over_rest(self) -> float:
+    async def _posted(self, url: str, body: dict[str, Any]) -> float:
         start = time.perf_counter()
-        async with self.http.post(self.rest_url, json=REST_BODY) as reply:
+        async with self.http.post(url, json=body) as reply:
             reply.raise_for_status()
             await reply.read()
         return time.perf_counter() - start
+
+    async def routed_over_rest(self) -> float:
+        return await self._posted(self.rest_url, REST_BODY)
+
+    async def routed_over_openai_api(self) -> float:
+        return await self._posted(self.openai_url, OPENAI_BODY)
 
     async def routed_first_token(self) -> float:
         start = time.perf_counter()
@@ -195,6 +207,7 @@ async def run_case(base_url: str, router: RouterProcess, delay_s: float) -> list
             pairs: list[tuple[str, Call, Call]] = [
                 ("Complete", ways.direct, ways.routed),
                 ("REST /complete", ways.direct, ways.routed_over_rest),
+                ("/v1/chat/completions", ways.direct, ways.routed_over_openai_api),
                 ("first token", ways.direct_first_token, ways.routed_first_token),
             ]
             for what, direct, routed in pairs:

@@ -11,6 +11,7 @@ import grpc
 from bench.timing import HEADER, METHOD, gc_paused, measure, report
 from service import catalogue, grpc_server
 from service.config import Settings
+from service.core import RouterCore
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from service.router import ModelRouter
@@ -21,8 +22,8 @@ async def grpc_round_trips(
     settings: Settings, request: pb.RouteRequest, iterations: int
 ) -> list[int]:
     """Client and server share one event loop, so this is the whole round trip on one core."""
-    runtime = Runtime.build(settings)
-    running = await grpc_server.start(settings, runtime)
+    core = RouterCore(Runtime.build(settings))
+    running = await grpc_server.start(settings, core)
     samples = []
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         stub = RouterStub(channel)
@@ -34,7 +35,7 @@ async def grpc_round_trips(
                 await stub.Route(request)
                 samples.append(time.perf_counter_ns() - start)
     await running.stop(0)
-    await runtime.aclose()
+    await core.aclose()
     return samples
 
 

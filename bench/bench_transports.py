@@ -16,6 +16,7 @@ import struct
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def main() -> None:
             f" {'CPU µs':>9}"
         )
         results: dict[str, list[Run]] = {}
-        cases = {
+        cases: dict[str, Callable[[], Run]] = {
             "gRPC Route, sequential": lambda: ways.grpc(SEQUENTIAL, 1),
             "REST /route, sequential": lambda: ways.rest(SEQUENTIAL, 1),
             f"gRPC Route, {IN_FLIGHT} in flight": lambda: ways.grpc(CONCURRENT, IN_FLIGHT),
