@@ -39,10 +39,14 @@ def _header_value(text: str) -> str:
     return "".join(c for c in text if " " <= c <= "~")
 
 
-def decision_headers(model: str, decision_id: str, attempts: int) -> dict[str, str]:
-    """Which model answered a completion, after how many attempts, for which routing decision."""
+def decision_headers(
+    model: str, decision_id: str, attempts: int, *, cached: bool
+) -> dict[str, str]:
+    """Which model answered a completion, after how many attempts, for which routing decision,
+    and whether the answer came from the response cache."""
     return {
         "x-router-model": _header_value(model),
         "x-router-decision-id": decision_id,
         "x-router-attempts": str(attempts),
+        "x-router-cache": "hit" if cached else "miss",
     }

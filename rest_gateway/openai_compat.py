@@ -18,7 +18,14 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from rest_gateway.proto_models import Text
-from rest_gateway.schemas import UINT32_MAX, MessageBody, ParamsBody, RouteBody, Strict
+from rest_gateway.schemas import (
+    UINT32_MAX,
+    CacheBody,
+    MessageBody,
+    ParamsBody,
+    RouteBody,
+    Strict,
+)
 from service.errors import ErrorKind, RouterError
 from service.pb.router.v1 import router_pb2 as pb
 from service.vocabulary import enum_names
@@ -27,6 +34,12 @@ ROUTER = "router"
 ROUTER_PREFIX = ROUTER + "/"
 MODES = enum_names(pb.Mode.DESCRIPTOR)
 OWNER = "model-router"
+# The values of the `x-router-cache` request header, as the `cache` field they stand for.
+CACHE_HEADER = {
+    "true": pb.CacheOptions(enabled=True),
+    "false": pb.CacheOptions(enabled=False),
+    "force": pb.CacheOptions(enabled=True, force=True),
+}
 
 
 def _invalid(message: str) -> RouterError:
@@ -81,11 +94,22 @@ class ChatCompletionBody(ParamsBody):
     router: RouteBody | None = Field(
         default=None, description="with router/<mode> or router: the routing fields of /route"
     )
+    cache: CacheBody | None = Field(
+        default=None, description="the response cache; the x-router-cache header is shorter"
+    )
 
-    def to_complete_pb(self) -> pb.CompleteRequest:
+    def to_complete_pb(self, cache_header: str | None = None) -> pb.CompleteRequest:
+        """The request; `cache_header` (true, false or force) stands for a `cache` not given."""
         request = pb.CompleteRequest(
             messages=[m.to_pb() for m in self.messages], params=self._params()
         )
+        if self.cache is not None:
+            request.cache.CopyFrom(self.cache.to_pb())
+        elif cache_header is not None:
+            options = CACHE_HEADER.get(cache_header.strip().lower())
+            if options is None:
+                raise _invalid("x-router-cache: give true, false or force")
+            request.cache.CopyFrom(options)
         if self.model == ROUTER or self.model.startswith(ROUTER_PREFIX):
             request.routing.CopyFrom(self._routing())
         else:

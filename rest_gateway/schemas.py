@@ -19,9 +19,11 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 if TYPE_CHECKING:
     RouteFields = BaseModel
+    CacheFields = BaseModel
     Role = str
 else:
     RouteFields = request_model(pb.RouteRequest.DESCRIPTOR)
+    CacheFields = request_model(pb.CacheOptions.DESCRIPTOR)
     # The roles the router accepts, listed in the API's schema.
     Role = Literal[tuple(sorted(ROLES))]
 
@@ -36,6 +38,15 @@ class RouteBody(RouteFields):
 
     def to_pb(self) -> pb.RouteRequest:
         return to_message(self, pb.RouteRequest)
+
+
+class CacheBody(CacheFields):
+    """Reuse of an earlier identical answer: `enabled` looks it up and stores this one for
+    `ttl_seconds` (0: the router's default); `force` also caches a request whose answer may
+    vary (a temperature other than 0, or tools)."""
+
+    def to_pb(self) -> pb.CacheOptions:
+        return to_message(self, pb.CacheOptions)
 
 
 class ExplainBody(RouteBody):
@@ -157,15 +168,19 @@ class CompleteBody(RouteBody):
     params: ParamsBody = Field(default_factory=ParamsBody)
     models: list[Text] = Field(default_factory=list)
     stream: bool = False
+    cache: CacheBody | None = None
 
     def to_complete_pb(self) -> pb.CompleteRequest:
-        own = {"messages", "params", "models", "stream"}
-        return pb.CompleteRequest(
+        own = {"messages", "params", "models", "stream", "cache"}
+        request = pb.CompleteRequest(
             routing=pb.RouteRequest(**self.model_dump(exclude_none=True, exclude=own)),
             messages=[m.to_pb() for m in self.messages],
             params=self.params.to_pb(),
             models=self.models,
         )
+        if self.cache is not None:
+            request.cache.CopyFrom(self.cache.to_pb())
+        return request
 
 
 class ErrorDetail(BaseModel):

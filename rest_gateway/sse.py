@@ -68,7 +68,9 @@ class EventStream(Response):
         headers = {"content-type": MEDIA_TYPE, "cache-control": "no-cache"}
         if first.HasField("head"):
             head = first.head
-            headers |= decision_headers(head.model, head.decision_id, head.attempts)
+            headers |= decision_headers(
+                head.model, head.decision_id, head.attempts, cached=head.cached
+            )
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         async with contextlib.aclosing(self._body(first)) as bodies:

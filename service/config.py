@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0")
     # The longest a request waits for Redis before it goes on without it.
     redis_timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
+    # The response cache (service/response_cache.py): whether a request that does not say is
+    # cached, how long an answer is kept, the largest answer kept, and how many in memory.
+    response_cache: bool = False
+    response_cache_ttl_s: int = Field(default=300, ge=1)
+    response_cache_max_entry_bytes: int = Field(default=256 * 1024, ge=1)
+    response_cache_memory_entries: int = Field(default=1024, ge=0)
     # Off by default: free variants share a small allowance per account and their endpoints may
     # log prompts. On, the router keeps within the allowance and falls back to paid models.
     free_models: bool = False

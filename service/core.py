@@ -17,6 +17,7 @@ from service.explain import explain
 from service.free_quota import FreeQuotaStatus
 from service.listing import list_models
 from service.pb.router.v1 import router_pb2 as pb
+from service.response_cache import replay, streamed_answer
 from service.router import wire_weights
 from service.runtime import Runtime
 
@@ -99,6 +100,7 @@ class RouterCore:
         self._keeper = runtime.keeper
         self._completer = runtime.completer
         self._free_quota = runtime.free_quota
+        self._responses = runtime.responses
         self._refresher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -166,9 +168,18 @@ class RouterCore:
         self, request: pb.CompleteRequest, timeout_s: float | None
     ) -> pb.CompleteResponse:
         """Route, call the best candidate and fail over down the ranking; `timeout_s` is what
-        is left of the caller's deadline (None: the configured completion timeout)."""
+        is left of the caller's deadline (None: the configured completion timeout). An answer
+        in the response cache is given again instead (`service.response_cache`)."""
         try:
-            return await self._completer.complete(request, timeout_s)
+            lookup = self._responses.lookup(request, metrics.caller_label())
+            if lookup is None:
+                return await self._completer.complete(request, timeout_s)
+            cached = await self._responses.get(lookup)
+            if cached is not None:
+                return cached
+            answer = await self._completer.complete(request, timeout_s)
+            await self._responses.put(lookup, answer)
+            return answer
         except Exception as exc:
             raise _known(exc, "complete") from exc
 
@@ -177,7 +188,19 @@ class RouterCore:
     ) -> AsyncGenerator[pb.CompleteChunk]:
         """`complete`, streamed: the answer's pieces, then a summary."""
         try:
+            lookup = self._responses.lookup(request, metrics.caller_label())
+            cached = None if lookup is None else await self._responses.get(lookup)
+            if cached is not None:
+                for chunk in replay(cached):
+                    yield chunk
+                return
+            deltas: list[str] = []
             async for chunk in self._completer.stream(request, timeout_s):
+                if lookup is not None:
+                    if chunk.HasField("summary"):
+                        await self._responses.put(lookup, streamed_answer(deltas, chunk.summary))
+                    else:
+                        deltas.append(chunk.delta)
                 yield chunk
         except Exception as exc:
             raise _known(exc, "stream") from exc

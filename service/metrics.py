@@ -83,6 +83,17 @@ SPEND = Counter(
     "What the answered completions cost, in USD, by model and caller.",
     ["model", "caller"],
 )
+RESPONSE_CACHE_LOOKUPS = Counter(
+    "router_response_cache_lookups",
+    "Response-cache lookups by level (memory, then redis when memory misses) and result "
+    "(hit, miss).",
+    ["level", "result"],
+)
+RESPONSE_CACHE_SAVED = Counter(
+    "router_response_cache_saved_usd",
+    "What the answers served from the response cache cost when first asked, in USD, by caller.",
+    ["caller"],
+)
 ANONYMOUS = "anonymous"
 # Decision cache hits and misses by level (L1, L2) come here with the decision cache.
 
@@ -110,6 +121,10 @@ def answered(
 def failed(model: str, outcome: str) -> None:
     """Account for a completion that ended in an error."""
     COMPLETIONS.labels(model=model, outcome=outcome, caller=caller_label()).inc()
+
+
+def response_cache_lookup(level: str, *, hit: bool) -> None:
+    RESPONSE_CACHE_LOOKUPS.labels(level=level, result="hit" if hit else "miss").inc()
 
 
 def caller_label() -> str:

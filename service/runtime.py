@@ -17,6 +17,7 @@ from service.live_figures import LiveFigures
 from service.openrouter import OpenRouterClient
 from service.redis_link import connect
 from service.resilience import CircuitBreakers, RetryBudget
+from service.response_cache import ResponseCache
 from service.router import ModelRouter
 from service.spend import SpendLedger
 
@@ -30,6 +31,7 @@ class Runtime:
     breakers: CircuitBreakers
     free_quota: FreeQuota
     redis: Redis | None
+    responses: ResponseCache
 
     @classmethod
     def build(
@@ -74,7 +76,16 @@ class Runtime:
             settings,
         )
         keeper = CatalogueKeeper(router, figures, client, settings, source)
-        return cls(router, keeper, client, completer, breakers, free_quota, redis)
+        responses = ResponseCache(
+            redis,
+            by_default=settings.response_cache,
+            ttl_s=settings.response_cache_ttl_s,
+            max_entry_bytes=settings.response_cache_max_entry_bytes,
+            memory_entries=settings.response_cache_memory_entries,
+            timeout_s=timeout_s,
+            clock=clock,
+        )
+        return cls(router, keeper, client, completer, breakers, free_quota, redis, responses)
 
     def open_circuits(self) -> int:
         return len(self.breakers.open_models())

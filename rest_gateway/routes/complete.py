@@ -41,10 +41,11 @@ async def complete(body: CompleteBody, request: Request, backend: BackendDep) ->
     `models` names the models to try instead, in order (404 when one is not in the catalogue).
 
     The answer lists every attempt; its headers name the model that answered
-    (`x-router-model`), the routing decision (`x-router-decision-id`) and the number of
-    attempts (`x-router-attempts`). 503 when every candidate failed (each cause is named), 429
-    when the daily spend limit is reached, 502 when OpenRouter refuses the router's own key,
-    504 past the deadline.
+    (`x-router-model`), the routing decision (`x-router-decision-id`), the number of
+    attempts (`x-router-attempts`) and whether the answer came from the response cache
+    (`x-router-cache: hit|miss`; `cache` asks for it). 503 when every candidate failed (each
+    cause is named), 429 when the daily spend limit is reached, 502 when OpenRouter refuses
+    the router's own key, 504 past the deadline.
 
     With `"stream": true` the answer is Server-Sent Events, one per chunk in its JSON form: the
     text as it comes (`delta`), then the `summary`; the first carries `head` (who answers) and
@@ -55,5 +56,7 @@ async def complete(body: CompleteBody, request: Request, backend: BackendDep) ->
     if body.stream:
         return EventStream(request, backend.stream(message, None), CompleteEvents())
     answer = await backend.complete(message, None)
-    headers = decision_headers(answer.model, answer.decision_id, len(answer.attempts))
+    headers = decision_headers(
+        answer.model, answer.decision_id, len(answer.attempts), cached=answer.cached
+    )
     return json_response(answer, headers=headers)

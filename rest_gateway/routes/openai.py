@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 
 from rest_gateway import openai_compat
 from rest_gateway.deps import BackendDep, decision_headers, json_response
@@ -16,7 +17,10 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 
 @router.post("/chat/completions")
 async def chat_completions(
-    body: ChatCompletionBody, request: Request, backend: BackendDep
+    body: ChatCompletionBody,
+    request: Request,
+    backend: BackendDep,
+    x_router_cache: Annotated[str | None, Header()] = None,
 ) -> Response:
     """OpenAI's chat completions. `model` is the routing choice: `router/<mode>` (speed, cost,
     quality, balanced, or a custom mode), `router` (the policy in `router`, else the default
@@ -25,18 +29,22 @@ async def chat_completions(
     OpenAI's API defines them; fields it does not define are passed on unchanged.
 
     The headers name the model that answered (`x-router-model`), the routing decision
-    (`x-router-decision-id`) and the number of attempts (`x-router-attempts`); a stream sends
-    them with its first chunk. Errors are in OpenAI's shape; one after a stream has begun is
-    its last event, without `[DONE]`.
+    (`x-router-decision-id`), the number of attempts (`x-router-attempts`) and whether the
+    answer came from the response cache (`x-router-cache: hit|miss`); a stream sends them
+    with its first chunk. `x-router-cache: true|false|force` on the request, or the `cache`
+    field, asks for the response cache. Errors are in OpenAI's shape; one after a stream has
+    begun is its last event, without `[DONE]`.
     """
-    message = body.to_complete_pb()
+    message = body.to_complete_pb(x_router_cache)
     created = int(time.time())
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         chunks = ChatCompletionChunks(created, include_usage)
         return EventStream(request, backend.stream(message, None), chunks)
     answer = await backend.complete(message, None)
-    headers = decision_headers(answer.model, answer.decision_id, len(answer.attempts))
+    headers = decision_headers(
+        answer.model, answer.decision_id, len(answer.attempts), cached=answer.cached
+    )
     return json_response(openai_compat.completion(answer, created), headers=headers)
 
 

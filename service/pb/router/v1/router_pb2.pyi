@@ -646,6 +646,7 @@ class CompleteRequest(_message.Message):
     MESSAGES_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
+    CACHE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def routing(self) -> Global___RouteRequest: ...
     @_builtins.property
@@ -661,6 +662,12 @@ class CompleteRequest(_message.Message):
         breaker, the free-variant allowance, the retry budget and the spend limit.
         """
 
+    @_builtins.property
+    def cache(self) -> Global___CacheOptions:
+        """Reuse of an earlier identical answer (README, "Response cache"); absent: the configured
+        default (`response_cache`).
+        """
+
     def __init__(
         self,
         *,
@@ -668,14 +675,45 @@ class CompleteRequest(_message.Message):
         messages: _abc.Iterable[Global___ChatMessage] | None = ...,
         params: Global___GenerationParams | None = ...,
         models: _abc.Iterable[_builtins.str] | None = ...,
+        cache: Global___CacheOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params", "routing", b"routing"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "params", b"params", "routing", b"routing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "models", b"models", "params", b"params", "routing", b"routing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "messages", b"messages", "models", b"models", "params", b"params", "routing", b"routing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CompleteRequest: _TypeAlias = CompleteRequest  # noqa: Y015
+
+@_typing.final
+class CacheOptions(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """answer from the cache when it can, and store the answer"""
+    ttl_seconds: _builtins.int
+    """how long the stored answer lasts; 0: the configured default"""
+    force: _builtins.bool
+    """Also cache a request whose answer may vary: a temperature other than 0 (or none given),
+    or tools. Without it such requests are neither looked up nor stored.
+    """
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        ttl_seconds: _builtins.int = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "force", b"force", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CacheOptions: _TypeAlias = CacheOptions  # noqa: Y015
 
 @_typing.final
 class Usage(_message.Message):
@@ -791,6 +829,7 @@ class CompleteResponse(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     DECISION_ID_FIELD_NUMBER: _builtins.int
     CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     model: _builtins.str
     """the model that answered"""
@@ -798,6 +837,10 @@ class CompleteResponse(_message.Message):
     """the upstream provider that served it"""
     decision_id: _builtins.str
     catalogue_version: _builtins.str
+    cached: _builtins.bool
+    """Served from the response cache: no model was called (`attempts` is empty) and nothing was
+    spent (`usage` has the first answer's token counts and a cost of 0).
+    """
     @_builtins.property
     def choices(self) -> _containers.RepeatedCompositeFieldContainer[Global___Choice]: ...
     @_builtins.property
@@ -815,10 +858,11 @@ class CompleteResponse(_message.Message):
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
         decision_id: _builtins.str = ...,
         catalogue_version: _builtins.str = ...,
+        cached: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "catalogue_version", b"catalogue_version", "choices", b"choices", "decision_id", b"decision_id", "id", b"id", "model", b"model", "provider", b"provider", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cached", b"cached", "catalogue_version", b"catalogue_version", "choices", b"choices", "decision_id", b"decision_id", "id", b"id", "model", b"model", "provider", b"provider", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -870,6 +914,7 @@ class StreamHead(_message.Message):
     DECISION_ID_FIELD_NUMBER: _builtins.int
     CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """the completion's id, as in the summary"""
     model: _builtins.str
@@ -880,6 +925,8 @@ class StreamHead(_message.Message):
     catalogue_version: _builtins.str
     attempts: _builtins.int
     """how many attempts so far, this one included (the summary lists them)"""
+    cached: _builtins.bool
+    """replayed from the response cache, as CompleteResponse.cached"""
     def __init__(
         self,
         *,
@@ -889,10 +936,11 @@ class StreamHead(_message.Message):
         decision_id: _builtins.str = ...,
         catalogue_version: _builtins.str = ...,
         attempts: _builtins.int = ...,
+        cached: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "catalogue_version", b"catalogue_version", "decision_id", b"decision_id", "id", b"id", "model", b"model", "provider", b"provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cached", b"cached", "catalogue_version", b"catalogue_version", "decision_id", b"decision_id", "id", b"id", "model", b"model", "provider", b"provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
