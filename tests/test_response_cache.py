@@ -21,7 +21,7 @@ from service.redis_link import connect
 from service.response_cache import KEY_PREFIX, Lookup, ResponseCache
 from testkit.fake_openrouter import FakeOpenRouter, HttpError, MidStreamError, Reply
 from testkit.servers import GatewayThread, ServerThread, settings_for
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, silent_listener
 
 HELLO = [pb.ChatMessage(role="user", content="Say hello to the cache.")]
 ZERO = pb.GenerationParams(temperature=0)
@@ -393,3 +393,31 @@ async def test_an_entry_that_is_no_answer_is_a_miss(redis_server: RedisServer) -
     await client.set("k", b"\xff not a message")
     assert await cache.get(Lookup("k", 60)) is None
     await client.aclose()
+
+
+def test_a_hit_needs_no_room_under_the_spend_limit(
+    router: Router, fake: FakeOpenRouter, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    assert not router.complete().cached
+    with Router(
+        fake, tmp_path / "broke", redis_url=redis_server.url, daily_spend_limit_usd=1e-9
+    ) as broke:
+        with pytest.raises(grpc.RpcError) as refused:
+            broke.complete(messages=[pb.ChatMessage(role="user", content="Not cached yet.")])
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert broke.complete().cached
+    assert chat_calls(fake) == 1
+
+
+def test_a_redis_that_never_answers_leaves_the_memory_cache_serving(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    fake.reset()
+    with (
+        silent_listener() as url,
+        Router(fake, tmp_path / "state", redis_url=url, redis_timeout_s=0.05) as router,
+    ):
+        assert not router.complete().cached
+        assert router.complete().cached
+        assert router.stream()[0].head.cached
+    assert chat_calls(fake) == 1
