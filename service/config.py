@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0")
     # The longest a request waits for Redis before it goes on without it.
     redis_timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
+    # How long a decision can be looked up by its id (GetDecision, GET /decisions/{id}), and
+    # how many this process keeps in memory (all it keeps without Redis).
+    decision_record_ttl_s: float = Field(default=3600.0, gt=0)
+    decision_records_local: int = Field(default=10_000, ge=1)
     # Off by default: free variants share a small allowance per account and their endpoints may
     # log prompts. On, the router keeps within the allowance and falls back to paid models.
     free_models: bool = False

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from service.catalogue_keeper import CatalogueKeeper, initial_catalogue
 from service.completion.failover import Completer
 from service.config import Settings
+from service.decision_records import DecisionRecords
 from service.free_counter import FreeCounter
 from service.free_quota import FreeQuota
 from service.live_figures import LiveFigures
@@ -30,6 +31,7 @@ class Runtime:
     breakers: CircuitBreakers
     free_quota: FreeQuota
     redis: Redis | None
+    records: DecisionRecords
 
     @classmethod
     def build(
@@ -63,6 +65,12 @@ class Runtime:
             clock=wall_clock,
         )
         breakers = CircuitBreakers(clock=clock)
+        records = DecisionRecords(
+            settings.redis_url,
+            ttl_s=settings.decision_record_ttl_s,
+            local_max=settings.decision_records_local,
+            clock=wall_clock,
+        )
         completer = Completer(
             router,
             client,
@@ -72,9 +80,10 @@ class Runtime:
             ledger,
             free_quota,
             settings,
+            records,
         )
         keeper = CatalogueKeeper(router, figures, client, settings, source)
-        return cls(router, keeper, client, completer, breakers, free_quota, redis)
+        return cls(router, keeper, client, completer, breakers, free_quota, redis, records)
 
     def open_circuits(self) -> int:
         return len(self.breakers.open_models())
@@ -85,5 +94,6 @@ class Runtime:
     async def aclose(self) -> None:
         await self.free_quota.aclose()
         await self.client.aclose()
+        await self.records.aclose()
         if self.redis is not None:
             await self.redis.aclose()
