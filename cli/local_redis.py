@@ -61,11 +61,14 @@ def start_redis(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], st
         start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not answers_ping(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            raise SystemExit(f"redis-server did not start; see {workdir / 'redis.log'}")
-        time.sleep(0.02)
+    try:
+        while not answers_ping(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"redis-server did not start; see {workdir / 'redis.log'}")
+            time.sleep(0.02)
+    except BaseException:  # Ctrl-C too: no Redis is left behind
+        stop(process)
+        raise
     return process, f"redis://127.0.0.1:{port}/0"
 
 
