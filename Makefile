@@ -63,8 +63,8 @@ bench: install ## Measure speed (p50, p99, p99.9): the scorer, the service layer
 	$(PY) -m bench.bench_transports
 	$(PY) -m bench.bench_complete
 
-run: install ## Serve gRPC on :50051 and REST on :8000 on the embedded catalogue
-	$(BIN)/router serve
+run: install ## Serve gRPC on :50051 and REST on :8000 beside a Redis of its own (ROUTER_REDIS_URL: yours)
+	$(PY) -m cli.local_redis
 
 clean: ## Remove build outputs and the virtualenv
 	rm -rf $(VENV) $(CRATE)/target service/_scorer*.so .pytest_cache .mypy_cache .ruff_cache

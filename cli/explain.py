@@ -1,16 +1,21 @@
-"""`router explain`: why a model ranks where it does for a request, against the winner."""
+"""`router explain`: why a model ranks where it does for a request, against the winner; or,
+given a decision id, what a router decided then and how that decision reads now."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from google.protobuf.json_format import MessageToDict
 from rich.table import Table
 
-from cli.common import AsJson, Target, call, out, print_json
-from cli.routing import bounds, caption
+from cli.common import AsJson, Target, call, fail, out, print_json
+from cli.routing import SCORE_COLUMNS, bounds, caption, ranking_table, score_cells
 from cli.routing_options import routing_options
+from service.decision_records import DECISION_ID
 from service.pb.router.v1 import router_pb2 as pb
 
 Row = Callable[[pb.ModelExplanation], str]
@@ -62,7 +67,9 @@ def explain(
     model: Annotated[
         str,
         typer.Argument(
-            metavar="MODEL", help="The model to explain; omit it to explain the winner alone."
+            metavar="MODEL|DECISION_ID",
+            help="The model to explain (omit it to explain the winner alone), or the id of a "
+            "decision the router at --target made.",
         ),
     ] = "",
     *,
@@ -71,12 +78,67 @@ def explain(
     as_json: AsJson = False,
 ) -> None:
     """Show why MODEL ranks where it does for a request: term by term against the winner,
-    with the figures behind each term and where they come from."""
-    request = pb.ExplainRequest(routing=routing, model=model)
-    response: pb.ExplainResponse = call(target, "Explain", request)
+    with the figures behind each term and where they come from. Given a DECISION_ID instead,
+    show what was decided (candidates, scores, attempts) and explain that request's winner
+    (or the model that answered) as the router ranks it now."""
+    if DECISION_ID.fullmatch(model):
+        _explain_decision(model, target, as_json)
+        return
+    response: pb.ExplainResponse = call(
+        target, "Explain", pb.ExplainRequest(routing=routing, model=model)
+    )
     if as_json:
         print_json(response)
+    else:
+        _show(response)
+
+
+def _explain_decision(decision_id: str, target: str | None, as_json: bool) -> None:
+    if target is None:
+        raise fail("a decision id is looked up on a running router: pass --target")
+    record: pb.DecisionRecord = call(
+        target, "GetDecision", pb.GetDecisionRequest(decision_id=decision_id)
+    )
+    # The profile the decision was made with (a completion's derives from its messages).
+    routing = pb.RouteRequest()
+    routing.CopyFrom(record.request)
+    routing.profile.CopyFrom(record.response.profile)
+    subject = record.answered_by or record.response.model
+    now: pb.ExplainResponse = call(
+        target, "Explain", pb.ExplainRequest(routing=routing, model=subject)
+    )
+    if as_json:
+        both = {"record": _as_dict(record), "explanation_now": _as_dict(now)}
+        out.print_json(json.dumps(both))
         return
+    _show_record(record)
+    out.print(f"as the router ranks {subject} for that request now:", highlight=False)
+    _show(now)
+
+
+def _as_dict(message: pb.DecisionRecord | pb.ExplainResponse) -> dict[str, object]:
+    return MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def _show_record(record: pb.DecisionRecord) -> None:
+    decision = record.response
+    when = datetime.fromtimestamp(record.decided_at, UTC).isoformat(timespec="seconds")
+    kind = "completion" if record.completion else "route"
+    title = f"decision {decision.decision_id} ({kind}, {when}): {decision.model}"
+    table = ranking_table(title, caption(decision), ("model", *SCORE_COLUMNS))
+    for c in decision.candidates:
+        table.add_row(c.model, *score_cells(c))
+    out.print(table)
+    for a in record.attempts:
+        error = f": {a.error}" if a.error else ""
+        out.print(f"attempt {a.model}: {a.outcome}{error}", highlight=False, soft_wrap=True)
+    if record.completion and record.attempts:
+        out.print(f"answered by: {record.answered_by or 'none'}", highlight=False)
+
+
+def _show(response: pb.ExplainResponse) -> None:
     shown = [response.subject]
     if response.subject.model != response.winner.model:
         shown.append(response.winner)

@@ -11,7 +11,17 @@ from rest_gateway import errors
 from rest_gateway.backend import Backend
 from rest_gateway.body_limit import BodyLimit
 from rest_gateway.caller_keys import CallerKeys
-from rest_gateway.routes import admin, complete, explain, health, metrics, models, openai, route
+from rest_gateway.routes import (
+    admin,
+    complete,
+    decisions,
+    explain,
+    health,
+    metrics,
+    models,
+    openai,
+    route,
+)
 from service.callers import Callers
 from service.config import Settings
 
@@ -45,7 +55,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     # Added last, so it runs first: a caller without a key learns nothing else.
     app.add_middleware(CallerKeys, callers=callers or Callers({}), open_paths=_open_paths(app))
-    for module in (route, explain, complete, openai, models, health, metrics, admin):
+    for module in (route, explain, decisions, complete, openai, models, health, metrics, admin):
         app.include_router(module.router)
     return app
 

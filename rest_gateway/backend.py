@@ -43,6 +43,7 @@ class Backend(Protocol):
     async def route(self, request: pb.RouteRequest) -> pb.RouteResponse: ...
     async def explain(self, request: pb.ExplainRequest) -> pb.ExplainResponse: ...
     async def list_models(self, request: pb.ListModelsRequest) -> pb.ListModelsResponse: ...
+    async def get_decision(self, request: pb.GetDecisionRequest) -> pb.DecisionRecord: ...
     async def status(self) -> pb.RouterStatus: ...
     async def serving(self) -> bool: ...
     async def refresh(self) -> pb.RefreshCatalogueResponse: ...
@@ -69,6 +70,9 @@ class LocalBackend:
 
     async def list_models(self, request: pb.ListModelsRequest) -> pb.ListModelsResponse:
         return self._core.list_models(request)
+
+    async def get_decision(self, request: pb.GetDecisionRequest) -> pb.DecisionRecord:
+        return await self._core.get_decision(request)
 
     async def status(self) -> pb.RouterStatus:
         return await self._core.status()
@@ -136,6 +140,9 @@ class RemoteBackend:
 
     async def list_models(self, request: pb.ListModelsRequest) -> pb.ListModelsResponse:
         return await self._answer(self._stub.ListModels(request, metadata=_forwarded_key()))
+
+    async def get_decision(self, request: pb.GetDecisionRequest) -> pb.DecisionRecord:
+        return await self._answer(self._stub.GetDecision(request, metadata=_forwarded_key()))
 
     async def status(self) -> pb.RouterStatus:
         return await self._answer(

@@ -55,9 +55,13 @@ Text = Annotated[str, AfterValidator(_encodable)]
 def _enum_type(enum: EnumDescriptor) -> Any:
     prefix = enum_prefix(enum)
     names = tuple(enum_names(enum))
+    # A response's schema shows an unset enum's default (None) through the serializer too.
     return Annotated[
         Literal[names],
-        PlainSerializer(lambda short: prefix + short.upper(), return_type=str),
+        PlainSerializer(
+            lambda short: None if short is None else prefix + short.upper(),
+            return_type=str | None,
+        ),
     ]
 
 

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     response_cache_ttl_s: int = Field(default=300, ge=1)
     response_cache_max_entry_bytes: int = Field(default=256 * 1024, ge=1)
     response_cache_memory_entries: int = Field(default=1024, ge=0)
+    # How long a decision can be looked up by its id (GetDecision, GET /decisions/{id}), and
+    # how many this process keeps in memory (all it keeps without Redis).
+    decision_record_ttl_s: float = Field(default=3600.0, gt=0)
+    decision_records_local: int = Field(default=10_000, ge=1)
     # Off by default: free variants share a small allowance per account and their endpoints may
     # log prompts. On, the router keeps within the allowance and falls back to paid models.
     free_models: bool = False

@@ -12,6 +12,7 @@ from typing import ParamSpec, TypeVar
 
 from service import metrics
 from service.catalogue_keeper import CatalogueStatus
+from service.decision_records import DECISION_ID
 from service.errors import ErrorKind, RouterError, as_router_error
 from service.explain import explain
 from service.free_quota import FreeQuotaStatus
@@ -101,6 +102,7 @@ class RouterCore:
         self._completer = runtime.completer
         self._free_quota = runtime.free_quota
         self._responses = runtime.responses
+        self._records = runtime.records
         self._refresher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -108,6 +110,7 @@ class RouterCore:
         circuits and the catalogue's age in the metrics."""
         self._refresher = asyncio.create_task(self._keeper.run(), name="catalogue-refresh")
         self._free_quota.keep_tier_fresh()
+        self._records.start()
         metrics.RUNNING.add(self.runtime)
 
     async def aclose(self) -> None:
@@ -122,7 +125,9 @@ class RouterCore:
     @_errors
     def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
         self._free_quota.before_routing()
-        return self._router.route(request)
+        response = self._router.route(request)
+        self._records.decided(request, response)
+        return response
 
     @_errors
     def explain(self, request: pb.ExplainRequest) -> pb.ExplainResponse:
@@ -136,6 +141,22 @@ class RouterCore:
             self._free_quota.before_routing()
         return list_models(self._router, request)
 
+    async def get_decision(self, request: pb.GetDecisionRequest) -> pb.DecisionRecord:
+        """A recent decision by its id, from this replica or any sharing its Redis."""
+        if not DECISION_ID.fullmatch(request.decision_id):
+            raise RouterError(
+                ErrorKind.INVALID_REQUEST, "decision_id: expected 32 lowercase hex characters"
+            )
+        try:
+            record = await self._records.get(request.decision_id)
+        except Exception as exc:
+            raise _known(exc, "get_decision") from exc
+        if record is None:
+            raise RouterError(
+                ErrorKind.NOT_FOUND, f"no decision {request.decision_id} (unknown or expired)"
+            )
+        return record
+
     async def status(self) -> pb.RouterStatus:
         try:
             return pb.RouterStatus(
@@ -145,6 +166,7 @@ class RouterCore:
                     name: wire_weights(weights)
                     for name, weights in self._router.custom_modes.items()
                 },
+                redis=self._records.redis_state,
             )
         except Exception as exc:
             raise _known(exc, "status") from exc

@@ -108,6 +108,14 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         return self._core.explain(request)
 
     @_unary
+    async def GetDecision(
+        self,
+        request: pb.GetDecisionRequest,
+        context: grpc.aio.ServicerContext[pb.GetDecisionRequest, pb.DecisionRecord],
+    ) -> pb.DecisionRecord:
+        return await self._core.get_decision(request)
+
+    @_unary
     async def ListModels(
         self,
         request: pb.ListModelsRequest,

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from service.catalogue_keeper import CatalogueKeeper, initial_catalogue
 from service.completion.failover import Completer
 from service.config import Settings
+from service.decision_records import DecisionRecords
 from service.free_counter import FreeCounter
 from service.free_quota import FreeQuota
 from service.live_figures import LiveFigures
@@ -32,6 +33,7 @@ class Runtime:
     free_quota: FreeQuota
     redis: Redis | None
     responses: ResponseCache
+    records: DecisionRecords
 
     @classmethod
     def build(
@@ -65,6 +67,12 @@ class Runtime:
             clock=wall_clock,
         )
         breakers = CircuitBreakers(clock=clock)
+        records = DecisionRecords(
+            settings.redis_url,
+            ttl_s=settings.decision_record_ttl_s,
+            local_max=settings.decision_records_local,
+            clock=wall_clock,
+        )
         completer = Completer(
             router,
             client,
@@ -74,6 +82,7 @@ class Runtime:
             ledger,
             free_quota,
             settings,
+            records,
         )
         keeper = CatalogueKeeper(router, figures, client, settings, source)
         responses = ResponseCache(
@@ -85,7 +94,9 @@ class Runtime:
             timeout_s=timeout_s,
             clock=clock,
         )
-        return cls(router, keeper, client, completer, breakers, free_quota, redis, responses)
+        return cls(
+            router, keeper, client, completer, breakers, free_quota, redis, responses, records
+        )
 
     def open_circuits(self) -> int:
         return len(self.breakers.open_models())
@@ -96,5 +107,6 @@ class Runtime:
     async def aclose(self) -> None:
         await self.free_quota.aclose()
         await self.client.aclose()
+        await self.records.aclose()
         if self.redis is not None:
             await self.redis.aclose()

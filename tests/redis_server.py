@@ -18,18 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.local_redis import answers_ping
 from testkit.servers import free_port
 
 START_TIMEOUT_S = 10.0
-
-
-def answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 class RedisServer:

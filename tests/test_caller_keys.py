@@ -28,6 +28,7 @@ from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from testkit.fake_openrouter import FakeOpenRouter
 from testkit.servers import GatewayThread, ServerThread, settings_for
+from tests.known_decision import KNOWN_DECISION_ID, plant_decision
 
 ALICE = "alice-key-0123456789abcdef"
 BOB = "bob-key-fedcba9876543210"
@@ -43,6 +44,7 @@ RPC_REQUESTS: dict[str, Any] = {
     "Explain": pb.ExplainRequest(),
     "ListModels": pb.ListModelsRequest(limit=1),
     "GetStatus": pb.GetStatusRequest(),
+    "GetDecision": pb.GetDecisionRequest(decision_id=KNOWN_DECISION_ID),
     "RefreshCatalogue": pb.RefreshCatalogueRequest(),
     "Complete": COMPLETION,
     "StreamComplete": COMPLETION,
@@ -54,6 +56,7 @@ REST_REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/explain"): {"json": {"mode": "speed"}},
     ("POST", "/complete"): {"json": REST_COMPLETION},
     ("GET", "/models"): {"params": {"limit": 1}},
+    ("GET", "/decisions/{decision_id}"): {},
     ("GET", "/metrics"): {},
     ("POST", "/admin/catalogue/refresh"): {},
     ("POST", "/v1/chat/completions"): {
@@ -64,6 +67,11 @@ REST_REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
 OPENAI_ERROR = {"message", "type", "param", "code"}
 OPEN_PATHS = ("/health", "/docs", "/redoc", "/openapi.json")
 MISSING = "missing API key: send authorization: Bearer <key> (or x-api-key: <key>)"
+
+
+def known(path: str) -> str:
+    """A REST path with the known decision's id in its template."""
+    return path.format(decision_id=KNOWN_DECISION_ID)
 
 
 def bearer(key: str) -> tuple[tuple[str, str], ...]:
@@ -82,6 +90,7 @@ def keyed(fake: FakeOpenRouter, tmp_path_factory: pytest.TempPathFactory) -> Ite
             .RefreshCatalogue(pb.RefreshCatalogueRequest(), metadata=bearer(ALICE))
             .replaced
         )
+        plant_decision(server)
         yield server
 
 
@@ -197,7 +206,7 @@ def test_every_rest_endpoint_needs_a_configured_key(
     rest: httpx.Client, verb: str, path: str
 ) -> None:
     def send(headers: dict[str, str]) -> httpx.Response:
-        return rest.request(verb, path, headers=headers, **REST_REQUESTS[(verb, path)])
+        return rest.request(verb, known(path), headers=headers, **REST_REQUESTS[(verb, path)])
 
     for headers, message in [
         ({}, MISSING),
@@ -303,7 +312,8 @@ def test_keys_never_show_in_logs_errors_or_metrics(
             with httpx.Client(base_url=url, timeout=30) as client:
                 for (verb, path), request in REST_REQUESTS.items():
                     headers = {"authorization": f"Bearer {key}"}
-                    shown.append(client.request(verb, path, headers=headers, **request).text)
+                    reply = client.request(verb, known(path), headers=headers, **request)
+                    shown.append(reply.text)
                 shown.append(client.post("/v1/chat/completions", headers=headers).text)
     assert any("invalid API key" in text for text in shown)
     assert any("router_catalogue_models" in text for text in shown), "/metrics was read"

@@ -30,6 +30,7 @@ from tests.fuzzing import (
     mutations,
     raw_requests,
 )
+from tests.known_decision import KNOWN_DECISION_ID, plant_decision
 
 METHODS = list(SERVICE.methods)
 # Methods that call OpenRouter go to the router on the fake; the others to the session's router,
@@ -84,6 +85,7 @@ SEEDS: dict[str, list[Message]] = {
     ],
     "ListModels": [pb.ListModelsRequest(query="gpt", author="openai", limit=5, offset=1)],
     "GetStatus": [pb.GetStatusRequest()],
+    "GetDecision": [pb.GetDecisionRequest(decision_id=KNOWN_DECISION_ID)],
     "RefreshCatalogue": [pb.RefreshCatalogueRequest()],
     "Complete": [HELLO, CHAT],
     "StreamComplete": [HELLO, CHAT],
@@ -97,8 +99,11 @@ NEVER = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
 
 
 @pytest.fixture(scope="module")
-def channels(grpc_address: str, fake_router: ServerThread) -> Iterator[dict[bool, grpc.Channel]]:
+def channels(
+    grpc_address: str, router_server: ServerThread, fake_router: ServerThread
+) -> Iterator[dict[bool, grpc.Channel]]:
     """By whether the method is one of ON_FAKE."""
+    plant_decision(router_server)
     on_fake = f"127.0.0.1:{fake_router.running.port}"
     with grpc.insecure_channel(grpc_address) as session, grpc.insecure_channel(on_fake) as fake:
         yield {False: session, True: fake}

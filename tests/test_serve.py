@@ -22,10 +22,12 @@ from testkit.servers import free_port
 START_TIMEOUT_S = 30.0
 
 
-def _started(arguments: list[str], http_port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """`python -m cli ARGUMENTS` once its REST port answers /health."""
+def started(
+    arguments: list[str], http_port: int, env: dict[str, str], module: str = "cli"
+) -> subprocess.Popen[bytes]:
+    """`python -m MODULE ARGUMENTS` once its REST port answers /health."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", *arguments],
+        [sys.executable, "-m", module, *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
@@ -40,7 +42,7 @@ def _started(arguments: list[str], http_port: int, env: dict[str, str]) -> subpr
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             output = process.communicate()[0].decode()
-            pytest.fail(f"router {arguments[0]} did not come up:\n{output}")
+            pytest.fail(f"{module} {arguments[0]} did not come up:\n{output}")
         time.sleep(0.1)
 
 
@@ -59,7 +61,7 @@ def served(
     grpc_port, http_port = free_port(), free_port()
     env = {**os.environ, "ROUTER_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
     arguments = ["serve", "--grpc-port", str(grpc_port), "--http-port", str(http_port)]
-    process = _started([*arguments, "--host", "127.0.0.1"], http_port, env)
+    process = started([*arguments, "--host", "127.0.0.1"], http_port, env)
     yield process, grpc_port, http_port
     if process.poll() is None:
         process.kill()
@@ -85,7 +87,7 @@ def test_a_gateway_in_front_of_the_router_answers_the_same(
     _, grpc_port, http_port = served
     port = free_port()
     target = ["gateway", "--target", f"127.0.0.1:{grpc_port}", "--http-port", str(port)]
-    gateway = _started(target, port, dict(os.environ))
+    gateway = started(target, port, dict(os.environ))
     try:
         body = {"mode": "quality", "constraints": {"deny_providers": ["openai"]}, "top_k": 3}
         beside = httpx.post(f"http://127.0.0.1:{http_port}/route", json=body, timeout=5).json()

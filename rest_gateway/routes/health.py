@@ -14,7 +14,8 @@ async def health(backend: BackendDep) -> Response:
     """SERVING when the router serves, else 503; with the catalogue being served, how many of
     its models a default route may use (`eligibility`) and how its refreshes go (`stale` when
     they keep failing); and the free variants' allowance (`free_quota`: limits, use, and until
-    when free variants are left out). Needs no key; behind a gateway in front of a router that
+    when free variants are left out); and the router's Redis (`redis`: connected, degraded
+    while it does not answer, or off). Needs no key; behind a gateway in front of a router that
     checks keys, the details need one."""
     try:
         if not await backend.serving():
@@ -29,5 +30,6 @@ async def health(backend: BackendDep) -> Response:
         "status": "SERVING",
         "catalogue": to_json(status.catalogue),
         "free_quota": to_json(status.free_quota),
+        "redis": status.redis,
     }
     return json_response(body)

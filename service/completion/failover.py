@@ -24,6 +24,7 @@ from service.catalogue import ModelRecord
 from service.completion.json_text import dump_json
 from service.completion.request import Prepared, prepare
 from service.config import Settings
+from service.decision_records import DecisionRecords
 from service.errors import ErrorKind, RouterError
 from service.free_quota import FreeQuota
 from service.live_figures import LiveFigures
@@ -125,6 +126,7 @@ class Completer:
         ledger: SpendLedger,
         free_quota: FreeQuota,
         settings: Settings,
+        records: DecisionRecords,
     ) -> None:
         self._router = router
         self._client = client
@@ -134,6 +136,7 @@ class Completer:
         self._ledger = ledger
         self._free = free_quota
         self._settings = settings
+        self._records = records
         # Deadlines and measurements run on real time, whatever clock drives the circuits.
         self._clock = time.monotonic
 
@@ -172,6 +175,7 @@ class Completer:
         self._retries.record_request()
         named = list(dict.fromkeys(request.models))
         decision = await self._decide(prepared.route, named)
+        self._records.decided(request.routing, decision, completion=True)
         budget = self._settings.completion_timeout_s if timeout_s is None else timeout_s
         candidates = [c.model for c in decision.candidates]
         return _Call(prepared, decision, self._clock() + budget, candidates, named=bool(named))
@@ -202,6 +206,7 @@ class Completer:
         called = _called(call)
         model = called[-1].model if called else call.decision.model
         metrics.failed(model, kind.value)
+        self._records.finished(call.decision.decision_id, call.attempts, "")
         return RouterError(kind, f"{message}; attempts: {_causes(call.attempts)}", call.attempts)
 
     def _max_cost(self, call: _Call, model: ModelRecord) -> float:
@@ -410,6 +415,7 @@ class Completer:
             completion_tokens=counted.completion_tokens,
             cost_usd=cost,
         )
+        self._records.finished(call.decision.decision_id, call.attempts, meta[1] or model_id)
         metrics.answered(
             model_id,
             ttft_s=None if first is None else ttft,

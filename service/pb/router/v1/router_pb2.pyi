@@ -1367,6 +1367,11 @@ class RouterStatus(_message.Message):
     CATALOGUE_FIELD_NUMBER: _builtins.int
     FREE_QUOTA_FIELD_NUMBER: _builtins.int
     CUSTOM_MODES_FIELD_NUMBER: _builtins.int
+    REDIS_FIELD_NUMBER: _builtins.int
+    redis: _builtins.str
+    """The router's Redis: "connected", "degraded" (configured but not answering: working in
+    memory) or "off" (none configured).
+    """
     @_builtins.property
     def catalogue(self) -> Global___CatalogueStatus: ...
     @_builtins.property
@@ -1381,10 +1386,11 @@ class RouterStatus(_message.Message):
         catalogue: Global___CatalogueStatus | None = ...,
         free_quota: Global___FreeQuotaStatus | None = ...,
         custom_modes: _abc.Mapping[_builtins.str, Global___Weights] | None = ...,
+        redis: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue", "free_quota", b"free_quota"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue", "custom_modes", b"custom_modes", "free_quota", b"free_quota"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue", b"catalogue", "custom_modes", b"custom_modes", "free_quota", b"free_quota", "redis", b"redis"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1604,3 +1610,75 @@ class ExplainResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExplainResponse: _TypeAlias = ExplainResponse  # noqa: Y015
+
+@_typing.final
+class GetDecisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    decision_id: _builtins.str
+    """32 lowercase hex characters, as the decision's answer carried it"""
+    def __init__(
+        self,
+        *,
+        decision_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision_id", b"decision_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDecisionRequest: _TypeAlias = GetDecisionRequest  # noqa: Y015
+
+@_typing.final
+class DecisionRecord(_message.Message):
+    """A decision as it was made, kept for a while (ROUTER_DECISION_RECORD_TTL_S)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
+    COMPLETION_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    ANSWERED_BY_FIELD_NUMBER: _builtins.int
+    decided_at: _builtins.float
+    """Unix seconds"""
+    catalogue_version: _builtins.str
+    completion: _builtins.bool
+    """made by Complete or StreamComplete"""
+    answered_by: _builtins.str
+    @_builtins.property
+    def request(self) -> Global___RouteRequest:
+        """as asked (a completion's routing, before any spend economy)"""
+
+    @_builtins.property
+    def response(self) -> Global___RouteResponse:
+        """the decision, its candidates and their scores"""
+
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
+        """For a completion, once it ended: every attempt, and the model that answered (empty when
+        none did).
+        """
+
+    def __init__(
+        self,
+        *,
+        request: Global___RouteRequest | None = ...,
+        response: Global___RouteResponse | None = ...,
+        decided_at: _builtins.float = ...,
+        catalogue_version: _builtins.str = ...,
+        completion: _builtins.bool = ...,
+        attempts: _abc.Iterable[Global___Attempt] | None = ...,
+        answered_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_by", b"answered_by", "attempts", b"attempts", "catalogue_version", b"catalogue_version", "completion", b"completion", "decided_at", b"decided_at", "request", b"request", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecisionRecord: _TypeAlias = DecisionRecord  # noqa: Y015

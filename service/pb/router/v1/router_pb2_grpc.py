@@ -69,6 +69,11 @@ class RouterStub:
                 request_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.ExplainResponse.FromString,
                 _registered_method=True)
+        self.GetDecision = channel.unary_unary(
+                '/router.v1.Router/GetDecision',
+                request_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.GetDecisionRequest.SerializeToString,
+                response_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.DecisionRecord.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -119,6 +124,15 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDecision(self, request, context):
+        """A recent decision (of Route, Complete or StreamComplete) by its decision_id, from any
+        replica sharing the router's Redis (this replica's alone without one); NOT_FOUND once it
+        has expired.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +170,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Explain,
                     request_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.ExplainRequest.FromString,
                     response_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.ExplainResponse.SerializeToString,
+            ),
+            'GetDecision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDecision,
+                    request_deserializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.GetDecisionRequest.FromString,
+                    response_serializer=service_dot_pb_dot_router_dot_v1_dot_router__pb2.DecisionRecord.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +366,33 @@ class Router:
             '/router.v1.Router/Explain',
             service_dot_pb_dot_router_dot_v1_dot_router__pb2.ExplainRequest.SerializeToString,
             service_dot_pb_dot_router_dot_v1_dot_router__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDecision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/router.v1.Router/GetDecision',
+            service_dot_pb_dot_router_dot_v1_dot_router__pb2.GetDecisionRequest.SerializeToString,
+            service_dot_pb_dot_router_dot_v1_dot_router__pb2.DecisionRecord.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,11 @@ class RouterStub:
     """Fetch OpenRouter's catalogue now; a failed or implausible one keeps the current catalogue."""
     Explain: _grpc.UnaryUnaryMultiCallable[_router_pb2.ExplainRequest, _router_pb2.ExplainResponse]
     """Why one model ranked where it did for a request, term by term against the winner."""
+    GetDecision: _grpc.UnaryUnaryMultiCallable[_router_pb2.GetDecisionRequest, _router_pb2.DecisionRecord]
+    """A recent decision (of Route, Complete or StreamComplete) by its decision_id, from any
+    replica sharing the router's Redis (this replica's alone without one); NOT_FOUND once it
+    has expired.
+    """
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -60,6 +65,11 @@ class RouterAsyncStub(RouterStub):
     """Fetch OpenRouter's catalogue now; a failed or implausible one keeps the current catalogue."""
     Explain: _aio.UnaryUnaryMultiCallable[_router_pb2.ExplainRequest, _router_pb2.ExplainResponse]  # type: ignore[assignment]
     """Why one model ranked where it did for a request, term by term against the winner."""
+    GetDecision: _aio.UnaryUnaryMultiCallable[_router_pb2.GetDecisionRequest, _router_pb2.DecisionRecord]  # type: ignore[assignment]
+    """A recent decision (of Route, Complete or StreamComplete) by its decision_id, from any
+    replica sharing the router's Redis (this replica's alone without one); NOT_FOUND once it
+    has expired.
+    """
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -113,5 +123,16 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.ExplainResponse, _abc.Awaitable[_router_pb2.ExplainResponse]]:
         """Why one model ranked where it did for a request, term by term against the winner."""
+
+    @_abc_1.abstractmethod
+    def GetDecision(
+        self,
+        request: _router_pb2.GetDecisionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.DecisionRecord, _abc.Awaitable[_router_pb2.DecisionRecord]]:
+        """A recent decision (of Route, Complete or StreamComplete) by its decision_id, from any
+        replica sharing the router's Redis (this replica's alone without one); NOT_FOUND once it
+        has expired.
+        """
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
