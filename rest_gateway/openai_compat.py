@@ -82,12 +82,17 @@ class ChatCompletionBody(ParamsBody):
         default=None, description="with router/<mode> or router: the routing fields of /route"
     )
 
-    def to_complete_pb(self) -> pb.CompleteRequest:
+    def to_complete_pb(self, session: str | None = None) -> pb.CompleteRequest:
+        """The request; `session` (the `x-router-session` header) is the sticky session's key
+        when `router.session` gives none, else OpenAI's `user`."""
         request = pb.CompleteRequest(
             messages=[m.to_pb() for m in self.messages], params=self._params()
         )
         if self.model == ROUTER or self.model.startswith(ROUTER_PREFIX):
             request.routing.CopyFrom(self._routing())
+            if not request.routing.session:
+                user = (self.model_extra or {}).get("user")
+                request.routing.session = session or (user if isinstance(user, str) else "")
         else:
             if self.router is not None:
                 raise _invalid(

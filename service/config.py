@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0")
     # The longest a request waits for Redis before it goes on without it.
     redis_timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
+    # Turns that carry a session key keep their session's model (see service/sticky.py).
+    sticky_sessions: bool = True
+    sticky_session_ttl_s: float = Field(default=1800.0, gt=0, description="renewed by each turn")
     # Off by default: free variants share a small allowance per account and their endpoints may
     # log prompts. On, the router keeps within the allowance and falls back to paid models.
     free_models: bool = False

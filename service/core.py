@@ -117,10 +117,18 @@ class RouterCore:
                 await self._refresher
         await self.runtime.aclose()
 
-    @_errors
-    def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
-        self._free_quota.before_routing()
-        return self._router.route(request)
+    async def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
+        """The decision for `request`, led by its session's model (see service/sticky.py)."""
+        try:
+            self._free_quota.before_routing()
+            if not request.session:
+                return self._router.route(request)
+            sticky = self.runtime.sticky
+            return await sticky.route(
+                request, sticky.key(request), lambda: self._router.route(request)
+            )
+        except Exception as exc:
+            raise _known(exc, "route") from exc
 
     @_errors
     def explain(self, request: pb.ExplainRequest) -> pb.ExplainResponse:

@@ -19,6 +19,7 @@ from service.redis_link import connect
 from service.resilience import CircuitBreakers, RetryBudget
 from service.router import ModelRouter
 from service.spend import SpendLedger
+from service.sticky import StickySessions
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Runtime:
     breakers: CircuitBreakers
     free_quota: FreeQuota
     redis: Redis | None
+    sticky: StickySessions
 
     @classmethod
     def build(
@@ -63,6 +65,13 @@ class Runtime:
             clock=wall_clock,
         )
         breakers = CircuitBreakers(clock=clock)
+        sticky = StickySessions(
+            router,
+            redis,
+            enabled=settings.sticky_sessions,
+            ttl_s=settings.sticky_session_ttl_s,
+            timeout_s=timeout_s,
+        )
         completer = Completer(
             router,
             client,
@@ -71,10 +80,11 @@ class Runtime:
             RetryBudget(clock=clock),
             ledger,
             free_quota,
+            sticky,
             settings,
         )
         keeper = CatalogueKeeper(router, figures, client, settings, source)
-        return cls(router, keeper, client, completer, breakers, free_quota, redis)
+        return cls(router, keeper, client, completer, breakers, free_quota, redis, sticky)
 
     def open_circuits(self) -> int:
         return len(self.breakers.open_models())

@@ -12,6 +12,7 @@ from rest_gateway.sse import EventStream
 from service.pb.router.v1 import router_pb2 as pb
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+SESSION_HEADER = "x-router-session"
 
 
 @router.post("/chat/completions")
@@ -26,10 +27,12 @@ async def chat_completions(
 
     The headers name the model that answered (`x-router-model`), the routing decision
     (`x-router-decision-id`) and the number of attempts (`x-router-attempts`); a stream sends
-    them with its first chunk. Errors are in OpenAI's shape; one after a stream has begun is
+    them with its first chunk. A sticky session's key is `router.session`, else the
+    `x-router-session` header, else `user`: its turns keep the model the first one was routed
+    to while it is eligible. Errors are in OpenAI's shape; one after a stream has begun is
     its last event, without `[DONE]`.
     """
-    message = body.to_complete_pb()
+    message = body.to_complete_pb(request.headers.get(SESSION_HEADER))
     created = int(time.time())
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
