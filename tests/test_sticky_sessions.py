@@ -16,6 +16,7 @@ import grpc
 import httpx
 import pytest
 import redis
+from pydantic import SecretStr
 
 from service.config import ModelOverride
 from service.core import RouterCore
@@ -132,6 +133,9 @@ def test_a_turn_on_the_other_replica_keeps_the_model(replicas: tuple[Replica, Re
     answer = b.complete("s1")
     assert answer.model == RIVAL
     assert [attempt.model for attempt in answer.attempts] == [RIVAL]
+    routing = pb.RouteRequest(mode=pb.MODE_SPEED, constraints=BOTH, session="s1")
+    chunks = list(a.stub.StreamComplete(pb.CompleteRequest(routing=routing, messages=[HELLO])))
+    assert chunks[-1].summary.model == RIVAL
 
 
 def test_an_ineligible_model_moves_the_session_and_it_stays_moved(
@@ -189,6 +193,20 @@ def test_sessions_live_on_in_memory_while_redis_is_down(
     assert a.route("s2").sticky
 
 
+def test_a_redis_that_never_answers_leaves_sessions_in_memory(
+    replicas: tuple[Replica, Replica], redis_server: RedisServer
+) -> None:
+    a, _ = replicas
+    assert a.route("s1", ONLY_RIVAL).model == RIVAL
+    redis_server.pause()
+    try:
+        assert a.turn("s1") == (RIVAL, True)
+        assert a.route("s2", ONLY_RIVAL).model == RIVAL
+        assert a.turn("s2") == (RIVAL, True)
+    finally:
+        redis_server.resume()
+
+
 def test_without_redis_sessions_are_the_replicas_own(fake: FakeOpenRouter, tmp_path: Path) -> None:
     fake.reset()
     server = ServerThread(_settings(fake, tmp_path / "alone", None))
@@ -197,6 +215,35 @@ def test_without_redis_sessions_are_the_replicas_own(fake: FakeOpenRouter, tmp_p
         assert alone.route("s1", ONLY_RIVAL).model == RIVAL
         assert alone.route("s1").sticky
         alone.close()
+
+
+def test_callers_with_the_same_session_key_have_sessions_of_their_own(
+    fake: FakeOpenRouter, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    fake.reset()
+    keys = {name: SecretStr(f"{name}-key-0123456789abcdef") for name in ("alice", "bob")}
+    settings = _settings(fake, tmp_path / "keyed", redis_server.url, api_keys=keys)
+    with ServerThread(settings) as address, grpc.insecure_channel(address) as channel:
+        stub = RouterStub(channel)
+
+        def turn(caller: str, constraints: pb.Constraints) -> pb.RouteResponse:
+            request = pb.RouteRequest(mode=pb.MODE_SPEED, constraints=constraints, session="s1")
+            key = keys[caller].get_secret_value()
+            answer: pb.RouteResponse = stub.Route(
+                request, metadata=(("authorization", f"Bearer {key}"),)
+            )
+            return answer
+
+        assert turn("alice", ONLY_RIVAL).model == RIVAL
+        bobs = turn("bob", BOTH)
+        assert (bobs.model, bobs.sticky) == (FAST, False)
+        assert turn("alice", BOTH).sticky
+    shared = redis.Redis.from_url(redis_server.url)
+    try:
+        names = sorted(key.decode().split(":")[2] for key in shared.keys("router:sticky:*"))
+    finally:
+        shared.close()
+    assert names == ["alice", "bob"]
 
 
 def test_the_session_key_is_never_stored_logged_or_counted(
