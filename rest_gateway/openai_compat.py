@@ -98,8 +98,12 @@ class ChatCompletionBody(ParamsBody):
         default=None, description="the response cache; the x-router-cache header is shorter"
     )
 
-    def to_complete_pb(self, cache_header: str | None = None) -> pb.CompleteRequest:
-        """The request; `cache_header` (true, false or force) stands for a `cache` not given."""
+    def to_complete_pb(
+        self, cache_header: str | None = None, session: str | None = None
+    ) -> pb.CompleteRequest:
+        """The request; `cache_header` (true, false or force) stands for a `cache` not given;
+        `session` (the `x-router-session` header) is the sticky session's key when
+        `router.session` gives none, else OpenAI's `user`."""
         request = pb.CompleteRequest(
             messages=[m.to_pb() for m in self.messages], params=self._params()
         )
@@ -112,6 +116,9 @@ class ChatCompletionBody(ParamsBody):
             request.cache.CopyFrom(options)
         if self.model == ROUTER or self.model.startswith(ROUTER_PREFIX):
             request.routing.CopyFrom(self._routing())
+            if not request.routing.session:
+                user = (self.model_extra or {}).get("user")
+                request.routing.session = session or (user if isinstance(user, str) else "")
         else:
             if self.router is not None:
                 raise _invalid(

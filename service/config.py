@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     # how many this process keeps in memory (all it keeps without Redis).
     decision_record_ttl_s: float = Field(default=3600.0, gt=0)
     decision_records_local: int = Field(default=10_000, ge=1)
+    # Turns that carry a session key keep their session's model (see service/sticky.py).
+    sticky_sessions: bool = True
+    sticky_session_ttl_s: float = Field(default=1800.0, gt=0, description="renewed by each turn")
     # Off by default: free variants share a small allowance per account and their endpoints may
     # log prompts. On, the router keeps within the allowance and falls back to paid models.
     free_models: bool = False

@@ -122,10 +122,19 @@ class RouterCore:
                 await self._refresher
         await self.runtime.aclose()
 
-    @_errors
-    def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
-        self._free_quota.before_routing()
-        response = self._router.route(request)
+    async def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
+        """The decision for `request`, led by its session's model (see service/sticky.py)."""
+        try:
+            self._free_quota.before_routing()
+            if not request.session:
+                response = self._router.route(request)
+            else:
+                sticky = self.runtime.sticky
+                response = await sticky.route(
+                    request, sticky.key(request), lambda: self._router.route(request)
+                )
+        except Exception as exc:
+            raise _known(exc, "route") from exc
         self._records.decided(request, response)
         return response
 

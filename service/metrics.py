@@ -56,6 +56,14 @@ COMPLETIONS = Counter(
     "router's error code) and caller (the name of the caller's API key; anonymous without keys).",
     ["model", "outcome", "caller"],
 )
+_STICKY = Counter(
+    "router_sticky_sessions",
+    "Turns of sticky sessions by outcome: hit (the session's model kept), miss (a new or "
+    "expired session: a new decision) or move (the session's model was not eligible, or failed "
+    "in a completion: the session moves to the new model).",
+    ["outcome"],
+)
+STICKY_SESSIONS = {outcome: _STICKY.labels(outcome=outcome) for outcome in ("hit", "miss", "move")}
 FAILOVERS = Counter(
     "router_failovers",
     "Attempts after a failed one within a completion, by the failed attempt's outcome.",

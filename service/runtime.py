@@ -21,6 +21,7 @@ from service.resilience import CircuitBreakers, RetryBudget
 from service.response_cache import ResponseCache
 from service.router import ModelRouter
 from service.spend import SpendLedger
+from service.sticky import StickySessions
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Runtime:
     redis: Redis | None
     responses: ResponseCache
     records: DecisionRecords
+    sticky: StickySessions
 
     @classmethod
     def build(
@@ -73,6 +75,13 @@ class Runtime:
             local_max=settings.decision_records_local,
             clock=wall_clock,
         )
+        sticky = StickySessions(
+            router,
+            redis,
+            enabled=settings.sticky_sessions,
+            ttl_s=settings.sticky_session_ttl_s,
+            timeout_s=timeout_s,
+        )
         completer = Completer(
             router,
             client,
@@ -81,6 +90,7 @@ class Runtime:
             RetryBudget(clock=clock),
             ledger,
             free_quota,
+            sticky,
             settings,
             records,
         )
@@ -95,7 +105,16 @@ class Runtime:
             clock=clock,
         )
         return cls(
-            router, keeper, client, completer, breakers, free_quota, redis, responses, records
+            router,
+            keeper,
+            client,
+            completer,
+            breakers,
+            free_quota,
+            redis,
+            responses,
+            records,
+            sticky,
         )
 
     def open_circuits(self) -> int:

@@ -13,6 +13,7 @@ from rest_gateway.sse import EventStream
 from service.pb.router.v1 import router_pb2 as pb
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+SESSION_HEADER = "x-router-session"
 
 
 @router.post("/chat/completions")
@@ -32,10 +33,12 @@ async def chat_completions(
     (`x-router-decision-id`), the number of attempts (`x-router-attempts`) and whether the
     answer came from the response cache (`x-router-cache: hit|miss`); a stream sends them
     with its first chunk. `x-router-cache: true|false|force` on the request, or the `cache`
-    field, asks for the response cache. Errors are in OpenAI's shape; one after a stream has
-    begun is its last event, without `[DONE]`.
+    field, asks for the response cache. A sticky session's key is `router.session`, else the
+    `x-router-session` header, else `user`: its turns keep the model the first one was routed
+    to while it is eligible. Errors are in OpenAI's shape; one after a stream has begun is
+    its last event, without `[DONE]`.
     """
-    message = body.to_complete_pb(x_router_cache)
+    message = body.to_complete_pb(x_router_cache, request.headers.get(SESSION_HEADER))
     created = int(time.time())
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage

@@ -43,6 +43,7 @@ from service.resilience import CircuitBreakers, RetryBudget
 from service.router import ModelRouter, mode_label
 from service.scorer import NoEligibleModel
 from service.spend import MAX_AMOUNT_USD, Reservation, SpendLedger
+from service.sticky import StickySessions
 
 FAIL_FAST = {
     Failure.BAD_REQUEST: (ErrorKind.REFUSED_BY_MODEL, "the model refused the request"),
@@ -113,6 +114,8 @@ class _Call:
     again: bool = False
     # The caller named the candidates (`CompleteRequest.models`): no other model is tried.
     named: bool = False
+    # Where the request's sticky session is kept (None: no session).
+    session: str | None = None
 
 
 class Completer:
@@ -125,6 +128,7 @@ class Completer:
         retries: RetryBudget,
         ledger: SpendLedger,
         free_quota: FreeQuota,
+        sticky: StickySessions,
         settings: Settings,
         records: DecisionRecords,
     ) -> None:
@@ -135,6 +139,7 @@ class Completer:
         self._retries = retries
         self._ledger = ledger
         self._free = free_quota
+        self._sticky = sticky
         self._settings = settings
         self._records = records
         # Deadlines and measurements run on real time, whatever clock drives the circuits.
@@ -174,14 +179,26 @@ class Completer:
             )
         self._retries.record_request()
         named = list(dict.fromkeys(request.models))
-        decision = await self._decide(prepared.route, named)
+        # The session of the caller's policy, before economising turns it into weights.
+        session = None if named else self._sticky.key(prepared.route)
+        decision = await self._decide(prepared.route, named, session)
         self._records.decided(request.routing, decision, completion=True)
         budget = self._settings.completion_timeout_s if timeout_s is None else timeout_s
         candidates = [c.model for c in decision.candidates]
-        return _Call(prepared, decision, self._clock() + budget, candidates, named=bool(named))
+        return _Call(
+            prepared,
+            decision,
+            self._clock() + budget,
+            candidates,
+            named=bool(named),
+            session=session,
+        )
 
-    async def _decide(self, route: pb.RouteRequest, named: list[str]) -> pb.RouteResponse:
-        """The candidates: the models the caller named, else the ranking."""
+    async def _decide(
+        self, route: pb.RouteRequest, named: list[str], session: str | None
+    ) -> pb.RouteResponse:
+        """The candidates: the models the caller named, else the ranking, led by the
+        session's model."""
         if named:
             unknown = [m for m in named if self._router.model(m) is None]
             if unknown:
@@ -194,7 +211,7 @@ class Completer:
         await self._economise(route)
         self._figures.before_routing(self._breakers.open_models())
         self._free.before_routing()
-        return self._router.route(route, mode)
+        return await self._sticky.route(route, session, lambda: self._router.route(route, mode))
 
     def _record(self, call: _Call, model: str, outcome: str, **fields: object) -> pb.Attempt:
         attempt = pb.Attempt(model=model, outcome=outcome, **fields)  # type: ignore[arg-type]
@@ -390,6 +407,7 @@ class Completer:
         `first` is when the first token arrived (streams); without it, time to first token
         is estimated from the model's known throughput. `meta` is (id, model, provider)."""
         total = self._clock() - started
+        await self._sticky.answered(call.session, call.decision.model, model_id)
         model = self._router.model(model_id)
         cost = self._cost(model, usage) if model else 0.0
         await self._ledger.settle(reservation, cost)

@@ -249,11 +249,17 @@ class RouteRequest(_message.Message):
     CONSTRAINTS_FIELD_NUMBER: _builtins.int
     PROFILE_FIELD_NUMBER: _builtins.int
     TOP_K_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
     mode: Global___Mode.ValueType
     custom_mode: _builtins.str
     """a named mode from the server's configuration"""
     top_k: _builtins.int
     """candidates to return; 0 means the server's default"""
+    session: _builtins.str
+    """A sticky session: turns with the same key (from the same caller, under the same policy)
+    keep the model the first turn chose while it stays eligible. Never stored or logged as
+    given, only as a digest.
+    """
     @_builtins.property
     def weights(self) -> Global___Weights: ...
     @_builtins.property
@@ -269,10 +275,11 @@ class RouteRequest(_message.Message):
         constraints: Global___Constraints | None = ...,
         profile: Global___RequestProfile | None = ...,
         top_k: _builtins.int = ...,
+        session: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "custom_mode", b"custom_mode", "mode", b"mode", "policy", b"policy", "profile", b"profile", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "custom_mode", b"custom_mode", "mode", b"mode", "policy", b"policy", "profile", b"profile", "top_k", b"top_k", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["constraints", b"constraints", "custom_mode", b"custom_mode", "mode", b"mode", "policy", b"policy", "profile", b"profile", "session", b"session", "top_k", b"top_k", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_policy: _TypeAlias = _typing.Literal["mode", "custom_mode", "weights"]  # noqa: Y015
     _WhichOneofArgType_policy: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
@@ -430,11 +437,14 @@ class RouteResponse(_message.Message):
     REMOVED_BY_CONSTRAINT_FIELD_NUMBER: _builtins.int
     PROFILE_FIELD_NUMBER: _builtins.int
     NORMALISATION_FIELD_NUMBER: _builtins.int
+    STICKY_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """the best candidate"""
     decision_id: _builtins.str
     catalogue_version: _builtins.str
     eligible_models: _builtins.int
+    sticky: _builtins.bool
+    """the session's model, kept from an earlier turn"""
     @_builtins.property
     def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Candidate]: ...
     @_builtins.property
@@ -461,10 +471,11 @@ class RouteResponse(_message.Message):
         removed_by_constraint: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         profile: Global___RequestProfile | None = ...,
         normalisation: Global___Normalisation | None = ...,
+        sticky: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["normalisation", b"normalisation", "profile", b"profile", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "catalogue_version", b"catalogue_version", "decision_id", b"decision_id", "eligible_models", b"eligible_models", "model", b"model", "normalisation", b"normalisation", "profile", b"profile", "removed_by_constraint", b"removed_by_constraint", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "catalogue_version", b"catalogue_version", "decision_id", b"decision_id", "eligible_models", b"eligible_models", "model", b"model", "normalisation", b"normalisation", "profile", b"profile", "removed_by_constraint", b"removed_by_constraint", "sticky", b"sticky", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
