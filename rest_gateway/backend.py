@@ -62,7 +62,7 @@ class LocalBackend:
         self._core = core
 
     async def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
-        return self._core.route(request)
+        return await self._core.route(request)
 
     async def explain(self, request: pb.ExplainRequest) -> pb.ExplainResponse:
         return self._core.explain(request)

@@ -96,6 +96,7 @@ class RouterCore:
         self.runtime = runtime
         self.serving = True
         self._router = runtime.router
+        self._decisions = runtime.decisions
         self._keeper = runtime.keeper
         self._completer = runtime.completer
         self._free_quota = runtime.free_quota
@@ -117,10 +118,12 @@ class RouterCore:
                 await self._refresher
         await self.runtime.aclose()
 
-    @_errors
-    def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
-        self._free_quota.before_routing()
-        return self._router.route(request)
+    async def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
+        try:
+            self._free_quota.before_routing()
+            return await self._decisions.route(request)
+        except Exception as exc:
+            raise _known(exc, "route") from exc
 
     @_errors
     def explain(self, request: pb.ExplainRequest) -> pb.ExplainResponse:

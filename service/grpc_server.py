@@ -97,7 +97,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         request: pb.RouteRequest,
         context: grpc.aio.ServicerContext[pb.RouteRequest, pb.RouteResponse],
     ) -> pb.RouteResponse:
-        return self._core.route(request)
+        return await self._core.route(request)
 
     @_unary
     async def Explain(

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from service.catalogue_keeper import CatalogueKeeper, initial_catalogue
 from service.completion.failover import Completer
 from service.config import Settings
+from service.decision_cache import DecisionCache
 from service.free_counter import FreeCounter
 from service.free_quota import FreeQuota
 from service.live_figures import LiveFigures
@@ -30,6 +31,7 @@ class Runtime:
     breakers: CircuitBreakers
     free_quota: FreeQuota
     redis: Redis | None
+    decisions: DecisionCache
 
     @classmethod
     def build(
@@ -63,6 +65,7 @@ class Runtime:
             clock=wall_clock,
         )
         breakers = CircuitBreakers(clock=clock)
+        decisions = DecisionCache(router, settings, redis)
         completer = Completer(
             router,
             client,
@@ -72,9 +75,10 @@ class Runtime:
             ledger,
             free_quota,
             settings,
+            decisions,
         )
         keeper = CatalogueKeeper(router, figures, client, settings, source)
-        return cls(router, keeper, client, completer, breakers, free_quota, redis)
+        return cls(router, keeper, client, completer, breakers, free_quota, redis, decisions)
 
     def open_circuits(self) -> int:
         return len(self.breakers.open_models())
@@ -85,5 +89,6 @@ class Runtime:
     async def aclose(self) -> None:
         await self.free_quota.aclose()
         await self.client.aclose()
+        await self.decisions.aclose()
         if self.redis is not None:
             await self.redis.aclose()
