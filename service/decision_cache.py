@@ -8,9 +8,14 @@ figures' fingerprint). A cached decision was ranked for the rounded token counts
 answer's profile shows, so cached and fresh answers for one key are the same; each answer gets a
 fresh decision_id.
 
-L2 is read only while the measured round trip to Redis (a moving average over its reads and
-writes) is shorter than the measured scorer time; writes to it run in the background, a bounded
-number at a time. Without Redis, or while its breaker says it is away, only L1 serves.
+L2 is read only while the measured round trip to Redis (a moving median over its reads and
+writes) is shorter than the measured scorer time; a read waits at most `redis_timeout_s`. A
+decision is written to L2 while a reader could gain by it (round trip under `WRITE_MARGIN` times
+the scorer's time: replicas' scorers differ by their load) and, to keep the round trip measured,
+on every `SAMPLE_EVERY`th miss otherwise; so a small catalogue's misses seldom pay for Redis at
+all. Writes run in the background, a bounded number at a time, each within
+`L2_WRITE_TIMEOUT_S`: they are off the request path, and a busy event loop must not pass for a
+Redis outage. Without Redis, or while its breaker says it is away, only L1 serves.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import hashlib
 import logging
 import math
 import secrets
+import statistics
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from redis.asyncio import Redis
@@ -29,7 +35,7 @@ from redis.asyncio import Redis
 from service.config import Settings
 from service.decision_metrics import CACHE, DECISIONS
 from service.pb.router.v1 import router_pb2 as pb
-from service.redis_link import RedisBreaker
+from service.redis_link import RedisBreaker, connect
 from service.router import ModelRouter, mode_label
 
 log = logging.getLogger(__name__)
@@ -37,9 +43,13 @@ log = logging.getLogger(__name__)
 L2_PREFIX = "router:decision:"
 L2_RETRY_AFTER_S = 1.0
 L2_WRITES_IN_FLIGHT = 64
+L2_WRITE_TIMEOUT_S = 0.25
+WRITE_MARGIN = 2.0
+SAMPLE_EVERY = 64
 UINT32_MAX = 2**32 - 1  # the profile's token counts are uint32
-# Weight of the newest sample in the moving averages of scorer and round-trip times.
-ALPHA = 0.1
+# Scorer and round-trip times are moving medians of this many samples: one slow call (a cold
+# start, a new connection, a busy loop) does not flip the rule.
+SAMPLES = 15
 
 Key = tuple[Any, ...]
 
@@ -58,7 +68,7 @@ class DecisionCache:
     """`route` answers like `ModelRouter.route`, from the cache where it can. Runs on the
     router's event loop: not thread-safe."""
 
-    def __init__(self, router: ModelRouter, settings: Settings, redis: Redis | None) -> None:
+    def __init__(self, router: ModelRouter, settings: Settings) -> None:
         self._router = router
         self._enabled = settings.decision_cache
         self._size = settings.decision_cache_size
@@ -68,7 +78,9 @@ class DecisionCache:
         self._default_output = settings.default_output_tokens
         self._default_top_k = settings.default_top_k
         self._timeout_s = settings.redis_timeout_s
-        self._redis = redis if self._enabled else None
+        self._redis: Redis | None = None
+        if self._enabled and settings.redis_url:
+            self._redis = connect(settings.redis_url, timeout_s=L2_WRITE_TIMEOUT_S)
         self._l1: OrderedDict[Key, tuple[float, pb.RouteResponse]] = OrderedDict()
         self._breaker = RedisBreaker(
             log,
@@ -77,9 +89,11 @@ class DecisionCache:
             on_return="L2 in use again",
             retry_after_s=L2_RETRY_AFTER_S,
         )
-        self.scorer_ns = 0.0
-        self.l2_round_trip_ns = math.inf  # unknown until a write or read has measured it
+        self._scorer = MovingMedian(0.0)
+        self._round_trip = MovingMedian(math.inf)  # unknown until a write or read measures it
+        self._connected = False  # the first call after a failure also connects: not measured
         self._writes: set[asyncio.Task[None]] = set()
+        self._scored = 0
 
     def key(self, request: pb.RouteRequest) -> tuple[Key, pb.RequestProfile]:
         """The request's key, and the rounded profile its decision is ranked for."""
@@ -125,7 +139,8 @@ class DecisionCache:
         scoring = time.perf_counter_ns()
         decision = self._router.route(request, mode, profile)
         elapsed = time.perf_counter_ns() - scoring
-        self.scorer_ns = elapsed if not self.scorer_ns else _averaged(self.scorer_ns, elapsed)
+        self._scorer.add(elapsed)
+        self._scored += 1
         kept = pb.RouteResponse()
         kept.CopyFrom(decision)  # the caller may change its answer
         self._keep(key, kept, now)
@@ -154,6 +169,14 @@ class DecisionCache:
         if len(self._l1) > self._size:
             self._l1.popitem(last=False)
 
+    @property
+    def scorer_ns(self) -> float:
+        return self._scorer.value
+
+    @property
+    def l2_round_trip_ns(self) -> float:
+        return self._round_trip.value
+
     def _l2_pays(self) -> bool:
         return (
             self._redis is not None
@@ -168,9 +191,8 @@ class DecisionCache:
             async with asyncio.timeout(self._timeout_s):
                 raw = await self._redis.get(_l2_key(key))
         except Exception as exc:  # whatever goes wrong with Redis, the decision goes on
-            self._breaker.failed(exc)
+            self._failed(exc)
             return None
-        self._breaker.answered()
         self._measured(time.perf_counter_ns() - started)
         if not isinstance(raw, bytes):  # None: not there
             CACHE.misses["l2"] += 1
@@ -181,6 +203,12 @@ class DecisionCache:
     def _l2_put(self, key: Key, decision: pb.RouteResponse) -> None:
         if self._redis is None or len(self._writes) >= L2_WRITES_IN_FLIGHT:
             return
+        if (
+            self.l2_round_trip_ns >= WRITE_MARGIN * self.scorer_ns
+            and not math.isinf(self.l2_round_trip_ns)
+            and self._scored % SAMPLE_EVERY
+        ):
+            return
         if not self._breaker.due():
             return
         task = asyncio.create_task(self._l2_set(self._redis, _l2_key(key), decision))
@@ -190,27 +218,44 @@ class DecisionCache:
     async def _l2_set(self, redis: Redis, name: str, decision: pb.RouteResponse) -> None:
         started = time.perf_counter_ns()
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(L2_WRITE_TIMEOUT_S):
                 await redis.set(name, decision.SerializeToString(), px=round(self._ttl_s * 1000))
         except Exception as exc:  # a lost write costs a later miss, nothing more
-            self._breaker.failed(exc)
+            self._failed(exc)
             return
-        self._breaker.answered()
         self._measured(time.perf_counter_ns() - started)
 
-    def _measured(self, round_trip_ns: int) -> None:
-        previous = self.l2_round_trip_ns
-        self.l2_round_trip_ns = (
-            round_trip_ns if math.isinf(previous) else _averaged(previous, round_trip_ns)
-        )
+    def _failed(self, exc: BaseException) -> None:
+        self._breaker.failed(exc)
+        self._connected = False
 
-    async def aclose(self) -> None:
-        """Let the writes in flight end."""
+    def _measured(self, round_trip_ns: int) -> None:
+        self._breaker.answered()
+        if not self._connected:
+            self._connected = True
+            return
+        self._round_trip.add(round_trip_ns)
+
+    async def flush(self) -> None:
+        """Let the writes to L2 in flight end."""
         await asyncio.gather(*self._writes, return_exceptions=True)
 
+    async def aclose(self) -> None:
+        await self.flush()
+        if self._redis is not None:
+            await self._redis.aclose()
 
-def _averaged(average: float, sample: int) -> float:
-    return average + ALPHA * (sample - average)
+
+class MovingMedian:
+    """The median of the last `SAMPLES` samples; `value` before the first."""
+
+    def __init__(self, initial: float) -> None:
+        self.value = initial
+        self._samples: deque[int] = deque(maxlen=SAMPLES)
+
+    def add(self, sample: int) -> None:
+        self._samples.append(sample)
+        self.value = statistics.median(self._samples)
 
 
 def _l2_key(key: Key) -> str:

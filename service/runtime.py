@@ -65,7 +65,7 @@ class Runtime:
             clock=wall_clock,
         )
         breakers = CircuitBreakers(clock=clock)
-        decisions = DecisionCache(router, settings, redis)
+        decisions = DecisionCache(router, settings)
         completer = Completer(
             router,
             client,
