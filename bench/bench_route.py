@@ -118,6 +118,21 @@ async def decision_rows(router: ModelRouter, settings: Settings, redis_url: str 
     print(f"  {'':<50} L1 hit / scorer p50: {l1_p50 / scorer:.2f}")
 
 
+async def side_by_side(
+    calls: dict[str, Callable[[], Awaitable[object]]], rounds: int = 5, iterations: int = 2_000
+) -> None:
+    """The cases in alternating rounds, so that none of them has the machine to itself."""
+    samples: dict[str, list[int]] = {name: [] for name in calls}
+    hits = {name: {"l1": 0, "l2": 0} for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            with sources() as seen:
+                samples[name] += await sample_async(call, iterations, 200)
+            hits[name] = {level: hits[name][level] + seen[level] for level in seen}
+    for name, taken in samples.items():
+        report(f"{name} (hits l1 {hits[name]['l1']}, l2 {hits[name]['l2']})", taken)
+
+
 def cycling(core: RouterCore) -> Callable[[], Awaitable[object]]:
     turn = iter(range(10**9))
     return lambda: core.route(DISTINCT[next(turn) % len(DISTINCT)])
@@ -133,10 +148,12 @@ async def core_rows(settings: Settings, redis_url: str | None) -> None:
         label: RouterCore(Runtime.build(small.model_copy(update={"redis_url": url})))
         for label, url in setups.items()
     }
-    for label, core in cores.items():
-        await cached(f"  Route, one request, {label}", partial(core.route, SPEED), 10_000)
-    for label, core in cores.items():
-        await cached(f"  Route, 40 requests, L1 of 8, {label}", cycling(core), 10_000)
+    await side_by_side(
+        {f"  Route, one request, {label}": partial(c.route, SPEED) for label, c in cores.items()}
+    )
+    await side_by_side(
+        {f"  Route, 40 requests, L1 of 8, {label}": cycling(c) for label, c in cores.items()}
+    )
     for core in cores.values():
         await core.aclose()
 
