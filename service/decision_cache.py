@@ -136,6 +136,8 @@ class DecisionCache:
             if cached is not None:
                 self._keep(key, cached, now)
                 return self._answer(cached, request, mode, "l2", started)
+            if key[-1] != self._router.decision_state:  # it changed while Redis was asked
+                key, profile = self.key(request)
         scoring = time.perf_counter_ns()
         decision = self._router.route(request, mode, profile)
         elapsed = time.perf_counter_ns() - scoring

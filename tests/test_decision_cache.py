@@ -3,6 +3,7 @@ level, every invalidation, the profile's buckets, the rule for reading L2, and R
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -305,6 +306,13 @@ def large_router(
     return ModelRouter(large_catalogue, Settings(state_dir=tmp_path_factory.mktemp("state")))
 
 
+async def measured(replica: DecisionCache) -> None:
+    """The replica knows what scoring and a round trip cost it, from decisions of its own."""
+    for top_k in range(1, 11):
+        await replica.route(pb.RouteRequest(mode=pb.MODE_COST, top_k=top_k))
+        await replica.flush()
+
+
 async def test_with_an_expensive_scorer_l2_is_read_and_gives_the_scorers_decision(
     large_router: ModelRouter, on_redis: Replicas, redis_server: RedisServer
 ) -> None:
@@ -312,10 +320,7 @@ async def test_with_an_expensive_scorer_l2_is_read_and_gives_the_scorers_decisio
     replica_b = await on_redis(large_router)
     scored = await replica_a.route(SPEED)
     await replica_a.flush()
-    # Replica b learns what scoring and a round trip cost it with decisions of its own.
-    for top_k in range(1, 11):
-        await replica_b.route(pb.RouteRequest(mode=pb.MODE_COST, top_k=top_k))
-        await replica_b.flush()
+    await measured(replica_b)
     assert replica_b.l2_round_trip_ns < replica_b.scorer_ns
     with Sources() as seen:
         shared = await replica_b.route(SPEED)
@@ -346,3 +351,24 @@ async def test_redis_stopped_leaves_l1_answering(
             await cache.flush()
     assert seen.counts == {"l1": 3, "l2": 0, "scorer": 1}
     assert bare(await cache.route(SPEED)) == bare(first)
+
+
+async def test_a_change_while_l2_is_asked_files_the_decision_under_the_new_state(
+    large_router: ModelRouter, on_redis: Replicas
+) -> None:
+    replica = await on_redis(large_router)
+    await measured(replica)
+    figures = LiveFigures(large_router)
+    best = large_router.route(SPEED).model
+
+    async def open_circuit() -> None:  # runs while the route waits for Redis
+        figures.before_routing({best})
+
+    with Sources() as seen:
+        while_open, _ = await asyncio.gather(replica.route(SPEED), open_circuit())
+    assert seen.counts == {"l1": 0, "l2": 0, "scorer": 1}  # L2 was asked, and missed
+    assert while_open.model != best
+    figures.before_routing(set())
+    closed = await replica.route(SPEED)
+    assert closed.model == best
+    assert bare(closed) == bare(large_router.route(SPEED))
