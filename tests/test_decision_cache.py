@@ -372,3 +372,23 @@ async def test_a_change_while_l2_is_asked_files_the_decision_under_the_new_state
     closed = await replica.route(SPEED)
     assert closed.model == best
     assert bare(closed) == bare(large_router.route(SPEED))
+
+
+async def test_l1_keeps_the_most_recent_decisions_for_their_ttl(
+    router: ModelRouter, settings: Settings
+) -> None:
+    small = DecisionCache(router, settings.model_copy(update={"decision_cache_size": 2}))
+    first, second, third = (pb.RouteRequest(mode=pb.MODE_SPEED, top_k=k) for k in (1, 2, 3))
+    for request in (first, second, first, third):  # `second` is the least recently used
+        await small.route(request)
+    with Sources() as seen:
+        await small.route(first)
+        await small.route(third)
+        await small.route(second)
+    assert seen.counts == {"l1": 2, "l2": 0, "scorer": 1}
+
+    brief = DecisionCache(router, settings.model_copy(update={"decision_cache_ttl_s": 1e-9}))
+    with Sources() as seen:
+        await brief.route(first)
+        await brief.route(first)
+    assert seen.counts == {"l1": 0, "l2": 0, "scorer": 2}
