@@ -1,21 +1,41 @@
 """Routing latency through the service layers on the embedded catalogue: the in-process router
-(proto in, proto out) and a gRPC round trip over loopback. No decision cache."""
+(proto in, proto out) and a gRPC round trip over loopback; then the decision cache: a decision
+from the scorer, from L1 and from L2 (embedded catalogue and a synthetic one of 50k models, where
+scoring costs more than a Redis round trip), and Route through the core with no Redis, Redis up
+and Redis down, side by side in one run."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 
 import grpc
 
-from bench.timing import HEADER, METHOD, gc_paused, measure, report
+from bench.processes import redis_process
+from bench.timing import HEADER, METHOD, gc_paused, measure, report, sample_async
 from service import catalogue, grpc_server
+from service.catalogue import Catalogue
 from service.config import Settings
 from service.core import RouterCore
+from service.decision_cache import DecisionCache
+from service.decision_metrics import CACHE
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
+from service.redis_link import connect
 from service.router import ModelRouter
 from service.runtime import Runtime
+from testkit.servers import free_port
+from testkit.synthetic import synthetic
+
+LARGE = 50_000
+SPEED = pb.RouteRequest(mode=pb.MODE_SPEED, top_k=5)
+# Two requests with a one-entry L1: every lookup misses L1 (then L2 or the scorer).
+ALTERNATING = (SPEED, pb.RouteRequest(mode=pb.MODE_SPEED, top_k=6))
+# More distinct requests than a small L1 holds: every Route is a miss.
+DISTINCT = [pb.RouteRequest(mode=pb.MODE_SPEED, top_k=k) for k in range(1, 41)]
 
 
 async def grpc_round_trips(
@@ -39,17 +59,134 @@ async def grpc_round_trips(
     return samples
 
 
+@contextlib.contextmanager
+def sources() -> Iterator[dict[str, int]]:
+    """Lookups that hit each level inside the block (filled in on exit)."""
+    before = dict(CACHE.hits)
+    seen: dict[str, int] = {}
+    yield seen
+    seen.update({level: CACHE.hits[level] - before[level] for level in before})
+
+
+async def cached(
+    name: str, call: Callable[[], Awaitable[object]], iterations: int, warmup: int = 200
+) -> float:
+    with sources() as hits:
+        samples = await sample_async(call, iterations, warmup)
+    return report(f"{name} (hits l1 {hits['l1']}, l2 {hits['l2']})", samples)
+
+
+def alternating(cache: DecisionCache) -> Callable[[], Awaitable[object]]:
+    turn = iter(range(10**9))
+    return lambda: cache.route(ALTERNATING[next(turn) % 2])
+
+
+async def warmed(cache: DecisionCache) -> DecisionCache:
+    """The cache with both alternating decisions in L2 and its round trips measured."""
+    for _ in range(20):
+        for request in ALTERNATING:
+            await cache.route(request)
+            await cache.flush()
+    return cache
+
+
+async def decision_rows(router: ModelRouter, settings: Settings, redis_url: str | None) -> None:
+    n = 200 if len(router.catalogue.models) > 1000 else 5_000
+    scorer = measure("  scorer (ModelRouter.route)", lambda: router.route(SPEED), n, 20)
+    l1 = DecisionCache(router, settings)
+    l1_p50 = await cached("  L1 hit", lambda: l1.route(SPEED), n * 4)
+    one_entry = settings.model_copy(update={"decision_cache_size": 1})
+    if redis_url is not None:
+        redis = connect(redis_url, timeout_s=settings.redis_timeout_s)
+        await redis.ping()
+        trips = await sample_async(lambda: redis.get("router:bench"), n, 50)
+        report("  Redis GET round trip", trips)
+        await redis.aclose()
+        up = await warmed(
+            DecisionCache(router, one_entry.model_copy(update={"redis_url": redis_url}))
+        )
+        await cached("  L1 miss, Redis up: L2 or scorer, by the rule", alternating(up), n, 0)
+        print(
+            f"  {'':<50} rule: L2 round trip {up.l2_round_trip_ns / 1e3:.1f} us "
+            f"against scorer {up.scorer_ns / 1e3:.1f} us"
+        )
+        await up.aclose()
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    down = await warmed(DecisionCache(router, one_entry.model_copy(update={"redis_url": nowhere})))
+    await cached("  L1 miss, Redis down: scorer", alternating(down), n, 0)
+    await down.aclose()
+    print(f"  {'':<50} L1 hit / scorer p50: {l1_p50 / scorer:.2f}")
+
+
+async def side_by_side(
+    calls: dict[str, Callable[[], Awaitable[object]]], rounds: int = 5, iterations: int = 2_000
+) -> None:
+    """The cases in alternating rounds, so that none of them has the machine to itself."""
+    samples: dict[str, list[int]] = {name: [] for name in calls}
+    hits = {name: {"l1": 0, "l2": 0} for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            with sources() as seen:
+                samples[name] += await sample_async(call, iterations, 200)
+            hits[name] = {level: hits[name][level] + seen[level] for level in seen}
+    for name, taken in samples.items():
+        report(f"{name} (hits l1 {hits[name]['l1']}, l2 {hits[name]['l2']})", taken)
+
+
+def cycling(core: RouterCore) -> Callable[[], Awaitable[object]]:
+    turn = iter(range(10**9))
+    return lambda: core.route(DISTINCT[next(turn) % len(DISTINCT)])
+
+
+async def core_rows(settings: Settings, redis_url: str | None) -> None:
+    """Route through the core (as the gRPC and REST adapters call it)."""
+    small = settings.model_copy(update={"decision_cache_size": 8})
+    setups = {"no Redis": None, "Redis down": f"redis://127.0.0.1:{free_port()}/0"}
+    if redis_url is not None:
+        setups["Redis up"] = redis_url
+    cores = {
+        label: RouterCore(Runtime.build(small.model_copy(update={"redis_url": url})))
+        for label, url in setups.items()
+    }
+    await side_by_side(
+        {f"  Route, one request, {label}": partial(c.route, SPEED) for label, c in cores.items()}
+    )
+    await side_by_side(
+        {f"  Route, 40 requests, L1 of 8, {label}": cycling(c) for label, c in cores.items()}
+    )
+    for core in cores.values():
+        await core.aclose()
+
+
+async def cache_rows(redis_url: str | None) -> None:
+    settings = Settings(grpc_host="127.0.0.1", grpc_port=0)
+    embedded = catalogue.load()
+    models = sorted(synthetic(list(embedded.models), LARGE), key=lambda m: m.id)
+    large = Catalogue(version="synthetic", snapshot_date="2026-08-01", models=tuple(models))
+    for label, cat in (("embedded catalogue", embedded), (f"synthetic {LARGE:,}", large)):
+        print(f"decision latency, {label} ({len(cat.models)} models), speed, top 5")
+        await decision_rows(ModelRouter(cat, settings), settings, redis_url)
+    print("Route through the core (embedded catalogue; Redis up / down / none)")
+    await core_rows(settings, redis_url)
+
+
 def main() -> None:
     snapshot = catalogue.load()
-    settings = Settings(grpc_host="127.0.0.1", grpc_port=0)
+    settings = Settings(grpc_host="127.0.0.1", grpc_port=0, decision_cache=False)
     router = ModelRouter(snapshot, settings)
-    request = pb.RouteRequest(mode=pb.MODE_SPEED, top_k=5)
+    request = SPEED
     print(f"catalogue {snapshot.version}: {len(snapshot.models)} models; Route, speed, top 5")
     print(METHOD)
     print(HEADER)
     measure("in-process Route (proto in, proto out)", lambda: router.route(request), 20_000)
     samples = asyncio.run(grpc_round_trips(settings, request, 3_000))
-    report("gRPC Route over loopback (aio client and server)", samples)
+    report("gRPC Route over loopback (aio client and server), no cache", samples)
+    try:
+        with redis_process() as url:
+            asyncio.run(cache_rows(url))
+    except FileNotFoundError:
+        print("redis-server is not installed (make system-deps): rows without Redis only")
+        asyncio.run(cache_rows(None))
 
 
 if __name__ == "__main__":

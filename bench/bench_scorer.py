@@ -7,7 +7,6 @@ routing while another thread replaces the live stats of every model. No decision
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import threading
 import time
@@ -18,30 +17,10 @@ from service import catalogue
 from service.catalogue import ModelRecord
 from service.scorer import MODE_WEIGHTS, LiveStats, Ranking, Scorer
 from testkit import reference_scorer
+from testkit.synthetic import synthetic
 
 SPEED = MODE_WEIGHTS["speed"]
 PROMPT, OUTPUT = 1000, 500
-
-
-def synthetic(base: list[ModelRecord], size: int, seed: int = 7) -> list[ModelRecord]:
-    """`size` models drawn from the real ones, with jittered prices, quality and latency."""
-    rng = random.Random(seed)
-    models = []
-    for k in range(size):
-        m = rng.choice(base)
-        scale = rng.uniform(0.5, 2.0) if m.prompt_price >= 0 else 1.0
-        models.append(
-            dataclasses.replace(
-                m,
-                id=f"{m.id}~{k}",
-                prompt_price=m.prompt_price * scale,
-                completion_price=m.completion_price * scale,
-                quality=min(1.0, max(0.0, m.quality + rng.uniform(-0.05, 0.05))),
-                ttft_s=rng.uniform(0.2, 3.0),
-                tokens_per_s=rng.uniform(20.0, 300.0),
-            )
-        )
-    return models
 
 
 def reference_model(record: ModelRecord) -> dict[str, Any]:

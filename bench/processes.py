@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,3 +75,30 @@ def router_process(base_url: str) -> Iterator[RouterProcess]:
             finally:
                 router.terminate()
                 router.wait(20)
+
+
+@contextmanager
+def redis_process() -> Iterator[str]:
+    """A redis-server of its own on loopback, without persistence; yields its URL."""
+    port = free_port()
+    command = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
+    command += ["--appendonly", "no"]
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        subprocess.Popen([*command, "--dir", workdir], stdout=subprocess.DEVNULL) as redis,
+    ):
+        try:
+            for _ in range(500):
+                if redis.poll() is not None:
+                    raise RuntimeError("redis-server did not start")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                        sock.sendall(b"PING\r\n")
+                        if sock.recv(64).startswith(b"+PONG"):
+                            break
+                except OSError:
+                    time.sleep(0.01)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            redis.terminate()
+            redis.wait(10)

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     # Turns that carry a session key keep their session's model (see service/sticky.py).
     sticky_sessions: bool = True
     sticky_session_ttl_s: float = Field(default=1800.0, gt=0, description="renewed by each turn")
+    # Decisions cached in process (L1) and in Redis (L2); see "Decision cache" in the README.
+    decision_cache: bool = True
+    decision_cache_size: int = Field(default=10_000, ge=1, description="L1 entries")
+    decision_cache_ttl_s: float = Field(default=60.0, gt=0)
+    # Token counts are rounded to this many significant digits (2: at most 5% off).
+    decision_cache_digits: int = Field(default=2, ge=1, le=9)
+    # A live latency figure moving less than this share keeps cached decisions.
+    decision_cache_live_shift: float = Field(default=0.05, ge=0)
     # Off by default: free variants share a small allowance per account and their endpoints may
     # log prompts. On, the router keeps within the allowance and falls back to paid models.
     free_models: bool = False

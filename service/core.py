@@ -98,6 +98,7 @@ class RouterCore:
         self.runtime = runtime
         self.serving = True
         self._router = runtime.router
+        self._decisions = runtime.decisions
         self._keeper = runtime.keeper
         self._completer = runtime.completer
         self._free_quota = runtime.free_quota
@@ -123,16 +124,14 @@ class RouterCore:
         await self.runtime.aclose()
 
     async def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
-        """The decision for `request`, led by its session's model (see service/sticky.py)."""
+        """The decision for `request` (from the decision cache when it holds it), led by its
+        session's model (see service/sticky.py)."""
         try:
             self._free_quota.before_routing()
-            if not request.session:
-                response = self._router.route(request)
-            else:
+            response = await self._decisions.route(request)
+            if request.session:
                 sticky = self.runtime.sticky
-                response = await sticky.route(
-                    request, sticky.key(request), lambda: self._router.route(request)
-                )
+                response = await sticky.route(request, sticky.key(request), response)
         except Exception as exc:
             raise _known(exc, "route") from exc
         self._records.decided(request, response)

@@ -1,5 +1,5 @@
 """Prometheus metrics of the router, in the process-wide default registry (routing decisions
-have theirs in `service.decision_metrics`)."""
+and the decision cache have theirs in `service.decision_metrics`)."""
 
 from __future__ import annotations
 
@@ -103,7 +103,6 @@ RESPONSE_CACHE_SAVED = Counter(
     ["caller"],
 )
 ANONYMOUS = "anonymous"
-# Decision cache hits and misses by level (L1, L2) come here with the decision cache.
 
 
 def answered(

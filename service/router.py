@@ -13,6 +13,7 @@ from service.catalogue import Catalogue, ModelRecord
 from service.config import Settings
 from service.decision_metrics import DECISIONS
 from service.errors import shown
+from service.live_epoch import LiveEpoch
 from service.pb.router.v1 import router_pb2 as pb
 from service.scorer import (
     MODE_WEIGHTS,
@@ -96,7 +97,15 @@ class ModelRouter:
         self._by_id = {m.id: m for m in catalogue.models}
         self._scorer = catalogue.scorer()
         self._latency_sources: dict[str, str] = {}
+        self._epoch = LiveEpoch(settings.decision_cache_live_shift)
+        self._free_available = True
         self.set_free_available(True)
+
+    @property
+    def decision_state(self) -> tuple[str, bool, int]:
+        """What, beside the request, a decision depends on: the catalogue's version, whether
+        free variants are routed to, and the live figures' fingerprint (see `LiveEpoch`)."""
+        return (self._catalogue.version, self._free_available, self._epoch.fingerprint)
 
     @property
     def catalogue(self) -> Catalogue:
@@ -108,6 +117,7 @@ class ModelRouter:
         self._catalogue = catalogue
         self._by_id = {m.id: m for m in catalogue.models}
         self._latency_sources = {k: v for k, v in self._latency_sources.items() if k in self._by_id}
+        self._epoch.keep(self._by_id)
 
     def model(self, model_id: str) -> ModelRecord | None:
         """The catalogue's record of a model, if it lists it."""
@@ -119,6 +129,7 @@ class ModelRouter:
         from (None: the catalogue's own source)."""
         known = [(figures, source) for figures, source in stats if figures.id in self._by_id]
         self._scorer.update_stats([figures for figures, _ in known])
+        self._epoch.update(known)
         for figures, source in known:
             if source is None:
                 self._latency_sources.pop(figures.id, None)
@@ -137,7 +148,8 @@ class ModelRouter:
     def set_free_available(self, available: bool) -> None:
         """Route to free variants, or to none of them while their allowance is spent; never
         while the settings turn them off."""
-        self._scorer.set_free_available(available and self._settings.free_models)
+        self._free_available = available and self._settings.free_models
+        self._scorer.set_free_available(self._free_available)
 
     def eligibility(self) -> tuple[int, int, dict[str, int]]:
         """(models, routable, {rule: models it keeps out}) for a plain chat route."""
@@ -186,10 +198,15 @@ class ModelRouter:
         )
 
     def rank(
-        self, request: pb.RouteRequest, *, top_k: int | None = None
+        self,
+        request: pb.RouteRequest,
+        *,
+        top_k: int | None = None,
+        profile: pb.RequestProfile | None = None,
     ) -> tuple[Ranking, pb.RequestProfile]:
-        """The best `top_k` models for `request` (default: the request's `top_k`)."""
-        profile = self.profile(request)
+        """The best `top_k` models for `request` (default: the request's `top_k`), for
+        `profile` (default: the request's)."""
+        profile = profile or self.profile(request)
         ranking = self._scorer.rank(
             self.weights(request),
             prompt_tokens=profile.prompt_tokens,
@@ -241,11 +258,16 @@ class ModelRouter:
             profile=self.profile(request),
         )
 
-    def route(self, request: pb.RouteRequest, mode: str | None = None) -> pb.RouteResponse:
-        """The decision for `request`, counted in the metrics under `mode` (by default the
-        request's own, see `mode_label`)."""
+    def route(
+        self,
+        request: pb.RouteRequest,
+        mode: str | None = None,
+        profile: pb.RequestProfile | None = None,
+    ) -> pb.RouteResponse:
+        """The decision for `request` (for `profile`, by default the request's), counted in the
+        metrics under `mode` (by default the request's own, see `mode_label`)."""
         started = time.perf_counter_ns()
-        ranking, profile = self.rank(request)
+        ranking, profile = self.rank(request, profile=profile)
         elapsed = time.perf_counter_ns() - started
         DECISIONS.record(mode or mode_label(request), ranking.best, elapsed)
         response = pb.RouteResponse(

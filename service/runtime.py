@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from service.catalogue_keeper import CatalogueKeeper, initial_catalogue
 from service.completion.failover import Completer
 from service.config import Settings
+from service.decision_cache import DecisionCache
 from service.decision_records import DecisionRecords
 from service.free_counter import FreeCounter
 from service.free_quota import FreeQuota
@@ -36,6 +37,7 @@ class Runtime:
     responses: ResponseCache
     records: DecisionRecords
     sticky: StickySessions
+    decisions: DecisionCache
 
     @classmethod
     def build(
@@ -82,6 +84,7 @@ class Runtime:
             ttl_s=settings.sticky_session_ttl_s,
             timeout_s=timeout_s,
         )
+        decisions = DecisionCache(router, settings)
         completer = Completer(
             router,
             client,
@@ -93,6 +96,7 @@ class Runtime:
             sticky,
             settings,
             records,
+            decisions,
         )
         keeper = CatalogueKeeper(router, figures, client, settings, source)
         responses = ResponseCache(
@@ -115,6 +119,7 @@ class Runtime:
             responses,
             records,
             sticky,
+            decisions,
         )
 
     def open_circuits(self) -> int:
@@ -127,5 +132,6 @@ class Runtime:
         await self.free_quota.aclose()
         await self.client.aclose()
         await self.records.aclose()
+        await self.decisions.aclose()
         if self.redis is not None:
             await self.redis.aclose()

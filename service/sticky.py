@@ -93,10 +93,9 @@ class StickySessions:
         return f"{self._prefix}:{caller}:{hashlib.sha256(given).hexdigest()}"
 
     async def route(
-        self, request: pb.RouteRequest, key: str | None, decide: Callable[[], pb.RouteResponse]
+        self, request: pb.RouteRequest, key: str | None, decision: pb.RouteResponse
     ) -> pb.RouteResponse:
-        """`decide()`'s decision, led by the session's model while that is eligible."""
-        decision = decide()
+        """`decision`, led by the session's model while that is eligible."""
         if key is None:
             return decision
         kept = await self._model(key)

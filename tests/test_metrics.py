@@ -134,8 +134,16 @@ def test_routes_over_grpc_and_rest_are_each_counted_once(router: Router) -> None
     for (mode, model), count in expected.items():
         assert delta(before, after, "router_decisions_total", mode=mode, model=model) == count
     assert total_delta(before, after, "router_decisions_total") == decisions
-    assert delta(before, after, "router_decision_duration_seconds_count") == decisions
-    assert delta(before, after, "router_decision_duration_seconds_bucket", le="+Inf") == decisions
+    # Decisions the cache answers are not ranked again; each is ranked or found once.
+    ranked = delta(before, after, "router_decision_latency_seconds_count", source="scorer")
+    cached = sum(
+        delta(before, after, "router_decision_latency_seconds_count", source=source)
+        for source in ("l1", "l2")
+    )
+    assert ranked + cached == decisions
+    assert cached > 0  # the same requests came over gRPC and two REST gateways
+    assert delta(before, after, "router_decision_duration_seconds_count") == ranked
+    assert delta(before, after, "router_decision_duration_seconds_bucket", le="+Inf") == ranked
     assert delta(before, after, "router_decision_duration_seconds_sum") > 0
 
 

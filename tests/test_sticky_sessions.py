@@ -365,9 +365,7 @@ async def test_in_memory_sessions_expire_and_stay_bounded(
 
     async def turn(session: str, constraints: pb.Constraints = BOTH) -> pb.RouteResponse:
         request = pb.RouteRequest(mode=pb.MODE_SPEED, constraints=constraints, session=session)
-        return await sticky.route(
-            request, sticky.key(request), lambda: runtime.router.route(request)
-        )
+        return await sticky.route(request, sticky.key(request), runtime.router.route(request))
 
     try:
         for session in ("s1", "s2"):

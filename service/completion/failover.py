@@ -24,6 +24,7 @@ from service.catalogue import ModelRecord
 from service.completion.json_text import dump_json
 from service.completion.request import Prepared, prepare
 from service.config import Settings
+from service.decision_cache import DecisionCache
 from service.decision_records import DecisionRecords
 from service.errors import ErrorKind, RouterError
 from service.free_quota import FreeQuota
@@ -131,8 +132,10 @@ class Completer:
         sticky: StickySessions,
         settings: Settings,
         records: DecisionRecords,
+        decisions: DecisionCache,
     ) -> None:
         self._router = router
+        self._decisions = decisions
         self._client = client
         self._figures = figures
         self._breakers = breakers
@@ -211,7 +214,7 @@ class Completer:
         await self._economise(route)
         self._figures.before_routing(self._breakers.open_models())
         self._free.before_routing()
-        return await self._sticky.route(route, session, lambda: self._router.route(route, mode))
+        return await self._sticky.route(route, session, await self._decisions.route(route, mode))
 
     def _record(self, call: _Call, model: str, outcome: str, **fields: object) -> pb.Attempt:
         attempt = pb.Attempt(model=model, outcome=outcome, **fields)  # type: ignore[arg-type]
@@ -227,12 +230,10 @@ class Completer:
         return RouterError(kind, f"{message}; attempts: {_causes(call.attempts)}", call.attempts)
 
     def _max_cost(self, call: _Call, model: ModelRecord) -> float:
-        output = (
-            call.prepared.max_output_tokens
-            or model.max_output_tokens
-            or (call.decision.profile.output_tokens)
-        )
-        return call.decision.profile.prompt_tokens * max(model.prompt_price, 0.0) + output * max(
+        # The request's own profile: the decision's may be rounded (see DecisionCache).
+        profile = self._router.profile(call.prepared.route)
+        output = call.prepared.max_output_tokens or model.max_output_tokens or profile.output_tokens
+        return profile.prompt_tokens * max(model.prompt_price, 0.0) + output * max(
             model.completion_price, 0.0
         )
 
