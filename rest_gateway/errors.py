@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from service.errors import ErrorKind, RouterError, cut, shown
+from service.errors import ErrorKind, RouterError, bounded, cut, shown
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,11 @@ OPENAI_TYPE = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
-MAX_MESSAGE_CHARS = 2000
 
 
 def error_body(request: Request, kind: ErrorKind, message: str) -> dict[str, object]:
     """The body of an error answer, in the shape the request's path calls for."""
-    if len(message) > MAX_MESSAGE_CHARS:
-        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+    message = bounded(message)
     if request.url.path.startswith("/v1/"):
         error: dict[str, object] = {
             "message": message,

@@ -9,11 +9,21 @@ from service.scorer import InvalidRequest, NoEligibleModel
 
 # Characters of a caller's text that an error message shows.
 SHOWN_CHARS = 64
+# An error message is cut at this length, whatever built it: gRPC carries messages in metadata,
+# which is limited to a few KB, and no caller reads further.
+MAX_MESSAGE_CHARS = 2000
 
 
 def cut(text: str) -> str:
     """A caller's text as an error shows it unquoted: cut after SHOWN_CHARS characters."""
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
+
+def bounded(message: str) -> str:
+    """An error message as it leaves the router: cut to MAX_MESSAGE_CHARS characters."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
 def shown(text: str) -> str:

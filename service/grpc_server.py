@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from service.callers import Callers, current_caller, presented_key
 from service.config import Settings
 from service.core import RouterCore
-from service.errors import ErrorKind, RouterError
+from service.errors import ErrorKind, RouterError, bounded
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1 import router_pb2_grpc
 
@@ -32,8 +32,6 @@ OPEN_SERVICES = frozenset({HEALTH_SERVICE_NAME, reflection.SERVICE_NAME})
 # The router's error kind travels in this trailer, so a gateway in front of a remote router
 # answers exactly as one beside it.
 ERROR_KIND_KEY = "router-error-kind"
-# Longer messages are cut: gRPC's metadata, which carries them, is limited to a few KB.
-MAX_MESSAGE_CHARS = 2000
 
 STATUS = {
     ErrorKind.INVALID_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
@@ -58,15 +56,9 @@ Resp = TypeVar("Resp")
 Handler = Callable[["RouterServicer", Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]
 
 
-def truncated(message: str) -> str:
-    if len(message) <= MAX_MESSAGE_CHARS:
-        return message
-    return message[: MAX_MESSAGE_CHARS - 1] + "…"
-
-
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: RouterError) -> NoReturn:
     context.set_trailing_metadata(((ERROR_KIND_KEY, error.kind.value),))
-    await context.abort(STATUS[error.kind], truncated(error.message))
+    await context.abort(STATUS[error.kind], bounded(error.message))
     raise AssertionError("context.abort returned")
 
 
