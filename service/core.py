@@ -104,6 +104,7 @@ class RouterCore:
         self._free_quota = runtime.free_quota
         self._responses = runtime.responses
         self._records = runtime.records
+        self._sticky = runtime.sticky
         self._refresher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -128,10 +129,10 @@ class RouterCore:
         session's model (see service/sticky.py)."""
         try:
             self._free_quota.before_routing()
-            response = await self._decisions.route(request)
-            if request.session:
-                sticky = self.runtime.sticky
-                response = await sticky.route(request, sticky.key(request), response)
+            session = self._sticky.key(request)
+            response = await self._sticky.route(
+                request, session, await self._decisions.route(request)
+            )
         except Exception as exc:
             raise _known(exc, "route") from exc
         self._records.decided(request, response)
