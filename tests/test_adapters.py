@@ -199,6 +199,10 @@ def free_models_only(f: Figures) -> Case:
 
 @pytest.fixture(scope="module")
 def figures(scorer: Scorer, settings: Settings) -> Figures:
+    return figures_of(scorer, settings)
+
+
+def figures_of(scorer: Scorer, settings: Settings) -> Figures:
     ranking = scorer_ranking(scorer, settings, plain_question(settings), len(scorer))
     models = {m.id: m for m in catalogue.load().models}
     return Figures(

@@ -21,8 +21,14 @@ from service.scorer import Scorer
 from testkit.fake_openrouter import FakeOpenRouter, make_model
 from testkit.servers import ServerThread, settings_for
 from tests.adapters import Answer, Question, Refusal, refusal, scorers_answer, served_scorer
-from tests.test_adapters import CASES, MODE_CASES, Figures, constraint_question, mode_question
-from tests.test_adapters import figures as adapter_figures
+from tests.test_adapters import (
+    CASES,
+    MODE_CASES,
+    Figures,
+    constraint_question,
+    figures_of,
+    mode_question,
+)
 
 HELLO = [{"role": "user", "content": "Say hello to the router."}]
 
@@ -63,7 +69,7 @@ def scorer(settings: Settings) -> Scorer:
 
 @pytest.fixture(scope="module")
 def figures(scorer: Scorer, settings: Settings) -> Figures:
-    return adapter_figures.__wrapped__(scorer, settings)  # type: ignore[attr-defined]
+    return figures_of(scorer, settings)
 
 
 def v1_body(question: Question, settings: Settings) -> dict[str, Any]:
