@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 from service import metrics
 from service.catalogue_keeper import CatalogueStatus
@@ -43,6 +43,22 @@ def _errors(method: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(*args, **kwargs)
+        except RouterError:
+            raise
+        except Exception as exc:
+            raise _known(exc, method.__name__) from exc
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+def _async_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Raise only RouterError from an asynchronous use case."""
+
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
         except RouterError:
             raise
         except Exception as exc:
@@ -124,17 +140,13 @@ class RouterCore:
                 await self._refresher
         await self.runtime.aclose()
 
+    @_async_errors
     async def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
         """The decision for `request` (from the decision cache when it holds it), led by its
         session's model (see service/sticky.py)."""
-        try:
-            self._free_quota.before_routing()
-            session = self._sticky.key(request)
-            response = await self._sticky.route(
-                request, session, await self._decisions.route(request)
-            )
-        except Exception as exc:
-            raise _known(exc, "route") from exc
+        self._free_quota.before_routing()
+        session = self._sticky.key(request)
+        response = await self._sticky.route(request, session, await self._decisions.route(request))
         self._records.decided(request, response)
         return response
 
@@ -150,69 +162,60 @@ class RouterCore:
             self._free_quota.before_routing()
         return list_models(self._router, request)
 
+    @_async_errors
     async def get_decision(self, request: pb.GetDecisionRequest) -> pb.DecisionRecord:
         """A recent decision by its id, from this replica or any sharing its Redis."""
         if not DECISION_ID.fullmatch(request.decision_id):
             raise RouterError(
                 ErrorKind.INVALID_REQUEST, "decision_id: expected 32 lowercase hex characters"
             )
-        try:
-            record = await self._records.get(request.decision_id)
-        except Exception as exc:
-            raise _known(exc, "get_decision") from exc
+        record = await self._records.get(request.decision_id)
         if record is None:
             raise RouterError(
                 ErrorKind.NOT_FOUND, f"no decision {request.decision_id} (unknown or expired)"
             )
         return record
 
+    @_async_errors
     async def status(self) -> pb.RouterStatus:
-        try:
-            return pb.RouterStatus(
-                catalogue=catalogue_status(self._keeper.status()),
-                free_quota=free_quota_status(await self._free_quota.status()),
-                custom_modes={
-                    name: wire_weights(weights)
-                    for name, weights in self._router.custom_modes.items()
-                },
-                redis=self._records.redis_state,
-            )
-        except Exception as exc:
-            raise _known(exc, "status") from exc
+        return pb.RouterStatus(
+            catalogue=catalogue_status(self._keeper.status()),
+            free_quota=free_quota_status(await self._free_quota.status()),
+            custom_modes={
+                name: wire_weights(weights) for name, weights in self._router.custom_modes.items()
+            },
+            redis=self._records.redis_state,
+        )
 
+    @_async_errors
     async def refresh(self) -> pb.RefreshCatalogueResponse:
         """Fetch OpenRouter's catalogue now; a refused one keeps the last good one."""
-        try:
-            previous = self._router.catalogue.version
-            replaced = await self._keeper.refresh()
-            if replaced:
-                await self._keeper.refresh_endpoint_stats()
-            return pb.RefreshCatalogueResponse(
-                replaced=replaced,
-                previous_version=previous,
-                catalogue=catalogue_status(self._keeper.status()),
-            )
-        except Exception as exc:
-            raise _known(exc, "refresh") from exc
+        previous = self._router.catalogue.version
+        replaced = await self._keeper.refresh()
+        if replaced:
+            await self._keeper.refresh_endpoint_stats()
+        return pb.RefreshCatalogueResponse(
+            replaced=replaced,
+            previous_version=previous,
+            catalogue=catalogue_status(self._keeper.status()),
+        )
 
+    @_async_errors
     async def complete(
         self, request: pb.CompleteRequest, timeout_s: float | None
     ) -> pb.CompleteResponse:
         """Route, call the best candidate and fail over down the ranking; `timeout_s` is what
         is left of the caller's deadline (None: the configured completion timeout). An answer
         in the response cache is given again instead (`service.response_cache`)."""
-        try:
-            lookup = self._responses.lookup(request, metrics.caller_label())
-            if lookup is None:
-                return await self._completer.complete(request, timeout_s)
-            cached = await self._responses.get(lookup)
-            if cached is not None:
-                return cached
-            answer = await self._completer.complete(request, timeout_s)
-            await self._responses.put(lookup, answer)
-            return answer
-        except Exception as exc:
-            raise _known(exc, "complete") from exc
+        lookup = self._responses.lookup(request, metrics.caller_label())
+        if lookup is None:
+            return await self._completer.complete(request, timeout_s)
+        cached = await self._responses.get(lookup)
+        if cached is not None:
+            return cached
+        answer = await self._completer.complete(request, timeout_s)
+        await self._responses.put(lookup, answer)
+        return answer
 
     async def stream(
         self, request: pb.CompleteRequest, timeout_s: float | None
