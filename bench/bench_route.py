@@ -31,6 +31,7 @@ from testkit.servers import free_port
 from testkit.synthetic import synthetic
 
 LARGE = 50_000
+SESSION_RUN_S = 4.0
 SPEED = pb.RouteRequest(mode=pb.MODE_SPEED, top_k=5)
 # Two requests with a one-entry L1: every lookup misses L1 (then L2 or the scorer).
 ALTERNATING = (SPEED, pb.RouteRequest(mode=pb.MODE_SPEED, top_k=6))
@@ -158,6 +159,46 @@ async def core_rows(settings: Settings, redis_url: str | None) -> None:
         await core.aclose()
 
 
+def sessions(core: RouterCore) -> Callable[[], Awaitable[object]]:
+    """Turns of 50 sticky sessions in turn: each reads its session in Redis when there is one."""
+    turn = iter(range(10**9))
+    return lambda: core.route(
+        pb.RouteRequest(mode=pb.MODE_SPEED, top_k=5, session=f"session-{next(turn) % 50}")
+    )
+
+
+async def session_rows(settings: Settings, redis_url: str, paused_url: str) -> None:
+    """Route with a session key, which asks Redis on every turn: Redis up, refusing
+    connections (killed) and taking them without answering (paused), against no Redis."""
+    setups = {
+        "no Redis": None,
+        "Redis up": redis_url,
+        "Redis killed": f"redis://127.0.0.1:{free_port()}/0",
+        "Redis paused": paused_url,
+    }
+    cores = {
+        label: RouterCore(Runtime.build(settings.model_copy(update={"redis_url": url})))
+        for label, url in setups.items()
+    }
+    for core in cores.values():
+        core.start()
+    timeout_ns = settings.redis_timeout_s * 1e9
+    for label, core in cores.items():
+        started, taken = time.monotonic(), []
+        while time.monotonic() - started < SESSION_RUN_S:  # from the first turn on
+            taken += await sample_async(sessions(core), 1_000, 0)
+        waited = sum(t >= timeout_ns / 2 for t in taken)
+        longest = max(taken) / 1e6
+        report(f"  Route with a session, {label} ({waited} waited, max {longest:.0f} ms)", taken)
+    print(
+        f"  {'':<50} waited: turns of {timeout_ns / 2e6:.0f} ms or more (the Redis timeout is "
+        f"{timeout_ns / 1e6:.0f} ms; then its breaker lets one probe a second through), in "
+        f"{SESSION_RUN_S:.0f} s of turns from the first on"
+    )
+    for core in cores.values():
+        await core.aclose()
+
+
 async def cache_rows(redis_url: str | None) -> None:
     settings = Settings(grpc_host="127.0.0.1", grpc_port=0)
     embedded = catalogue.load()
@@ -168,6 +209,12 @@ async def cache_rows(redis_url: str | None) -> None:
         await decision_rows(ModelRouter(cat, settings), settings, redis_url)
     print("Route through the core (embedded catalogue; Redis up / down / none)")
     await core_rows(settings, redis_url)
+
+
+async def outage_rows(redis_url: str) -> None:
+    print("Route through the core with sticky sessions, while Redis is away")
+    with redis_process(paused=True) as paused_url:
+        await session_rows(Settings(grpc_host="127.0.0.1", grpc_port=0), redis_url, paused_url)
 
 
 def main() -> None:
@@ -184,6 +231,7 @@ def main() -> None:
     try:
         with redis_process() as url:
             asyncio.run(cache_rows(url))
+            asyncio.run(outage_rows(url))
     except FileNotFoundError:
         print("redis-server is not installed (make system-deps): rows without Redis only")
         asyncio.run(cache_rows(None))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -78,8 +79,9 @@ def router_process(base_url: str) -> Iterator[RouterProcess]:
 
 
 @contextmanager
-def redis_process() -> Iterator[str]:
-    """A redis-server of its own on loopback, without persistence; yields its URL."""
+def redis_process(*, paused: bool = False) -> Iterator[str]:
+    """A redis-server of its own on loopback, without persistence; yields its URL. `paused`:
+    frozen (SIGSTOP) once it answers, so it takes connections and never replies."""
     port = free_port()
     command = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
     command += ["--appendonly", "no"]
@@ -98,7 +100,10 @@ def redis_process() -> Iterator[str]:
                             break
                 except OSError:
                     time.sleep(0.01)
+            if paused:
+                redis.send_signal(signal.SIGSTOP)
             yield f"redis://127.0.0.1:{port}/0"
         finally:
+            redis.send_signal(signal.SIGCONT)
             redis.terminate()
             redis.wait(10)

@@ -84,6 +84,15 @@ def _day_start(date: str) -> float | None:
     return dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
 
 
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """OpenRouter's listing as a refresh turned it into a catalogue, before the operator's
+    changes (each replica applies its own), and when it was fetched (Unix seconds)."""
+
+    listing: Catalogue
+    fetched_at: float
+
+
 class CatalogueKeeper:
     def __init__(
         self,
@@ -107,6 +116,8 @@ class CatalogueKeeper:
         self._last_success = 0.0
         self._last_error = ""
         self._failures = 0
+        self.refreshed: Refreshed | None = None
+        """The latest catalogue this replica fetched or adopted from another."""
         self._lock = asyncio.Lock()
         self._sweep = EndpointSweep(router, client, settings) if client is not None else None
         metrics.CATALOGUE_MODELS.set(len(router.catalogue.models))
@@ -173,9 +184,8 @@ class CatalogueKeeper:
                 return self._fail("failed", str(exc))
             today = dt.datetime.fromtimestamp(self._clock(), dt.UTC).date().isoformat()
             current = self._router.catalogue
-            fresh = catalogue_from_listing(listed, current, today).with_operator_changes(
-                self._settings.model_overrides, self._settings.extra_models
-            )
+            listing = catalogue_from_listing(listed, current, today)
+            fresh = self._operated(listing)
             reason = self._implausible(fresh)
             if reason is not None:
                 return self._fail("refused", reason)
@@ -187,22 +197,50 @@ class CatalogueKeeper:
                 metrics.CATALOGUE_REFRESHES.labels(outcome="unchanged").inc()
                 self.status()
                 return False
-            self._router.replace_catalogue(fresh)
-            self._figures.recalibrate()
-            self._source = "refreshed"
-            try:
-                catalogue_files.save(fresh, self.persisted_path)
-            except OSError as exc:
-                log.warning("could not save the catalogue to %s: %s", self.persisted_path, exc)
+            self.refreshed = Refreshed(listing, self._last_success)
+            self._replace(fresh, "refreshed")
             metrics.CATALOGUE_REFRESHES.labels(outcome="replaced").inc()
-            metrics.CATALOGUE_MODELS.set(len(fresh.models))
-            log.info(
-                "catalogue %s replaced by %s: %s",
-                current.version,
-                fresh.version,
-                self.status().eligibility,
-            )
             return True
+
+    def adopt(self, shared: Refreshed) -> bool:
+        """Serve a catalogue another replica refreshed, when it was fetched after the one being
+        served; True when it replaced it."""
+        if shared.fetched_at <= max(self._last_success, self._snapshot_taken):
+            return False
+        self._last_success = shared.fetched_at
+        self._failures = 0
+        self._last_error = ""
+        metrics.CATALOGUE_LAST_SUCCESS.set(shared.fetched_at)
+        fresh = self._operated(shared.listing)
+        if fresh.version == self._router.catalogue.version:
+            return False
+        self.refreshed = shared
+        self._replace(fresh, "shared")
+        metrics.CATALOGUE_REFRESHES.labels(outcome="shared").inc()
+        return True
+
+    def _operated(self, listing: Catalogue) -> Catalogue:
+        return listing.with_operator_changes(
+            self._settings.model_overrides, self._settings.extra_models
+        )
+
+    def _replace(self, fresh: Catalogue, source: str) -> None:
+        current = self._router.catalogue
+        self._router.replace_catalogue(fresh)
+        self._figures.recalibrate()
+        self._source = source
+        try:
+            catalogue_files.save(fresh, self.persisted_path)
+        except OSError as exc:
+            log.warning("could not save the catalogue to %s: %s", self.persisted_path, exc)
+        metrics.CATALOGUE_MODELS.set(len(fresh.models))
+        log.info(
+            "catalogue %s replaced by %s (%s): %s",
+            current.version,
+            fresh.version,
+            source,
+            self.status().eligibility,
+        )
 
     def _endpoint_sweep(self) -> EndpointSweep | None:
         """The sweep, when endpoint stats are fetched at all (they need the API key)."""

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     # how many this process keeps in memory (all it keeps without Redis).
     decision_record_ttl_s: float = Field(default=3600.0, gt=0)
     decision_records_local: int = Field(default=10_000, ge=1)
+    # How often replicas sharing Redis exchange circuits, learned latency and the catalogue
+    # (service/shared_state.py); 0 keeps each replica's to itself.
+    shared_state_interval_s: float = Field(default=0.5, ge=0)
     # Turns that carry a session key keep their session's model (see service/sticky.py).
     sticky_sessions: bool = True
     sticky_session_ttl_s: float = Field(default=1800.0, gt=0, description="renewed by each turn")

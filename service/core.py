@@ -118,6 +118,8 @@ class RouterCore:
         self._keeper = runtime.keeper
         self._completer = runtime.completer
         self._free_quota = runtime.free_quota
+        self._figures = runtime.figures
+        self._breakers = runtime.breakers
         self._responses = runtime.responses
         self._records = runtime.records
         self._sticky = runtime.sticky
@@ -129,6 +131,7 @@ class RouterCore:
         self._refresher = asyncio.create_task(self._keeper.run(), name="catalogue-refresh")
         self._free_quota.keep_tier_fresh()
         self._records.start()
+        self.runtime.shared.start()
         metrics.RUNNING.add(self.runtime)
 
     async def aclose(self) -> None:
@@ -144,6 +147,7 @@ class RouterCore:
     async def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
         """The decision for `request` (from the decision cache when it holds it), led by its
         session's model (see service/sticky.py)."""
+        self._figures.before_routing(self._breakers.open_models())
         self._free_quota.before_routing()
         session = self._sticky.key(request)
         response = await self._sticky.route(request, session, await self._decisions.route(request))

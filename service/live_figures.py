@@ -2,7 +2,8 @@
 
 Sources, most trusted first: the router's own observations of the model (an exponentially
 weighted average of time to first token and throughput, forgotten `observation_ttl_s` after the
-last attempt on the model so that a model that lost its traffic can win it back), OpenRouter's
+last attempt on the model so that a model that lost its traffic can win it back; with replicas
+sharing Redis, the mean of every replica's average, see `service.shared_state`), OpenRouter's
 endpoint figures, the catalogue's priors calibrated to the endpoint scale
 (`service.latency_calibration`), and the catalogue's priors as they are (by leaving a figure
 out). Stats pushed with a time to first token or a throughput go with the most trusted source
@@ -37,7 +38,9 @@ ENDPOINTS = "openrouter-endpoints"
 
 
 @dataclass
-class _Observed:
+class Observed:
+    """What one router learned of a model: averages, and when it last tried the model."""
+
     ttft_s: float | None = None
     tokens_per_s: float | None = None
     last_seen: float = 0.0
@@ -124,7 +127,9 @@ class LiveFigures:
         self._alpha = alpha
         self._ttl = observation_ttl_s
         self._clock = clock
-        self._observed: dict[str, _Observed] = {}
+        self._observed: dict[str, Observed] = {}
+        self._peers: dict[str, list[Observed]] = {}
+        self._unshared: set[str] = set()
         self._measured: dict[str, EndpointFigures] = {}
         self._calibration = UNCALIBRATED
         self._background: dict[str, _Figures] = {}
@@ -144,9 +149,10 @@ class LiveFigures:
     ) -> None:
         """One attempt on the model, with what it measured when it succeeded; any attempt keeps
         the figures learned of the model for another `observation_ttl_s`."""
-        seen = self._observed.setdefault(model_id, _Observed())
+        seen = self._observed.setdefault(model_id, Observed())
         seen.last_seen = self._clock()
         self._changed.add(model_id)
+        self._unshared.add(model_id)
         if ttft_s is not None and math.isfinite(ttft_s):
             ttft = _bounded_ttft(ttft_s)
             seen.ttft_s = ttft if seen.ttft_s is None else self._blend(seen.ttft_s, ttft)
@@ -159,13 +165,55 @@ class LiveFigures:
     def _blend(self, previous: float, latest: float) -> float:
         return self._alpha * latest + (1 - self._alpha) * previous
 
+    @property
+    def observation_ttl_s(self) -> float:
+        return self._ttl
+
+    def unshared(self) -> dict[str, Observed]:
+        """This router's observations of the models tried since the last call (copies)."""
+        taken = {
+            model_id: dataclasses.replace(self._observed[model_id])
+            for model_id in self._unshared
+            if model_id in self._observed
+        }
+        self._unshared.clear()
+        return taken
+
+    def take_peers(self, peers: Mapping[str, list[Observed]]) -> None:
+        """What the other replicas learned, by model (their `last_seen` on this clock); it
+        replaces what they said before."""
+        self._changed.update(
+            model_id
+            for model_id in peers.keys() | self._peers.keys()
+            if peers.get(model_id) != self._peers.get(model_id)
+        )
+        self._peers = {model_id: list(seen) for model_id, seen in peers.items() if seen}
+
     def throughput(self, model_id: str) -> float | None:
         """The best current estimate of the model's output tokens per second, if any."""
-        seen = self._observed.get(model_id)
-        if seen is not None and seen.tokens_per_s is not None:
-            return seen.tokens_per_s
+        learned = self._learned(model_id, self._clock())
+        if learned is not None and learned.tokens_per_s is not None:
+            return learned.tokens_per_s
         background = self._background.get(model_id)
         return background.tokens_per_s if background is not None else None
+
+    def _learned(self, model_id: str, now: float) -> Observed | None:
+        """The mean of this router's and its peers' fresh averages of the model, if any."""
+        own = self._observed.get(model_id)
+        fresh = [
+            seen
+            for seen in (*((own,) if own else ()), *self._peers.get(model_id, ()))
+            if now - seen.last_seen <= self._ttl
+        ]
+        if not fresh:
+            return None
+        ttfts = [seen.ttft_s for seen in fresh if seen.ttft_s is not None]
+        rates = [seen.tokens_per_s for seen in fresh if seen.tokens_per_s is not None]
+        return Observed(
+            ttft_s=sum(ttfts) / len(ttfts) if ttfts else None,
+            tokens_per_s=sum(rates) / len(rates) if rates else None,
+            last_seen=max(seen.last_seen for seen in fresh),
+        )
 
     def update_endpoint_figures(self, fetched: Mapping[str, EndpointFigures | None]) -> None:
         """Endpoint figures of the models just fetched (None: the model reported none, so its
@@ -214,8 +262,8 @@ class LiveFigures:
 
     def _merged(self, model_id: str, now: float) -> _Figures:
         merged = self._background.get(model_id, PRIORS)
-        seen = self._observed.get(model_id)
-        if seen is not None and now - seen.last_seen <= self._ttl:
+        seen = self._learned(model_id, now)
+        if seen is not None:
             ttft, rate = seen.ttft_s, seen.tokens_per_s
             if ttft is not None or rate is not None:
                 merged = dataclasses.replace(
@@ -235,6 +283,14 @@ class LiveFigures:
         for model_id in [m for m, s in self._observed.items() if now - s.last_seen > self._ttl]:
             del self._observed[model_id]
             self._changed.add(model_id)
+        for model_id, seen in list(self._peers.items()):
+            fresh = [s for s in seen if now - s.last_seen <= self._ttl]
+            if len(fresh) < len(seen):
+                self._changed.add(model_id)
+                if fresh:
+                    self._peers[model_id] = fresh
+                else:
+                    del self._peers[model_id]
         changes: dict[str, _Figures] = {}
         for model_id in self._changed:
             merged = self._merged(model_id, now)
@@ -251,6 +307,8 @@ class LiveFigures:
             else:
                 self._pushed[model_id] = merged
         self._changed.clear()
+        peers = (seen for listed in self._peers.values() for seen in listed)
         self._next_expiry = min(
-            (seen.last_seen + self._ttl for seen in self._observed.values()), default=math.inf
+            (seen.last_seen + self._ttl for seen in (*self._observed.values(), *peers)),
+            default=math.inf,
         )

@@ -14,7 +14,8 @@ from service.callers import current_caller
 
 CATALOGUE_REFRESHES = Counter(
     "router_catalogue_refreshes",
-    "Catalogue refreshes by outcome: replaced, unchanged, refused (implausible) or failed.",
+    "Catalogue refreshes by outcome: replaced, unchanged, refused (implausible), failed, or "
+    "shared (another replica's refresh, adopted).",
     ["outcome"],
 )
 CATALOGUE_MODELS = Gauge("router_catalogue_models", "Models in the catalogue being served.")
@@ -102,6 +103,13 @@ RESPONSE_CACHE_SAVED = Counter(
     "What the answers served from the response cache cost when first asked, in USD, by caller.",
     ["caller"],
 )
+_SHARED_STATE = Counter(
+    "router_shared_state_exchanges",
+    "Exchanges of circuits, learned latency and catalogue with the other replicas through Redis, "
+    "by outcome (ok, failed: Redis did not answer in time).",
+    ["outcome"],
+)
+SHARED_STATE = {outcome: _SHARED_STATE.labels(outcome=outcome) for outcome in ("ok", "failed")}
 ANONYMOUS = "anonymous"
 
 

@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 CircuitState = Literal["closed", "open", "half_open"]
+# Cooldown ends told apart by less than this are one: clocks of replicas compared through Unix
+# time drift by milliseconds.
+SAME_CLOCK_S = 0.5
 Clock = Callable[[], float]
 
 
@@ -226,6 +229,25 @@ class CircuitBreakers:
             self._half_open(model_id, circuit)
         return circuit.state
 
+    def open_until(self) -> dict[str, float]:
+        """The open circuits (cooldown not over) and when each cooldown ends, on the clock."""
+        self._advance()
+        return {model_id: self._circuits[model_id].open_until for model_id in self._open}
+
+    def opened_elsewhere(self, model_id: str, until: float) -> None:
+        """Another replica opened the model's circuit until `until` (on this clock): keep it
+        open as long, unless that is under `SAME_CLOCK_S` from now or from this circuit's own
+        cooldown end (the same opening come back through another clock)."""
+        now = self._clock()
+        if until - now < SAME_CLOCK_S:
+            return
+        circuit = self._circuits.get(model_id)
+        if circuit is None:
+            circuit = self._circuits[model_id] = _Circuit(self._policy.window_s)
+        elif circuit.state == "open" and until - circuit.open_until < SAME_CLOCK_S:
+            return
+        self._trip(model_id, circuit, until)
+
     def open_models(self) -> set[str]:
         """The models to exclude now: open, cooldown not over (half-open ones are not in it)."""
         self._advance()
@@ -250,9 +272,9 @@ class CircuitBreakers:
         for model_id in [m for m in self._open if circuits[m].open_until <= now]:
             self._half_open(model_id, circuits[model_id])
 
-    def _trip(self, model_id: str, circuit: _Circuit) -> None:
+    def _trip(self, model_id: str, circuit: _Circuit, until: float | None = None) -> None:
         circuit.state = "open"
-        circuit.open_until = self._clock() + self._policy.cooldown_s
+        circuit.open_until = self._clock() + self._policy.cooldown_s if until is None else until
         self._open.add(model_id)
         self._version += 1
 

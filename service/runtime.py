@@ -21,6 +21,7 @@ from service.redis_link import connect
 from service.resilience import CircuitBreakers, RetryBudget
 from service.response_cache import ResponseCache
 from service.router import ModelRouter
+from service.shared_state import SharedState
 from service.spend import SpendLedger
 from service.sticky import StickySessions
 
@@ -32,12 +33,14 @@ class Runtime:
     client: OpenRouterClient
     completer: Completer
     breakers: CircuitBreakers
+    figures: LiveFigures
     free_quota: FreeQuota
     redis: Redis | None
     responses: ResponseCache
     records: DecisionRecords
     sticky: StickySessions
     decisions: DecisionCache
+    shared: SharedState
 
     @classmethod
     def build(
@@ -98,7 +101,17 @@ class Runtime:
             records,
             decisions,
         )
-        keeper = CatalogueKeeper(router, figures, client, settings, source)
+        keeper = CatalogueKeeper(router, figures, client, settings, source, clock=wall_clock)
+        shared = SharedState(
+            redis,
+            breakers,
+            figures,
+            keeper,
+            interval_s=settings.shared_state_interval_s,
+            timeout_s=timeout_s,
+            clock=clock,
+            wall_clock=wall_clock,
+        )
         responses = ResponseCache(
             redis,
             by_default=settings.response_cache,
@@ -114,12 +127,14 @@ class Runtime:
             client,
             completer,
             breakers,
+            figures,
             free_quota,
             redis,
             responses,
             records,
             sticky,
             decisions,
+            shared,
         )
 
     def open_circuits(self) -> int:
@@ -129,6 +144,7 @@ class Runtime:
         return self.keeper.age_s()
 
     async def aclose(self) -> None:
+        await self.shared.aclose()
         await self.free_quota.aclose()
         await self.client.aclose()
         await self.records.aclose()

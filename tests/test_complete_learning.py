@@ -76,7 +76,6 @@ async def test_a_circuit_opens_excludes_half_opens_and_closes(
         answer = await runtime.completer.complete(request, None)
         assert answer.model != broken
         assert answer.attempts[0].model == broken
-    fake.reset_requests() if hasattr(fake, "reset_requests") else None
     seen_before = len(chat_calls(fake))
     answer = await runtime.completer.complete(request, None)
     assert answer.attempts[0].model != broken, "the open circuit left the candidate set"
