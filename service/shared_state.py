@@ -116,11 +116,13 @@ class SharedState:
         """One exchange with Redis; False when Redis did not answer (or is not configured)."""
         if self._redis is None or not self._breaker.due():
             return False
+        listing: bytes | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
                 circuits, learned, version = await self._exchange(self._redis)
                 if version is not None and version != self._seen_version:
-                    await self._catalogue_from(self._redis, version)
+                    self._seen_version = version
+                    listing = cast(bytes | None, await self._redis.get(self._catalogue))
         except Exception as exc:  # Redis away: carry on alone, share again on its return
             self._breaker.failed(exc)
             metrics.SHARED_STATE["failed"].inc()
@@ -129,6 +131,8 @@ class SharedState:
         metrics.SHARED_STATE["ok"].inc()
         self._adopt_circuits(circuits)
         self._adopt_learned(learned)
+        if listing is not None and version is not None:
+            self._adopt_catalogue(listing, version)
         self._figures.before_routing(self._breakers.open_models())
         return True
 
@@ -178,19 +182,15 @@ class SharedState:
             *_, circuits, learned, version = await pipe.execute()
         return circuits, learned, None if version is None else version.decode()
 
-    async def _catalogue_from(self, redis: Redis, version: str) -> None:
+    def _adopt_catalogue(self, text: bytes, version: str) -> None:
         """Serve the catalogue another replica refreshed, if it is newer than this one's."""
-        self._seen_version = version
-        text = cast(bytes | None, await redis.get(self._catalogue))
         try:
-            listing = catalogue_files.parse(text.decode()) if text is not None else None
-            fetched_at = float(version.rsplit(" ", 1)[1])
+            shared = Refreshed(
+                catalogue_files.parse(text.decode()), float(version.rsplit(" ", 1)[1])
+            )
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             log.warning("ignoring an unreadable shared catalogue (%s): %s", version, exc)
             return
-        if listing is None:
-            return
-        shared = Refreshed(listing, fetched_at)
         self._published = shared
         self._keeper.adopt(shared)
 
