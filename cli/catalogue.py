@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import AsJson, Target, call, out, print_json
+from cli.common import AsJson, Target, call, out, print_json, show
 from cli.routing import SCORE_COLUMNS, bounds, caption, ranking_table, score_cells
 from cli.routing_options import UINT32_MAX, routing_options
 from service.catalogue_keeper import Eligibility
@@ -59,7 +59,7 @@ def _print_listed(response: pb.ListModelsResponse) -> None:
             f"{m.completion_price_per_mtok:.3f}",
             f"{m.quality:.3f}" + ("*" if m.quality_estimated else ""),
         )
-    out.print(table)
+    show(table)
 
 
 def _print_ranked(response: pb.ListModelsResponse) -> None:
@@ -74,7 +74,7 @@ def _print_ranked(response: pb.ListModelsResponse) -> None:
             f"{m.prompt_price_per_mtok:.3f}",
             f"{m.completion_price_per_mtok:.3f}",
         )
-    out.print(table)
+    show(table)
     out.print(bounds(response.normalisation), highlight=False, soft_wrap=True)
 
 

@@ -12,7 +12,9 @@ import grpc
 import typer
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
 
 from service.config import Settings
 from service.core import RouterCore
@@ -71,6 +73,31 @@ def call(target: str | None, method: str, request: Message) -> Any:
         if isinstance(exc, grpc.Call):
             raise fail(f"{exc.code().name}: {exc.details()}") from None
         raise fail(f"the router at {target} failed: {exc}") from None
+
+
+def show(table: Table) -> None:
+    """The table drawn on a terminal; elsewhere (a pipe, a file) as tab-separated lines, a
+    header then one row per line, never wrapped, with the title and caption as `# ` lines."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    rows = [[_plain(column.header) for column in table.columns]]
+    rows += [
+        [_plain(cell) for cell in row]
+        for row in zip(*(c.cells for c in table.columns), strict=True)
+    ]
+    lines = ["\t".join(row) for row in rows]
+    if table.title:
+        lines.insert(0, f"# {_plain(table.title)}")
+    if table.caption:
+        lines.append(f"# {_plain(table.caption)}")
+    typer.echo("\n".join(lines))
+
+
+def _plain(cell: RenderableType | Text | str) -> str:
+    if isinstance(cell, str):
+        return Text.from_markup(cell).plain
+    return cell.plain if isinstance(cell, Text) else str(cell)
 
 
 def print_json(message: Message) -> None:

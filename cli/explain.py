@@ -12,7 +12,7 @@ import typer
 from google.protobuf.json_format import MessageToDict
 from rich.table import Table
 
-from cli.common import AsJson, Target, call, fail, out, print_json
+from cli.common import AsJson, Target, call, fail, out, print_json, show
 from cli.routing import SCORE_COLUMNS, bounds, caption, ranking_table, score_cells
 from cli.routing_options import routing_options
 from service.decision_records import DECISION_ID
@@ -130,7 +130,7 @@ def _show_record(record: pb.DecisionRecord) -> None:
     table = ranking_table(title, caption(decision), ("model", *SCORE_COLUMNS))
     for c in decision.candidates:
         table.add_row(c.model, *score_cells(c))
-    out.print(table)
+    show(table)
     for a in record.attempts:
         error = f": {a.error}" if a.error else ""
         out.print(f"attempt {a.model}: {a.outcome}{error}", highlight=False, soft_wrap=True)
@@ -148,7 +148,7 @@ def _show(response: pb.ExplainResponse) -> None:
         table.add_column(m.model, justify="right", overflow="fold")
     for label, row in _rows(response):
         table.add_row(label, *(row(m) for m in shown))
-    out.print(table)
+    show(table)
     out.print(bounds(response.normalisation), highlight=False, soft_wrap=True)
     for line in response.summary:
         out.print(line, highlight=False, soft_wrap=True)

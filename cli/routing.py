@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import AsJson, Target, call, out, print_json
+from cli.common import AsJson, Target, call, out, print_json, show
 from cli.routing_options import UINT32_MAX, routing_options
 from service.pb.router.v1 import router_pb2 as pb
 
@@ -88,7 +88,7 @@ def route(
     table = ranking_table(f"best: {response.model}", caption(response), columns)
     for c in response.candidates:
         table.add_row(c.model, *score_cells(c))
-    out.print(table)
+    show(table)
     out.print(bounds(response.normalisation), highlight=False, soft_wrap=True)
 
 
@@ -139,5 +139,5 @@ def explore(
             c.quality_source,
             f"{m.context_length:,}",
         )
-    out.print(table)
+    show(table)
     out.print(bounds(response.normalisation), highlight=False, soft_wrap=True)

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from service import catalogue
+from tests.cli_output import table_rows
 
 runner = CliRunner()
 CATALOGUE_IDS = {m.id for m in catalogue.load().models}
@@ -109,3 +110,19 @@ def test_explain_and_explore_take_the_constraints() -> None:
     explored = run_json("explore", "--mode", "speed", "--deny-provider", author, "--top-k", "3")
     assert all(not str(c["model"]).startswith(f"{author}/") for c in explored["candidates"])
     assert explored["removed_by_constraint"]["deny_providers"] > 0  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["explore", "--mode", "quality", "--top-k", "500"], ["models", "--limit", "0"]],
+)
+def test_piped_tables_are_tab_separated_rows_one_model_per_line(args: list[str]) -> None:
+    result = runner.invoke(app, args)  # the runner's stdout is not a terminal, as in a pipe
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("# ")
+    listed = [row["model"] for row in table_rows(result.stdout)]  # every row whole
+    assert len(listed) > 100
+    assert set(listed) <= CATALOGUE_IDS
+    if args[0] == "models":
+        assert max(CATALOGUE_IDS, key=len) in listed, "the longest id, whole"
+    assert not any(mark in result.stdout for mark in "│━┃"), "no box drawing"

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from service import catalogue
+from tests.cli_output import table_rows
 
 runner = CliRunner()
 TOP = 10
@@ -96,9 +97,9 @@ def test_the_table_shows_where_each_figure_comes_from_and_the_bounds() -> None:
             record.quality_source,
             record.latency_source,
         )
-        row = next(line for line in result.stdout.splitlines() if f" {c['model']} " in line)
-        assert f" {record.quality_source} " in row
-        assert f" {record.latency_source} " in row
+        row = next(row for row in table_rows(result.stdout) if row["model"] == c["model"])
+        assert row["quality from"] == record.quality_source
+        assert row["latency from"] == record.latency_source
     n = ranking["normalisation"]
     assert (
         f"normalised over latency {n['latency_min_seconds']:.2f} to"

@@ -26,6 +26,7 @@ from tests.adapters import (
     scorer_ranking,
     served_scorer,
 )
+from tests.cli_output import table_rows
 
 AUTHORS = {m.id: m.author for m in catalogue.load().models}
 SPEED = Question(
@@ -196,5 +197,4 @@ def test_the_cli_table_shows_the_places_and_the_bounds() -> None:
     assert result.exit_code == 0, result.output
     assert "eligible models, ranked" in result.stdout
     assert "normalised over latency" in result.stdout
-    rows = [line.split("│") for line in result.stdout.splitlines() if line.startswith("│")]
-    assert [row[1].strip() for row in rows] == ["3", "4", "5"]
+    assert [row["rank"] for row in table_rows(result.stdout)] == ["3", "4", "5"]
