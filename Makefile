@@ -16,18 +16,22 @@ help: ## List the targets
 
 system-deps: ## Install redis-server and h2load (nghttp2-client) from Debian's packages when missing
 	@command -v redis-server >/dev/null && command -v h2load >/dev/null || { \
+	  echo "installing redis-server and nghttp2-client (h2load) from Debian's packages"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server nghttp2-client >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml $(RUST_SOURCES)
+	@echo "setting up $(VENV): Python dependencies, then the Rust scorer (compiled in release mode: about a minute the first time)"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
+	@echo "$(VENV) is ready"
 
 install: system-deps $(VENV)/.installed ## Set up everything: system packages, virtualenv, Python deps, the Rust extension
 
 build: ## Rebuild the Rust extension into the virtualenv
+	@echo "compiling the Rust scorer into $(VENV)"
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(VENV)/.installed
 
