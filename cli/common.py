@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 import grpc
@@ -19,6 +20,7 @@ from rich.text import Text
 from service.config import Settings
 from service.core import RouterCore
 from service.errors import RouterError
+from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from service.runtime import Runtime
 
@@ -33,6 +35,7 @@ Target = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of a table.")]
 
 RPC_TIMEOUT_S = 30.0
+COMPLETE_TIMEOUT_S = 120.0
 
 
 def fail(message: str) -> typer.Exit:
@@ -46,6 +49,7 @@ LOCAL: dict[str, Callable[[RouterCore, Any], Message | Awaitable[Message]]] = {
     "ListModels": RouterCore.list_models,
     "Explain": RouterCore.explain,
     "GetStatus": lambda core, _: core.status(),
+    "Complete": lambda core, request: core.complete(request, None),
     "RefreshCatalogue": lambda core, _: core.refresh(),
 }
 
@@ -60,19 +64,52 @@ async def _here(method: str, request: Message) -> Message:
         await core.aclose()
 
 
-def call(target: str | None, method: str, request: Message) -> Any:
-    """`method` of the router at `target`, or of a router in this process without one."""
+@contextlib.contextmanager
+def _reported(target: str | None) -> Iterator[None]:
+    """The router's errors as a message and exit code 2, never a traceback."""
     try:
-        if target is None:
-            return asyncio.run(_here(method, request))
-        with grpc.insecure_channel(target) as channel:
-            return getattr(RouterStub(channel), method)(request, timeout=RPC_TIMEOUT_S)
+        yield
     except RouterError as exc:
         raise fail(exc.message) from None
     except grpc.RpcError as exc:
         if isinstance(exc, grpc.Call):
             raise fail(f"{exc.code().name}: {exc.details()}") from None
         raise fail(f"the router at {target} failed: {exc}") from None
+
+
+def call(
+    target: str | None, method: str, request: Message, timeout_s: float = RPC_TIMEOUT_S
+) -> Any:
+    """`method` of the router at `target`, or of a router in this process without one."""
+    with _reported(target):
+        if target is None:
+            return asyncio.run(_here(method, request))
+        with grpc.insecure_channel(target) as channel:
+            return getattr(RouterStub(channel), method)(request, timeout=timeout_s)
+
+
+OnChunk = Callable[[pb.CompleteChunk], None]
+
+
+async def _stream_here(request: pb.CompleteRequest, each: OnChunk) -> None:
+    core = RouterCore(Runtime.build(Settings()))
+    try:
+        async for chunk in core.stream(request, None):
+            each(chunk)
+    finally:
+        await core.aclose()
+
+
+def stream(target: str | None, request: pb.CompleteRequest, each: OnChunk) -> None:
+    """`StreamComplete` of the router at `target` (or in this process), each chunk to `each`
+    as it comes."""
+    with _reported(target):
+        if target is None:
+            asyncio.run(_stream_here(request, each))
+            return
+        with grpc.insecure_channel(target) as channel:
+            for chunk in RouterStub(channel).StreamComplete(request, timeout=COMPLETE_TIMEOUT_S):
+                each(chunk)
 
 
 def show(table: Table) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import catalogue, explain, routing
+from cli import catalogue, complete, explain, routing
 from cli import serve as serve_cmd
 from service.config import Settings
 
@@ -17,6 +17,7 @@ app.command()(routing.route)
 app.command()(routing.explore)
 app.command()(explain.explain)
 app.command()(catalogue.models)
+app.command()(complete.complete)
 app.add_typer(catalogue.catalogue_app, name="catalogue")
 
 
