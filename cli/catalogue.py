@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
+import json
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from cli.common import AsJson, Target, call, out, print_json, show
+from cli.common import (
+    RPC_TIMEOUT_S,
+    AsJson,
+    Target,
+    call,
+    fail,
+    out,
+    print_json,
+    progress,
+    show,
+)
 from cli.routing import SCORE_COLUMNS, bounds, caption, ranking_table, score_cells
 from cli.routing_options import UINT32_MAX, routing_options
+from service.catalogue_diff import Change, diff, listed_now
 from service.catalogue_keeper import Eligibility
+from service.config import Settings
+from service.openrouter import OpenRouterError
 from service.pb.router.v1 import router_pb2 as pb
 
 catalogue_app = typer.Typer(help="Show or refresh the catalogue the router serves.")
@@ -133,7 +149,10 @@ def status(target: Target = None, as_json: AsJson = False) -> None:
 def refresh(target: Target = None, as_json: AsJson = False) -> None:
     """Fetch OpenRouter's catalogue now (in a running router with --target, else here, saving
     it for the next start). A failed or implausible listing keeps the current catalogue."""
-    reply = call(target, "RefreshCatalogue", pb.RefreshCatalogueRequest())
+    where = f"the router at {target}" if target else "this process"
+    timeout_s = RPC_TIMEOUT_S if target else Settings().openrouter_timeout_s
+    with progress(f"refreshing the catalogue in {where} (gives up after {timeout_s:g} s)"):
+        reply = call(target, "RefreshCatalogue", pb.RefreshCatalogueRequest())
     if as_json:
         print_json(reply)
     else:
@@ -142,3 +161,42 @@ def refresh(target: Target = None, as_json: AsJson = False) -> None:
         _print_status(reply.catalogue)
     if reply.catalogue.last_refresh_error:
         raise typer.Exit(code=1)
+
+
+@catalogue_app.command(name="diff")
+def diff_command(target: Target = None, as_json: AsJson = False) -> None:
+    """What a refresh would change now: OpenRouter's listing, fetched here, against the
+    catalogue the router at --target serves (without it, the one a router here would serve)."""
+    served = call(target, "ListModels", pb.ListModelsRequest()).models
+    settings = Settings()
+    fetching = (
+        f"fetching the catalogue from {settings.openrouter_base_url} "
+        f"(gives up after {settings.openrouter_timeout_s:g} s)"
+    )
+    with progress(fetching):
+        try:
+            fresh = asyncio.run(listed_now(settings))
+        except OpenRouterError as exc:
+            raise fail(f"could not fetch OpenRouter's catalogue: {exc}") from None
+    changes = diff(served, fresh)
+    if as_json:
+        out.print_json(json.dumps([dataclasses.asdict(c) for c in changes]))
+        return
+    show(_changes_table(changes, len(served), len(fresh)))
+
+
+def _changes_table(changes: list[Change], served: int, fresh: int) -> Table:
+    kinds = {kind: {c.model for c in changes if c.kind == kind} for kind in ("added", "removed")}
+    changed = len({c.model for c in changes if c.kind == "changed"})
+    table = Table(
+        title=(
+            f"a refresh would add {len(kinds['added'])}, remove {len(kinds['removed'])} and "
+            f"change {changed} models ({served} served, {fresh} listed)"
+        ),
+        caption="prices in USD per million tokens",
+    )
+    for column in ("change", "model", "field", "before", "after"):
+        table.add_column(column, overflow="fold")
+    for c in changes:
+        table.add_row(c.kind, c.model, c.field, c.before, c.after)
+    return table

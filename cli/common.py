@@ -112,6 +112,11 @@ def stream(target: str | None, request: pb.CompleteRequest, each: OnChunk) -> No
                 each(chunk)
 
 
+def progress(message: str) -> contextlib.AbstractContextManager[object]:
+    """A spinner with `message` on stderr while something slow runs, on a terminal only."""
+    return err.status(message) if err.is_terminal else contextlib.nullcontext()
+
+
 def show(table: Table) -> None:
     """The table drawn on a terminal; elsewhere (a pipe, a file) as tab-separated lines, a
     header then one row per line, never wrapped, with the title and caption as `# ` lines."""

@@ -19,7 +19,7 @@ from service.config import Settings
 from service.endpoint_sweep import EndpointSweep
 from service.latency_calibration import Calibration
 from service.live_figures import LiveFigures
-from service.openrouter import EndpointFigures, OpenRouterClient, OpenRouterError
+from service.openrouter import EndpointFigures, ListedModel, OpenRouterClient, OpenRouterError
 from service.priors import catalogue_from_listing
 from service.router import ModelRouter
 
@@ -72,7 +72,19 @@ def initial_catalogue(settings: Settings) -> tuple[Catalogue, str]:
             loaded, source = catalogue_files.load(), "embedded"
     else:
         loaded, source = catalogue_files.load(), "embedded"
-    return loaded.with_operator_changes(settings.model_overrides, settings.extra_models), source
+    return operated(loaded, settings), source
+
+
+def listed_catalogue(listed: list[ListedModel], current: Catalogue, now: float) -> Catalogue:
+    """OpenRouter's listing as a catalogue dated `now` (Unix seconds), its models' figures
+    carried over from `current` where known (`service.priors`)."""
+    today = dt.datetime.fromtimestamp(now, dt.UTC).date().isoformat()
+    return catalogue_from_listing(listed, current, today)
+
+
+def operated(listing: Catalogue, settings: Settings) -> Catalogue:
+    """The catalogue with the operator's overrides and extra models."""
+    return listing.with_operator_changes(settings.model_overrides, settings.extra_models)
 
 
 def _day_start(date: str) -> float | None:
@@ -182,10 +194,9 @@ class CatalogueKeeper:
                 listed = await self._client.list_models()
             except OpenRouterError as exc:
                 return self._fail("failed", str(exc))
-            today = dt.datetime.fromtimestamp(self._clock(), dt.UTC).date().isoformat()
             current = self._router.catalogue
-            listing = catalogue_from_listing(listed, current, today)
-            fresh = self._operated(listing)
+            listing = listed_catalogue(listed, current, self._clock())
+            fresh = operated(listing, self._settings)
             reason = self._implausible(fresh)
             if reason is not None:
                 return self._fail("refused", reason)
@@ -211,18 +222,13 @@ class CatalogueKeeper:
         self._failures = 0
         self._last_error = ""
         metrics.CATALOGUE_LAST_SUCCESS.set(shared.fetched_at)
-        fresh = self._operated(shared.listing)
+        fresh = operated(shared.listing, self._settings)
         if fresh.version == self._router.catalogue.version:
             return False
         self.refreshed = shared
         self._replace(fresh, "shared")
         metrics.CATALOGUE_REFRESHES.labels(outcome="shared").inc()
         return True
-
-    def _operated(self, listing: Catalogue) -> Catalogue:
-        return listing.with_operator_changes(
-            self._settings.model_overrides, self._settings.extra_models
-        )
 
     def _replace(self, fresh: Catalogue, source: str) -> None:
         current = self._router.catalogue

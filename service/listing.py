@@ -20,7 +20,7 @@ def list_models(router: ModelRouter, request: pb.ListModelsRequest) -> pb.ListMo
     matching = [m for m in catalogue.models if _matches(request, m)]
     response = pb.ListModelsResponse(total=len(matching), catalogue_version=catalogue.version)
     for m in _page(request, matching):
-        response.models.add(**_model_fields(m))
+        response.models.add(**model_fields(m))
     return response
 
 
@@ -37,7 +37,7 @@ def _ranked(router: ModelRouter, request: pb.ListModelsRequest) -> pb.ListModels
     response = pb.ListModelsResponse(total=len(matching), **made_with(ranking, profile))
     for place, c in _page(request, matching):
         response.models.add(
-            rank=place, candidate=router.candidate(c), **_model_fields(records[c.model_id])
+            rank=place, candidate=router.candidate(c), **model_fields(records[c.model_id])
         )
     return response
 
@@ -54,7 +54,7 @@ def _page(request: pb.ListModelsRequest, items: Sequence[T]) -> Sequence[T]:
     return items[request.offset : end]
 
 
-def _model_fields(m: ModelRecord) -> dict[str, Any]:
+def model_fields(m: ModelRecord) -> dict[str, Any]:
     """The fields of the model's `pb.ModelInfo`."""
     return {
         "id": m.id,
