@@ -1,4 +1,5 @@
-"""`router`: serve the router, rank the catalogue, explore it, explain a ranking, refresh it."""
+"""`router`: serve the router, rank the catalogue, explore it, explain a ranking, refresh it,
+benchmark a router."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import catalogue, explain, routing
+from cli import benchmark, catalogue, explain, routing
 from cli import serve as serve_cmd
 from service.config import Settings
 
@@ -18,6 +19,7 @@ app.command()(routing.explore)
 app.command()(explain.explain)
 app.command()(catalogue.models)
 app.add_typer(catalogue.catalogue_app, name="catalogue")
+app.command()(benchmark.benchmark)
 
 
 @app.command()
