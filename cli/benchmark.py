@@ -96,7 +96,8 @@ def benchmark(
     load = Load(concurrency, requests or (None if duration else 1000), duration, rate)
     with ExitStack() as stack:
         router = stack.enter_context(_local_router(rpc)) if local else None
-        address = router.grpc_address if router else str(target)
+        address = router.grpc_address if router else target
+        assert address is not None
         report = asyncio.run(_run(address, router, rpc, routing, load, warmup, as_json))
     if as_json:
         out.print_json(data=report)
@@ -132,6 +133,8 @@ async def _run(
                 channel.channel_ready(), START_TIMEOUT_S if router else CONNECT_TIMEOUT_S
             )
         except TimeoutError:
+            if router:
+                raise fail(f"the router started here did not answer on {address}") from None
             raise fail(f"cannot reach {address}") from None
         stub = RouterStub(channel)
         if router and rpc == Rpc.complete:  # the fake's catalogue, in place of the embedded one
