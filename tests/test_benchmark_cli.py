@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from cli.stats import bounds, histogram
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from testkit.fake_openrouter import ANY_MODEL, FakeOpenRouter, HttpError
@@ -127,6 +128,22 @@ def test_bad_flags_exit_2_with_a_message(args: list[str], fragment: str) -> None
     result = runner.invoke(app, ["benchmark", *args])
     assert result.exit_code == 2
     assert fragment in result.stderr
+
+
+def test_flags_take_no_value() -> None:
+    result = runner.invoke(app, ["benchmark", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for flag in ("--local", "--json"):
+        line = next(line for line in result.stdout.splitlines() if flag in line)
+        assert "<bool>" not in line
+
+
+def test_histogram_buckets_run_1_2_5_and_hold_every_latency() -> None:
+    assert bounds(1_500, 4_000_000) == [m * 10**e for e in range(3, 7) for m in (1, 2, 5)]
+    ordered = [1_500, 1_999, 2_000, 4_000_000]
+    assert histogram(ordered)[:2] == [(1_000, 2_000, 2), (2_000, 5_000, 1)]
+    assert histogram(ordered)[-1] == (2_000_000, 5_000_000, 1)
+    assert sum(count for _, _, count in histogram(ordered)) == len(ordered)
 
 
 def test_local_starts_a_router_and_reads_its_decision_cache() -> None:
