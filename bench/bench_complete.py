@@ -22,11 +22,12 @@ import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.processes import RouterProcess, cpu_seconds, fake_process, router_process
-from bench.timing import gc_paused, percentile
+from bench.processes import cpu_seconds
+from bench.timing import gc_paused
+from cli.processes import FakeProcess, RouterProcess, fake_process, router_process
+from cli.stats import percentile
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
-from testkit.fake_openrouter import DEFAULT_KEY
 
 TEXT = "Say hello to the router benchmark."
 ROUTING = pb.RouteRequest(
@@ -124,17 +125,17 @@ class Ways:
     def __init__(
         self,
         http: aiohttp.ClientSession,
-        base_url: str,
+        fake: FakeProcess,
         router: RouterProcess,
         channel: grpc.aio.Channel,
         model: str,
     ):
-        self.http, self.url = http, base_url + "/chat/completions"
+        self.http, self.url = http, fake.base_url + "/chat/completions"
         self.rest_url = router.http_url + "/complete"
         self.openai_url = router.http_url + "/v1/chat/completions"
         self.stub, self.health = RouterStub(channel), health_pb2_grpc.HealthStub(channel)
         self.body = {"model": model, "messages": [{"role": "user", "content": TEXT}]}
-        self.headers = {"Authorization": f"Bearer {DEFAULT_KEY}"}
+        self.headers = {"Authorization": f"Bearer {fake.api_key}"}
 
     async def direct(self) -> float:
         start = time.perf_counter()
@@ -189,7 +190,7 @@ class Ways:
         return first
 
 
-async def run_case(base_url: str, router: RouterProcess, delay_s: float) -> list[str]:
+async def run_case(fake: FakeProcess, router: RouterProcess, delay_s: float) -> list[str]:
     """Every row of one fake delay; returns the verdicts on the target."""
     verdicts = []
     async with (
@@ -199,7 +200,7 @@ async def run_case(base_url: str, router: RouterProcess, delay_s: float) -> list
         await asyncio.wait_for(channel.channel_ready(), START_TIMEOUT_S)
         stub = RouterStub(channel)
         await stub.RefreshCatalogue(pb.RefreshCatalogueRequest())
-        ways = Ways(http, base_url, router, channel, (await stub.Route(ROUTING)).model)
+        ways = Ways(http, fake, router, channel, (await stub.Route(ROUTING)).model)
         for case in CASES:
             if case.delay_s != delay_s:
                 continue
@@ -251,8 +252,8 @@ def main() -> None:
     )
     verdicts = []
     for delay_s in sorted({case.delay_s for case in CASES}):
-        with fake_process(delay_s) as base_url, router_process(base_url) as router:
-            verdicts += asyncio.run(run_case(base_url, router, delay_s))
+        with fake_process(delay_s) as fake, router_process(fake) as router:
+            verdicts += asyncio.run(run_case(fake, router, delay_s))
     print("target at 50 in flight (open-loop arrivals): added p50 <= 1 ms and p99 <= 3 ms")
     for verdict in verdicts:
         print(f"  {verdict}")

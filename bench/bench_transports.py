@@ -22,8 +22,9 @@ from pathlib import Path
 
 import grpc
 
-from bench.processes import RouterProcess, cpu_seconds, fake_process, router_process
-from bench.timing import percentile
+from bench.processes import cpu_seconds
+from cli.processes import RouterProcess, fake_process, router_process
+from cli.stats import percentile
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 
@@ -149,8 +150,8 @@ def main() -> None:
         "from /proc/<pid>/stat."
     )
     with (
-        fake_process(0.0) as base_url,
-        router_process(base_url) as router,
+        fake_process() as fake,
+        router_process(fake) as router,
         tempfile.TemporaryDirectory() as workdir,
     ):
         print(f"Route speed top 5 -> {check_answers(router)}")

@@ -9,6 +9,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
+from cli.stats import percentile
+
 HEADER = f"{'case (microseconds)':<52} {'p50':>9} {'p99':>9} {'p99.9':>9} {'mean':>9}"
 
 METHOD = (
@@ -16,11 +18,6 @@ METHOD = (
     "thread, the garbage collector paused; p50/p99/p99.9 are nearest-rank percentiles of the "
     "per-call times; the machine is shared, so compare ratios taken in the same run."
 )
-
-
-def percentile(ordered: list[int], q: float) -> float:
-    """Nearest-rank percentile of sorted nanoseconds, in microseconds."""
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1_000
 
 
 @contextmanager

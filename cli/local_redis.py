@@ -19,17 +19,11 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from cli.processes import free_port
 from service.config import Settings
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def answers_ping(port: int) -> bool:
@@ -46,7 +40,7 @@ def start_redis(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], st
     """redis-server on loopback, answering PING, and its URL. In a session of its own, so that
     Ctrl-C reaches the router alone and Redis outlives the router's shutdown."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             binary,

@@ -1,4 +1,5 @@
-"""`router`: serve the router, rank the catalogue, explore it, explain a ranking, refresh it."""
+"""`router`: serve the router, rank the catalogue, explore it, explain a ranking, refresh it,
+benchmark a router."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import catalogue, complete, explain, routing
+from cli import benchmark, catalogue, complete, explain, routing
 from cli import serve as serve_cmd
 from service.config import Settings
 
@@ -19,6 +20,7 @@ app.command()(explain.explain)
 app.command()(catalogue.models)
 app.command()(complete.complete)
 app.add_typer(catalogue.catalogue_app, name="catalogue")
+app.command()(benchmark.benchmark)
 
 
 @app.command()

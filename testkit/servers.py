@@ -4,7 +4,6 @@ and a REST gateway alone in front of it, for tests and benchmarks."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -13,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
+from cli.processes import free_port as free_port
 from rest_gateway.app import create_app
 from rest_gateway.backend import Backend, LocalBackend, RemoteBackend
 from rest_gateway.serving import HttpServer
@@ -40,14 +40,6 @@ def settings_for(fake: FakeOpenRouter, state_dir: Path, **extra: Any) -> Setting
         openrouter_api_key=SecretStr(DEFAULT_KEY),
         **extra,
     )
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 just now (another process could still take it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class _LoopThread:

@@ -1,0 +1,86 @@
+"""The router (`router serve`) and the fake OpenRouter, each in a process of its own: for
+`router benchmark --local` and the benchmarks of `bench/`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 just now (another process could still take it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class FakeProcess:
+    base_url: str
+    api_key: str
+
+
+@contextmanager
+def fake_process(delay_s: float = 0.0) -> Iterator[FakeProcess]:
+    """The fake OpenRouter of `testkit/` in a process of its own."""
+    command = [sys.executable, "-m", "testkit.fake_openrouter", "--port", str(free_port())]
+    command += ["--first-token-delay", str(delay_s)]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as fake:
+        try:
+            assert fake.stdout is not None
+            started, key = fake.stdout.readline(), fake.stdout.readline()
+            if not started.startswith("fake OpenRouter at ") or not key.startswith("API key: "):
+                raise RuntimeError(f"the fake OpenRouter did not start: {started!r}")
+            yield FakeProcess(started.split()[3], key.split()[2])
+        finally:
+            fake.terminate()
+            fake.wait(10)
+
+
+@dataclass(frozen=True)
+class RouterProcess:
+    grpc_address: str
+    http_url: str
+    pid: int
+
+
+@contextmanager
+def router_process(fake: FakeProcess | None = None) -> Iterator[RouterProcess]:
+    """`router serve` in a process of its own on free ports of 127.0.0.1, with a state directory
+    of its own and no periodic refresh; pointed at `fake` when given."""
+    grpc_port, http_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as state:
+        env = os.environ | {
+            "ROUTER_STATE_DIR": state,
+            "ROUTER_REFRESH_INTERVAL_S": "0",
+            "ROUTER_ENDPOINT_STATS_MODELS": "0",
+        }
+        if fake is not None:
+            env |= {
+                "ROUTER_OPENROUTER_BASE_URL": fake.base_url,
+                "OPENROUTER_API_KEY": fake.api_key,
+                "ROUTER_REFRESH_MIN_SHARE": "0.05",
+            }
+        command = [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1"]
+        command += ["--grpc-port", str(grpc_port), "--http-port", str(http_port)]
+        with (
+            open(Path(state) / "router.log", "w") as log,
+            subprocess.Popen(command, cwd=state, env=env, stdout=log, stderr=log) as router,
+        ):
+            try:
+                yield RouterProcess(
+                    f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", router.pid
+                )
+            finally:
+                router.terminate()
+                router.wait(20)

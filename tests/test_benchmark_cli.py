@@ -1,0 +1,154 @@
+"""`router benchmark` against real gRPC servers on loopback, and one it starts itself."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from cli.stats import bounds, histogram
+from service.pb.router.v1 import router_pb2 as pb
+from service.pb.router.v1.router_pb2_grpc import RouterStub
+from testkit.fake_openrouter import ANY_MODEL, FakeOpenRouter, HttpError
+from testkit.servers import ServerThread, settings_for
+
+runner = CliRunner()
+SMALL = ["--requests", "20", "--concurrency", "4", "--warmup", "2"]
+
+
+def benchmark(*args: str, exit_code: int = 0) -> dict[str, Any]:
+    result = runner.invoke(app, ["benchmark", *args, "--json"])
+    assert result.exit_code == exit_code, result.output
+    assert isinstance(result.exception, SystemExit | None)  # never a traceback
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def assert_consistent(report: dict[str, Any]) -> None:
+    """Every timed call is in the percentiles' and the histogram's figures."""
+    latency = list(report["latency_ms"].values())
+    assert latency == sorted(latency)
+    assert list(report["latency_ms"]) == ["p50", "p90", "p99", "p99.9", "max"]
+    assert sum(row["count"] for row in report["histogram_ms"]) == report["ok"]
+    assert report["throughput_per_s"] > 0
+
+
+@pytest.fixture
+def completing(fake: FakeOpenRouter, tmp_path: Path) -> Iterator[str]:
+    """A router on the fake OpenRouter, which it has taken its catalogue from."""
+    fake.reset()
+    settings = settings_for(fake, tmp_path / "state", endpoint_stats_models=0)
+    with ServerThread(settings) as address, grpc.insecure_channel(address) as channel:
+        assert RouterStub(channel).RefreshCatalogue(pb.RefreshCatalogueRequest()).replaced
+        yield address
+
+
+def test_closed_loop_counts_every_request(grpc_address: str) -> None:
+    report = benchmark("--target", grpc_address, *SMALL, "--mode", "speed")
+    assert report["loop"] == "closed"
+    assert report["requests"] == report["ok"] == 20
+    assert report["errors"] == {}
+    assert report["decision_cache"] is None
+    assert_consistent(report)
+
+
+def test_the_text_report_has_the_figures_and_a_histogram(grpc_address: str) -> None:
+    result = runner.invoke(app, ["benchmark", "--target", grpc_address, *SMALL])
+    assert result.exit_code == 0, result.output
+    assert "p99.9" in result.stdout
+    assert "errors     none" in result.stdout
+    assert "hit rate not reported" in result.stdout
+    assert "#" in result.stdout
+
+
+def test_open_loop_counts_the_arrivals_it_drops(grpc_address: str) -> None:
+    args = ["--rate", "200", "--requests", "40", "--concurrency", "1", "--warmup", "0"]
+    report = benchmark("--target", grpc_address, *args)
+    assert report["loop"] == "open"
+    assert report["requests"] + report["dropped"] == 40
+    assert report["ok"] == report["requests"]
+    assert_consistent(report)
+
+
+def test_open_loop_stops_after_its_duration(grpc_address: str) -> None:
+    report = benchmark("--target", grpc_address, "--rate", "20", "--duration", "1")
+    assert report["loop"] == "open"
+    assert report["errors"] == {}
+    if report["ok"]:
+        assert_consistent(report)
+
+
+def test_complete_on_a_fake_openrouter(completing: str) -> None:
+    report = benchmark("--target", completing, "--rpc", "complete", *SMALL, "--mode", "speed")
+    assert report["rpc"] == "complete"
+    assert report["requests"] == report["ok"] == 20
+    assert_consistent(report)
+
+
+def test_a_router_failing_every_call_exits_1_with_the_errors(
+    completing: str, fake: FakeOpenRouter
+) -> None:
+    fake.set_behaviour(ANY_MODEL, HttpError.unavailable())
+    report = benchmark("--target", completing, "--rpc", "complete", *SMALL, exit_code=1)
+    assert report["errors"] == {"UNAVAILABLE": 20}
+    assert report["ok"] == 0
+    assert report["latency_ms"] is None
+    assert report["histogram_ms"] == []
+
+
+def test_an_unreachable_target_exits_2() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = runner.invoke(app, ["benchmark", "--target", f"127.0.0.1:{port}"])
+    assert result.exit_code == 2
+    assert f"cannot reach 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--target", "127.0.0.1:1", "--requests", "0"], "--requests"),
+        (["--target", "127.0.0.1:1", "--concurrency", "0"], "--concurrency"),
+        (["--target", "127.0.0.1:1", "--rate", "0"], "--rate must be above 0"),
+        (["--target", "127.0.0.1:1", "--duration", "-1"], "--duration must be above 0"),
+        (["--target", "127.0.0.1:1", "--mode", "speed", "--weights", "1,1,1"], "at most one"),
+        (["--target", "127.0.0.1:1", "--local"], "give one of --target HOST:PORT and --local"),
+        ([], "give one of --target HOST:PORT and --local"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_message(args: list[str], fragment: str) -> None:
+    result = runner.invoke(app, ["benchmark", *args])
+    assert result.exit_code == 2
+    assert fragment in result.stderr
+
+
+def test_flags_take_no_value() -> None:
+    result = runner.invoke(app, ["benchmark", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for flag in ("--local", "--json"):
+        line = next(line for line in result.stdout.splitlines() if flag in line)
+        assert "<bool>" not in line
+
+
+def test_histogram_buckets_run_1_2_5_and_hold_every_latency() -> None:
+    assert bounds(1_500, 4_000_000) == [m * 10**e for e in range(3, 7) for m in (1, 2, 5)]
+    ordered = [1_500, 1_999, 2_000, 4_000_000]
+    assert histogram(ordered)[:2] == [(1_000, 2_000, 2), (2_000, 5_000, 1)]
+    assert histogram(ordered)[-1] == (2_000_000, 5_000_000, 1)
+    assert sum(count for _, _, count in histogram(ordered)) == len(ordered)
+
+
+def test_local_starts_a_router_and_reads_its_decision_cache() -> None:
+    report = benchmark("--local", *SMALL)
+    assert report["requests"] == report["ok"] == 20
+    assert report["decision_cache"]["decisions"] == 20
+    assert 0 <= report["decision_cache"]["hit_rate"] <= 1
+    assert_consistent(report)
