@@ -51,7 +51,6 @@ def benchmark(
         bool,
         typer.Option(
             "--local",
-            metavar="",
             help="Start a router (with --rpc complete, on a fake OpenRouter) in a process of "
             "its own on free ports, load it, and stop it.",
         ),

@@ -15,6 +15,7 @@ from cli.common import (
     RPC_TIMEOUT_S,
     AsJson,
     Target,
+    Typer,
     call,
     fail,
     out,
@@ -30,7 +31,7 @@ from service.config import Settings
 from service.openrouter import OpenRouterError
 from service.pb.router.v1 import router_pb2 as pb
 
-catalogue_app = typer.Typer(help="Show or refresh the catalogue the router serves.")
+catalogue_app = Typer(help="Show or refresh the catalogue the router serves.")
 
 
 @routing_options

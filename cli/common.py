@@ -7,7 +7,7 @@ import contextlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import grpc
 import typer
@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
 from service.config import Settings
 from service.core import RouterCore
@@ -31,8 +32,39 @@ Target = Annotated[
     str | None,
     typer.Option(help="gRPC address of a running router; default: work in this process."),
 ]
-# A flag takes no value: metavar="" keeps typer from showing it as `--json <bool>`.
-AsJson = Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of a table.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _flags_as_flags(params: list[Any]) -> list[Any]:
+    """Flags (--help, --json, --install-completion...) shown without typer's `<bool>`."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_as_flags(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_as_flags(super().get_params(ctx))
+
+
+class Typer(typer.Typer):
+    """typer.Typer whose groups and commands show their flags as flags."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(cls=Group, **settings)
+
+    def command(self, name: str | None = None, **settings: Any) -> Callable[[F], F]:
+        return super().command(name, cls=Command, **settings)
+
 
 RPC_TIMEOUT_S = 30.0
 COMPLETE_TIMEOUT_S = 120.0

@@ -11,9 +11,10 @@ import typer
 
 from cli import benchmark, catalogue, complete, explain, routing
 from cli import serve as serve_cmd
+from cli.common import Typer
 from service.config import Settings
 
-app = typer.Typer(help="Low-latency model router for OpenRouter.", no_args_is_help=True)
+app = Typer(help="Low-latency model router for OpenRouter.", no_args_is_help=True)
 app.command()(routing.route)
 app.command()(routing.explore)
 app.command()(explain.explain)

@@ -126,3 +126,20 @@ def test_piped_tables_are_tab_separated_rows_one_model_per_line(args: list[str])
     if args[0] == "models":
         assert max(CATALOGUE_IDS, key=len) in listed, "the longest id, whole"
     assert not any(mark in result.stdout for mark in "│━┃"), "no box drawing"
+
+
+COMMANDS = [
+    [],
+    *([command] for command in ("route", "explore", "explain", "models", "complete")),
+    *([command] for command in ("benchmark", "serve", "gateway", "catalogue")),
+    *(["catalogue", command] for command in ("status", "refresh", "diff")),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_and_its_flags_show_as_flags(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    help_line = next(line for line in result.stdout.splitlines() if "--help" in line)
+    assert "Show this message and exit." in help_line
+    assert "<bool>" not in result.stdout
