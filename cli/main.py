@@ -11,7 +11,8 @@ import typer
 
 from cli import benchmark, catalogue, complete, explain, routing
 from cli import serve as serve_cmd
-from cli.common import Typer
+from cli.common import Typer, fail
+from cli.workers import refusal, serve_workers
 from service.config import Settings
 
 app = Typer(help="Low-latency model router for OpenRouter.", no_args_is_help=True)
@@ -29,6 +30,10 @@ def serve(
     grpc_port: Annotated[int | None, typer.Option(help="gRPC port (default 50051).")] = None,
     http_port: Annotated[int | None, typer.Option(help="REST gateway port (default 8000).")] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind both servers to.")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Server processes sharing the ports (2 or more: needs Redis)."),
+    ] = 1,
 ) -> None:
     """Serve the gRPC API and the REST gateway until interrupted."""
     overrides: dict[str, Any] = {}
@@ -39,7 +44,14 @@ def serve(
     if host is not None:
         overrides["grpc_host"] = overrides["http_host"] = host
     _log_to_stderr()
-    asyncio.run(serve_cmd.run(Settings(**overrides)))
+    settings = Settings(**overrides)
+    if workers == 1:
+        asyncio.run(serve_cmd.run(settings))
+        return
+    refused = refusal(settings, workers)
+    if refused is not None:
+        raise fail(refused)
+    raise typer.Exit(serve_workers(settings, workers, serve_cmd.run))
 
 
 @app.command()

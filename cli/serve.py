@@ -8,6 +8,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 
 from rest_gateway.app import create_app
 from rest_gateway.backend import LocalBackend, RemoteBackend
@@ -34,7 +35,9 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, http_socket: socket.socket | None = None) -> None:
+    """Serve both APIs until SIGINT or SIGTERM; REST on `http_socket` when given (a worker's
+    share of the port its parent bound), else on `settings.http_port`."""
     callers = Callers(settings.api_keys)
     warn_if_exposed((settings.grpc_host, settings.http_host), callers)
     core = RouterCore(Runtime.build(settings))
@@ -43,7 +46,7 @@ async def run(settings: Settings) -> None:
     app = create_app(LocalBackend(core), max_body_bytes=settings.max_body_bytes, callers=callers)
     gateway = HttpServer(app, settings.http_host, settings.http_port)
     try:
-        port = await gateway.start()
+        port = await gateway.start(http_socket)
         log.info("REST gateway serving on http://%s:%d", settings.http_host, port)
         _stop_on_signals(gateway)
         _freeze_startup_objects()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -30,9 +31,11 @@ class HttpServer:
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> int:
-        """Serve in the background; the port it listens on once it does."""
-        self._task = asyncio.create_task(self._server.serve(), name="rest-gateway")
+    async def start(self, sock: socket.socket | None = None) -> int:
+        """Serve in the background (on `sock`, already bound, when given); the port it listens
+        on once it does."""
+        sockets = None if sock is None else [sock]
+        self._task = asyncio.create_task(self._server.serve(sockets), name="rest-gateway")
         async with asyncio.timeout(STARTUP_TIMEOUT_S):
             while not self._server.started:
                 if self._task.done():
