@@ -83,6 +83,7 @@ class DecisionRecords:
         self._unsent: list[tuple[str, bytes, float]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def redis_state(self) -> RedisState:
@@ -107,6 +108,9 @@ class DecisionRecords:
 
     async def aclose(self) -> None:
         if self._writer is not None:
+            # Also stops a writer in whose Redis call the cancellation got lost.
+            self._closing = True
+            self._wake.set()
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
@@ -165,7 +169,7 @@ class DecisionRecords:
                 self._unsent.append((decision_id, data, expires_at - now))
 
     async def _write_forever(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             await asyncio.sleep(BATCH_PAUSE_S)
             self._wake.clear()
