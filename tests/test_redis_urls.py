@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import shutil
 import subprocess
@@ -20,8 +21,9 @@ from pydantic import ValidationError
 from service.config import Settings
 from service.core import RouterCore
 from service.errors import ErrorKind, RouterError
+from service.free_counter import FreeCounter
 from service.pb.router.v1 import router_pb2 as pb
-from service.redis_link import redacted
+from service.redis_link import connect, redacted
 from service.runtime import Runtime
 from testkit.fake_openrouter import FakeOpenRouter
 from testkit.servers import free_port, settings_for
@@ -248,6 +250,22 @@ async def test_routers_with_different_key_prefixes_share_nothing(
             assert not answer.cached, "beta does not see alpha's cached answer"
             found = await written(client, "beta/")
     assert all(key.startswith(("alpha:", "beta/")) for key in found), found
+
+
+async def test_the_free_counter_counts_under_the_prefix(redis_server: RedisServer) -> None:
+    """Free variants are off in the routers above: the counter on its own."""
+    noon = dt.datetime(2025, 3, 14, 12, 0, tzinfo=dt.UTC).timestamp()
+    client = connect(redis_server.url, timeout_s=1.0)
+    try:
+        counter = FreeCounter(client, key_prefix="alpha:", timeout_s=1.0)
+        assert await counter.take(noon, {"minute": 20, "day": 50})
+    finally:
+        await client.aclose()
+    with redis.Redis.from_url(redis_server.url) as admin:
+        assert keys(admin) == [
+            "alpha:free:{2025-03-14}:day",
+            "alpha:free:{2025-03-14}:minute:12:00",
+        ]
 
 
 @pytest.mark.parametrize(
