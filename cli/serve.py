@@ -17,6 +17,7 @@ from service import grpc_server
 from service.callers import Callers, warn_if_exposed
 from service.config import Settings
 from service.core import RouterCore
+from service.redis_link import redacted
 from service.runtime import Runtime
 
 log = logging.getLogger("router")
@@ -41,6 +42,10 @@ async def run(settings: Settings, http_socket: socket.socket | None = None) -> N
     callers = Callers(settings.api_keys)
     warn_if_exposed((settings.grpc_host, settings.http_host), callers)
     core = RouterCore(Runtime.build(settings))
+    if settings.redis_url:
+        log.info(
+            "Redis at %s, keys under %r", redacted(settings.redis_url), settings.redis_key_prefix
+        )
     core.start()
     grpc_running = await grpc_server.start(settings, core)
     app = create_app(LocalBackend(core), max_body_bytes=settings.max_body_bytes, callers=callers)

@@ -22,7 +22,7 @@ from pydantic_settings import (
 )
 
 from service.callers import KEY_CHARS
-from service.redis_link import DEFAULT_TIMEOUT_S
+from service.redis_link import DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT_S, check_url
 from service.scorer import MAX_PRICE_PER_TOKEN, MAX_TTFT_S, MIN_TOKENS_PER_S
 from service.vocabulary import MODES
 
@@ -121,7 +121,13 @@ class Settings(BaseSettings):
     # "cheaper" also leans routing toward cost from `cheaper_from_share` of the limit on.
     spend_policy: Literal["refuse", "cheaper"] = "refuse"
     cheaper_from_share: float = Field(default=0.8, gt=0, le=1)
-    redis_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0")
+    # The forms taken are in service/redis_link.py. Out of repr: the URL may hold a password.
+    redis_url: str | None = Field(
+        default=None, repr=False, description="e.g. redis://127.0.0.1:6379/0"
+    )
+    # Every key the router writes starts with it: routers on one Redis with different
+    # prefixes share nothing.
+    redis_key_prefix: str = DEFAULT_KEY_PREFIX
     # The longest a request waits for Redis before it goes on without it.
     redis_timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0)
     # The response cache (service/response_cache.py): whether a request that does not say is
@@ -202,6 +208,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"entries {owners[secret]} and {entry} have the same key")
             owners[secret] = entry
         return keys
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_usable(cls, url: str | None) -> str | None:
+        if url:
+            check_url(url)
+        return url
+
+    @field_validator("redis_key_prefix")
+    @classmethod
+    def _redis_key_prefix_keeps_hash_tags(cls, prefix: str) -> str:
+        # Keys that must share a slot carry a hash tag ({day}); a brace before it would win.
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("redis_key_prefix may not contain { or }")
+        return prefix
 
     @field_validator("default_mode")
     @classmethod

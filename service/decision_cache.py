@@ -40,7 +40,7 @@ from service.router import ModelRouter, mode_label
 
 log = logging.getLogger(__name__)
 
-L2_PREFIX = "router:decision-cache:"
+L2_NAME = "decision-cache:"  # after the key prefix
 L2_RETRY_AFTER_S = 1.0
 L2_WRITES_IN_FLIGHT = 64
 L2_WRITE_TIMEOUT_S = 0.25
@@ -78,6 +78,7 @@ class DecisionCache:
         self._default_output = settings.default_output_tokens
         self._default_top_k = settings.default_top_k
         self._timeout_s = settings.redis_timeout_s
+        self._l2_prefix = settings.redis_key_prefix + L2_NAME
         self._redis: Redis | None = None
         if self._enabled and settings.redis_url:
             self._redis = connect(settings.redis_url, timeout_s=L2_WRITE_TIMEOUT_S)
@@ -191,7 +192,7 @@ class DecisionCache:
         started = time.perf_counter_ns()
         try:
             async with asyncio.timeout(self._timeout_s):
-                raw = await self._redis.get(_l2_key(key))
+                raw = await self._redis.get(self._l2_key(key))
         except Exception as exc:  # whatever goes wrong with Redis, the decision goes on
             self._failed(exc)
             return None
@@ -213,9 +214,12 @@ class DecisionCache:
             return
         if not self._breaker.due():
             return
-        task = asyncio.create_task(self._l2_set(self._redis, _l2_key(key), decision))
+        task = asyncio.create_task(self._l2_set(self._redis, self._l2_key(key), decision))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+
+    def _l2_key(self, key: Key) -> str:
+        return self._l2_prefix + hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
 
     async def _l2_set(self, redis: Redis, name: str, decision: pb.RouteResponse) -> None:
         started = time.perf_counter_ns()
@@ -258,7 +262,3 @@ class MovingMedian:
     def add(self, sample: int) -> None:
         self._samples.append(sample)
         self.value = statistics.median(self._samples)
-
-
-def _l2_key(key: Key) -> str:
-    return L2_PREFIX + hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()

@@ -2,10 +2,11 @@
 
 The request path only appends what it decided to a bounded queue (about a µs); a background
 task turns the queue into `DecisionRecord`s, keeps them in a bounded in-process store and, with
-Redis, writes them under `router:decision:{id}` with the record's TTL, so that every replica
-sharing the Redis finds them. A completion's record is written again when the completion ends,
-with its attempts and the model that answered. While Redis is away (`RedisBreaker`), records
-stay in this process alone; lookups ask this process first, then Redis.
+Redis, writes them under `<key prefix>decision:{id}` with the record's TTL, so that every
+replica sharing the Redis finds them. A completion's record is written again when the
+completion ends, with its attempts and the model that answered. While Redis is away
+(`RedisBreaker`), records stay in this process alone; lookups ask this process first, then
+Redis.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Final, Literal, cast
 from redis.asyncio import Redis
 
 from service.pb.router.v1 import router_pb2 as pb
-from service.redis_link import RedisBreaker, connect
+from service.redis_link import DEFAULT_KEY_PREFIX, RedisBreaker, connect
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class DecisionRecords:
         *,
         ttl_s: float,
         local_max: int,
-        key_prefix: str = "router:decision:",
+        key_prefix: str = DEFAULT_KEY_PREFIX,
         retry_after_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -67,7 +68,7 @@ class DecisionRecords:
         )
         self._ttl_s = ttl_s
         self._local_max = local_max
-        self._prefix = key_prefix
+        self._prefix = key_prefix + "decision:"
         self._clock = clock
         self._breaker = RedisBreaker(
             log,
@@ -82,6 +83,7 @@ class DecisionRecords:
         self._unsent: list[tuple[str, bytes, float]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def redis_state(self) -> RedisState:
@@ -106,6 +108,9 @@ class DecisionRecords:
 
     async def aclose(self) -> None:
         if self._writer is not None:
+            # Also stops a writer in whose Redis call the cancellation got lost.
+            self._closing = True
+            self._wake.set()
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
@@ -164,7 +169,7 @@ class DecisionRecords:
                 self._unsent.append((decision_id, data, expires_at - now))
 
     async def _write_forever(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             await asyncio.sleep(BATCH_PAUSE_S)
             self._wake.clear()

@@ -1,8 +1,9 @@
 """Free calls counted per minute and per UTC day, shared by the router's replicas through Redis.
 
-With Redis, each window is one key (`router:free:{2026-08-14}:minute:12:34`,
-`router:free:{2026-08-14}:day`; one hash tag, so one cluster slot) that expires after its
-window, changed only by `free_counter.lua`, which checks the limits and counts in one step. Each
+With Redis, each window is one key (with the default key prefix,
+`router:free:{2026-08-14}:minute:12:34` and `router:free:{2026-08-14}:day`; one hash tag, so one
+cluster slot) that expires after its window, changed only by `free_counter.lua`, which checks
+the limits and counts in one step. Each
 Redis call gets `timeout_s`; on any failure the counter counts in memory on top of the counts
 Redis last reported (one warning per outage), lets one call probe Redis every
 `retry_after_s`, and adds what it counted meanwhile once Redis answers (a Redis that restarted
@@ -23,7 +24,7 @@ from typing import Final
 from redis.asyncio import Redis
 
 from service.openrouter.free_allowance import Per
-from service.redis_link import DEFAULT_TIMEOUT_S, RedisBreaker
+from service.redis_link import DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT_S, RedisBreaker
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,12 @@ class FreeCounter:
         self,
         redis: Redis | None = None,
         *,
-        key_prefix: str = "router:free",
+        key_prefix: str = DEFAULT_KEY_PREFIX,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry_after_s: float = 1.0,
     ) -> None:
         self._script = redis.register_script(SCRIPT) if redis is not None else None
-        self._prefix = key_prefix
+        self._prefix = key_prefix + "free"
         self._timeout_s = timeout_s
         self._breaker = RedisBreaker(
             log,

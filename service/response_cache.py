@@ -29,11 +29,11 @@ from redis.asyncio import Redis
 
 from service import metrics
 from service.pb.router.v1 import router_pb2 as pb
-from service.redis_link import DEFAULT_TIMEOUT_S, RedisBreaker
+from service.redis_link import DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT_S, RedisBreaker
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "router:response:"
+KEY_NAME = "response:"  # after the key prefix
 REDIS_RETRY_AFTER_S = 1.0
 
 
@@ -109,9 +109,11 @@ class ResponseCache:
         max_entry_bytes: int,
         memory_entries: int,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = redis
+        self._prefix = key_prefix + KEY_NAME
         self._by_default = by_default
         self._ttl_s = ttl_s
         self._max_entry_bytes = max_entry_bytes
@@ -141,7 +143,7 @@ class ResponseCache:
         normal.CopyFrom(request)
         normal.ClearField("cache")
         digest = hashlib.sha256(normal.SerializeToString(deterministic=True)).hexdigest()
-        return Lookup(f"{KEY_PREFIX}{caller}:{digest}", options.ttl_seconds or self._ttl_s)
+        return Lookup(f"{self._prefix}{caller}:{digest}", options.ttl_seconds or self._ttl_s)
 
     async def get(self, lookup: Lookup) -> pb.CompleteResponse | None:
         """The stored answer as a hit (see `as_cached`), or None."""

@@ -62,14 +62,19 @@ class Runtime:
         )
         figures = LiveFigures(router, clock=clock)
         timeout_s = settings.redis_timeout_s
+        prefix = settings.redis_key_prefix
         redis = connect(settings.redis_url, timeout_s=timeout_s) if settings.redis_url else None
         ledger = SpendLedger(
-            settings.daily_spend_limit_usd, redis, timeout_s=timeout_s, clock=wall_clock
+            settings.daily_spend_limit_usd,
+            redis,
+            key_prefix=prefix,
+            timeout_s=timeout_s,
+            clock=wall_clock,
         )
         free_quota = FreeQuota(
             router,
             client,
-            FreeCounter(redis, timeout_s=timeout_s),
+            FreeCounter(redis, key_prefix=prefix, timeout_s=timeout_s),
             enabled=settings.free_models,
             clock=wall_clock,
         )
@@ -78,6 +83,7 @@ class Runtime:
             settings.redis_url,
             ttl_s=settings.decision_record_ttl_s,
             local_max=settings.decision_records_local,
+            key_prefix=prefix,
             clock=wall_clock,
         )
         sticky = StickySessions(
@@ -86,6 +92,7 @@ class Runtime:
             enabled=settings.sticky_sessions,
             ttl_s=settings.sticky_session_ttl_s,
             timeout_s=timeout_s,
+            key_prefix=prefix,
         )
         decisions = DecisionCache(router, settings)
         completer = Completer(
@@ -119,6 +126,7 @@ class Runtime:
             max_entry_bytes=settings.response_cache_max_entry_bytes,
             memory_entries=settings.response_cache_memory_entries,
             timeout_s=timeout_s,
+            key_prefix=prefix,
             clock=clock,
         )
         return cls(

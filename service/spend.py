@@ -6,7 +6,8 @@ requests and replicas never overrun it. After the call `settle` swaps the reserv
 the actual cost (charged to the day it was reserved on), or `release` drops it. Replicas
 should be given the same limit: each checks against its own.
 
-Redis layout, per UTC day D and `key_prefix` P (the hash tag keeps a day's keys in one slot):
+Redis layout, per UTC day D, P being the key prefix and `spend` (by default `router:spend`; the
+hash tag keeps a day's keys in one slot):
 
     P:{D}          hash  spent, reserved: integer nano-USD, so sums never drift;
                          fold:<journal id>: the journal spend already replayed (see below)
@@ -48,7 +49,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from service.redis_link import DEFAULT_TIMEOUT_S, RedisBreaker
+from service.redis_link import DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT_S, RedisBreaker
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class SpendLedger:
         limit_usd: float | None,
         redis: Redis | None = None,
         *,
-        key_prefix: str = "router:spend",
+        key_prefix: str = DEFAULT_KEY_PREFIX,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry_after_s: float = 1.0,
         hold_ttl_s: float = 600.0,
@@ -220,7 +221,7 @@ class SpendLedger:
     ) -> None:
         self.limit_usd = limit_usd  # validated by its setter
         self._redis = redis
-        self._prefix = key_prefix
+        self._prefix = key_prefix + "spend"
         self._timeout_s = timeout_s
         self._hold_ttl_ms = round(hold_ttl_s * 1000)
         self._key_ttl_s = key_ttl_s

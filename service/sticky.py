@@ -3,9 +3,9 @@ that follow-up turns hit the same model and its provider's prompt cache.
 
 A session is the caller (`current_caller`), the request's policy (its mode, custom mode or
 weights: a turn under another policy starts another session) and the caller's session key.
-Redis holds the session's model under `router:sticky:<caller>:<sha256 of policy and key>` for
-`ttl_s`, renewed by each turn, for every replica; the key as given is never stored, logged or
-counted. Each replica also remembers the sessions it served (at most `MAX_LOCAL`, the least
+Redis holds the session's model under `<key prefix>sticky:<caller>:<sha256 of policy and key>`
+for `ttl_s`, renewed by each turn, for every replica; the key as given is never stored, logged
+or counted. Each replica also remembers the sessions it served (at most `MAX_LOCAL`, the least
 recently used forgotten first): they serve while Redis is absent or down (see `RedisBreaker`),
 so a session never fails and never waits on Redis longer than its timeout.
 
@@ -29,7 +29,7 @@ from service import metrics
 from service.callers import current_caller
 from service.errors import ErrorKind, RouterError
 from service.pb.router.v1 import router_pb2 as pb
-from service.redis_link import RedisBreaker
+from service.redis_link import DEFAULT_KEY_PREFIX, RedisBreaker
 from service.router import ModelRouter
 from service.scorer import InvalidRequest, NoEligibleModel
 
@@ -57,7 +57,7 @@ class StickySessions:
         ttl_s: float,
         timeout_s: float,
         max_local: int = MAX_LOCAL,
-        key_prefix: str = "router:sticky",
+        key_prefix: str = DEFAULT_KEY_PREFIX,
         retry_after_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -68,7 +68,7 @@ class StickySessions:
         self._ttl_ms = max(round(ttl_s * 1000), 1)
         self._timeout_s = timeout_s
         self._max_local = max_local
-        self._prefix = key_prefix
+        self._prefix = key_prefix + "sticky"
         self._clock = clock
         self._local: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._breaker = RedisBreaker(

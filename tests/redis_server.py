@@ -1,7 +1,8 @@
 """A real redis-server on loopback for the tests, which can be killed and restarted mid-test.
 
 Use the `redis_server` fixture (register it in conftest.py, or import it into a test module),
-or `RedisServer` directly. No persistence: a restarted server starts empty.
+or `RedisServer` directly; its `options` and `config` make it ask for a password, serve TLS or
+run as a Sentinel. No persistence: a restarted server starts empty.
 """
 
 from __future__ import annotations
@@ -13,24 +14,39 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from cli.local_redis import answers_ping
 from testkit.servers import free_port
 
 START_TIMEOUT_S = 10.0
 
 
 class RedisServer:
-    """redis-server on 127.0.0.1:`port`, without persistence, with its files in `workdir`."""
+    """redis-server on 127.0.0.1:`port`, without persistence, with its files in `workdir`.
+    `options` are more command-line options (later ones win), `config` the text of a config
+    file to start from (a Sentinel needs one it can rewrite), `url` how to reach it (default:
+    redis:// on `port`); it is ready once a client on `url` gets an answer to PING."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        options: Sequence[str] = (),
+        config: str = "",
+        url: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.port = port if port is not None else free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = url or f"redis://127.0.0.1:{self.port}/0"
+        self.options = list(options)
+        self.config = config
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -45,26 +61,42 @@ class RedisServer:
         if binary is None:
             pytest.skip("redis-server is not installed (make system-deps)")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "redis.conf"
+        config.write_text(self.config)
         # Appended to across restarts, to read when a test fails.
         with (self.workdir / "redis.log").open("ab") as log:
             self._process = subprocess.Popen(
                 [
                     binary,
+                    str(config),
                     "--bind", "127.0.0.1",
                     "--port", str(self.port),
                     "--save", "",
                     "--appendonly", "no",
                     "--dir", str(self.workdir),
+                    *self.options,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not answers_ping(self.port):
+        while not self.answers_ping():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
             time.sleep(0.01)
+
+    def answers_ping(self) -> bool:
+        try:
+            with redis.Redis.from_url(
+                self.url,
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
+                retry=Retry(NoBackoff(), 0),
+            ) as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
 
     def kill(self) -> None:
         """Stop the server at once (SIGKILL), like a crash: clients see refused connections."""

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from service.redis_link import connect
-from service.response_cache import KEY_PREFIX, Lookup, ResponseCache
+from service.response_cache import Lookup, ResponseCache
 from testkit.fake_openrouter import FakeOpenRouter, HttpError, MidStreamError, Reply
 from testkit.servers import GatewayThread, ServerThread, settings_for
 from tests.redis_server import RedisServer, silent_listener
@@ -354,7 +354,7 @@ async def test_redis_keeps_an_answer_for_its_ttl_and_memory_as_long(
     answer = pb.CompleteResponse(id="gen-1", choices=[pb.Choice(finish_reason="stop")])
     lookup = cache.lookup(request(cache=pb.CacheOptions(enabled=True, ttl_seconds=30)), "carol")
     assert lookup is not None
-    assert lookup.key.startswith(f"{KEY_PREFIX}carol:")
+    assert lookup.key.startswith("router:response:carol:")
     await cache.put(lookup, answer)
     assert 29_000 < await client.pttl(lookup.key) <= 30_000
     now[0] += 31
