@@ -116,6 +116,7 @@ class Runtime:
             keeper,
             interval_s=settings.shared_state_interval_s,
             timeout_s=timeout_s,
+            key_prefix=prefix,
             clock=clock,
             wall_clock=wall_clock,
         )

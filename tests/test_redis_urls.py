@@ -38,7 +38,7 @@ CACHED = pb.CompleteRequest(
     cache=pb.CacheOptions(enabled=True),
 )
 # What one route and one completion write, after the key prefix.
-USERS = ("spend:{", "sticky:", "decision:", "decision-cache:", "response:")
+USERS = ("spend:{", "sticky:", "decision:", "decision-cache:", "response:", "learned")
 # Polls of what the router writes in the background; each waits POLL_S.
 POLLS = 500
 POLL_S = 0.01
