@@ -161,11 +161,12 @@ def stream_deltas(stub: RouterStub) -> list[str]:
 def test_a_long_stream_arrives_whole_in_fewer_messages(
     stub: RouterStub, fake: FakeOpenRouter
 ) -> None:
-    """Events that arrive together go out as one message; lines split across reads rejoin."""
+    """Events that arrive together (one write of the fake) go out as fewer messages than
+    events, however the reads fall; lines split across reads rejoin."""
     words = [f"word{i:05d}-" + "x" * (i % 97) for i in range(3_000)]
     words[1_500] = "y" * 300_000  # an event far larger than one read
     text = " ".join(words)
-    fake.script(candidates(stub)[0], Reply(text))
+    fake.script(candidates(stub)[0], Reply(text, burst=True))
     deltas = stream_deltas(stub)
     assert "".join(deltas) == text
     assert len(deltas) < 3_000 / 10

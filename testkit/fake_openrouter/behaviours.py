@@ -29,7 +29,8 @@ class Reply:
 
     `content=None` answers with a sentence naming the served model; `content=""` is the
     empty-content 200 seen during provider cold starts. Streaming waits `first_token_delay_s`
-    (sending `: OPENROUTER PROCESSING` comments meanwhile) and `chunk_delay_s` between chunks;
+    (sending `: OPENROUTER PROCESSING` comments meanwhile) and `chunk_delay_s` between chunks,
+    or with `burst` sends every content chunk in one write (events that arrive together);
     a non-streaming reply waits as long as the whole stream would take. Token counts default to
     the fake's deterministic count of the text.
     """
@@ -39,6 +40,7 @@ class Reply:
     tool_calls: tuple[ToolCall, ...] = ()
     first_token_delay_s: float = 0.0
     chunk_delay_s: float = 0.0
+    burst: bool = False
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None

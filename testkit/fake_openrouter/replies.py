@@ -196,10 +196,13 @@ class Replier:
         async with aclosing(self._opening(reply.first_token_delay_s)) as opening:
             async for frame in opening:
                 yield frame
-        for index, delta in enumerate(_deltas(outcome)):
+        chunks = [self._chunk(served, [_choice(delta)]) for delta in _deltas(outcome)]
+        if reply.burst:
+            chunks = [b"".join(chunks)]
+        for index, chunk in enumerate(chunks):
             if index:
                 await self.state.pause(reply.chunk_delay_s)
-            yield self._chunk(served, [_choice(delta)])
+            yield chunk
         finish = {"role": "assistant", "content": ""}
         yield self._chunk(served, [_choice(finish, outcome.finish_reason)])
         usage_choices = [_choice(finish)] if self.state.config.usage_chunk == "empty_delta" else []
