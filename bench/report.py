@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import bench_complete, bench_route, bench_scorer, bench_transports, plots
+from bench import bench_complete, bench_route, bench_scorer, bench_transports, charts
 from bench.machine import describe
 from bench.rows import COLUMNS, Results, Section, cells
 
@@ -50,13 +50,13 @@ def draw(results: Results, directory: Path) -> list[str]:
     directory.mkdir(parents=True, exist_ok=True)
     drawn = []
     if scale := results.plots.get(bench_scorer.SCALE_PLOT):
-        plots.scale_curve(scale, directory / "scorer-scale.png")
+        charts.scale_curve(scale, directory / "scorer-scale.png")
         drawn.append("scorer-scale.png")
     if cdfs := {k[10:]: v for k, v in results.plots.items() if k.startswith("route-cdf ")}:
-        plots.cdfs(cdfs, directory / "route-cdf.png")
+        charts.cdfs(cdfs, directory / "route-cdf.png")
         drawn.append("route-cdf.png")
     if overhead := results.plots.get(bench_complete.OVERHEAD_PLOT):
-        plots.overhead_bars(overhead, directory / "completion-overhead.png")
+        charts.overhead_bars(overhead, directory / "completion-overhead.png")
         drawn.append("completion-overhead.png")
     return drawn
 
