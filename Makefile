@@ -61,11 +61,8 @@ test: install proto-check lint ## Install, check and run every test (Rust and Py
 	cd $(CRATE) && cargo test
 	$(BIN)/pytest
 
-bench: install ## Measure speed (p50, p99, p99.9): the scorer, the service layers, gRPC against REST, completions
-	$(PY) -m bench.bench_scorer
-	$(PY) -m bench.bench_route
-	$(PY) -m bench.bench_transports
-	$(PY) -m bench.bench_complete
+bench: install ## Measure speed (p50, p99, p99.9) of everything; write bench/report.md, report.json, plots/
+	$(PY) -m bench.report
 
 run: install ## Serve gRPC on :50051 and REST on :8000 beside a Redis of its own (ROUTER_REDIS_URL: yours)
 	$(PY) -m cli.local_redis

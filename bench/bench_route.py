@@ -15,7 +15,8 @@ from functools import partial
 import grpc
 
 from bench.processes import redis_process
-from bench.timing import HEADER, METHOD, gc_paused, measure, report, sample_async
+from bench.rows import Results, Row
+from bench.timing import METHOD, gc_paused, measure, sample_async
 from service import catalogue, grpc_server
 from service.catalogue import Catalogue
 from service.config import Settings
@@ -70,11 +71,15 @@ def sources() -> Iterator[dict[str, int]]:
 
 
 async def cached(
-    name: str, call: Callable[[], Awaitable[object]], iterations: int, warmup: int = 200
-) -> float:
+    results: Results,
+    name: str,
+    call: Callable[[], Awaitable[object]],
+    iterations: int,
+    warmup: int = 200,
+) -> Row:
     with sources() as hits:
         samples = await sample_async(call, iterations, warmup)
-    return report(f"{name} (hits l1 {hits['l1']}, l2 {hits['l2']})", samples)
+    return results.samples(f"{name} (hits l1 {hits['l1']}, l2 {hits['l2']})", samples)
 
 
 def alternating(cache: DecisionCache) -> Callable[[], Awaitable[object]]:
@@ -91,36 +96,45 @@ async def warmed(cache: DecisionCache) -> DecisionCache:
     return cache
 
 
-async def decision_rows(router: ModelRouter, settings: Settings, redis_url: str | None) -> None:
-    n = 200 if len(router.catalogue.models) > 1000 else 5_000
-    scorer = measure("  scorer (ModelRouter.route)", lambda: router.route(SPEED), n, 20)
+async def decision_rows(
+    results: Results, label: str, router: ModelRouter, settings: Settings, redis_url: str | None
+) -> None:
+    n = 1_000 if len(router.catalogue.models) > 1000 else 5_000
+    scorer = measure(
+        results, f"{label}: scorer (ModelRouter.route)", lambda: router.route(SPEED), n, 20
+    )
     l1 = DecisionCache(router, settings)
-    l1_p50 = await cached("  L1 hit", lambda: l1.route(SPEED), n * 4)
+    l1_hit = await cached(results, f"{label}: L1 hit", lambda: l1.route(SPEED), n * 4)
     one_entry = settings.model_copy(update={"decision_cache_size": 1})
     if redis_url is not None:
         redis = connect(redis_url, timeout_s=settings.redis_timeout_s)
         await redis.ping()
         trips = await sample_async(lambda: redis.get("router:bench"), n, 50)
-        report("  Redis GET round trip", trips)
+        results.samples(f"{label}: Redis GET round trip", trips)
         await redis.aclose()
         up = await warmed(
             DecisionCache(router, one_entry.model_copy(update={"redis_url": redis_url}))
         )
-        await cached("  L1 miss, Redis up: L2 or scorer, by the rule", alternating(up), n, 0)
-        print(
-            f"  {'':<50} rule: L2 round trip {up.l2_round_trip_ns / 1e3:.1f} us "
-            f"against scorer {up.scorer_ns / 1e3:.1f} us"
+        await cached(
+            results, f"{label}: L1 miss, Redis up: L2 or scorer, by the rule", alternating(up), n, 0
+        )
+        results.note(
+            f"{label}: the rule's figures: L2 round trip {up.l2_round_trip_ns / 1e3:.1f} µs "
+            f"against scorer {up.scorer_ns / 1e3:.1f} µs"
         )
         await up.aclose()
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
     down = await warmed(DecisionCache(router, one_entry.model_copy(update={"redis_url": nowhere})))
-    await cached("  L1 miss, Redis down: scorer", alternating(down), n, 0)
+    await cached(results, f"{label}: L1 miss, Redis down: scorer", alternating(down), n, 0)
     await down.aclose()
-    print(f"  {'':<50} L1 hit / scorer p50: {l1_p50 / scorer:.2f}")
+    results.note(f"{label}: L1 hit / scorer p50: {l1_hit.p50 / scorer.p50:.2f}")
 
 
 async def side_by_side(
-    calls: dict[str, Callable[[], Awaitable[object]]], rounds: int = 5, iterations: int = 2_000
+    results: Results,
+    calls: dict[str, Callable[[], Awaitable[object]]],
+    rounds: int = 5,
+    iterations: int = 2_000,
 ) -> None:
     """The cases in alternating rounds, so that none of them has the machine to itself."""
     samples: dict[str, list[int]] = {name: [] for name in calls}
@@ -131,7 +145,7 @@ async def side_by_side(
                 samples[name] += await sample_async(call, iterations, 200)
             hits[name] = {level: hits[name][level] + seen[level] for level in seen}
     for name, taken in samples.items():
-        report(f"{name} (hits l1 {hits[name]['l1']}, l2 {hits[name]['l2']})", taken)
+        results.samples(f"{name} (hits l1 {hits[name]['l1']}, l2 {hits[name]['l2']})", taken)
 
 
 def cycling(core: RouterCore) -> Callable[[], Awaitable[object]]:
@@ -139,7 +153,7 @@ def cycling(core: RouterCore) -> Callable[[], Awaitable[object]]:
     return lambda: core.route(DISTINCT[next(turn) % len(DISTINCT)])
 
 
-async def core_rows(settings: Settings, redis_url: str | None) -> None:
+async def core_rows(results: Results, settings: Settings, redis_url: str | None) -> None:
     """Route through the core (as the gRPC and REST adapters call it)."""
     small = settings.model_copy(update={"decision_cache_size": 8})
     setups = {"no Redis": None, "Redis down": f"redis://127.0.0.1:{free_port()}/0"}
@@ -150,10 +164,12 @@ async def core_rows(settings: Settings, redis_url: str | None) -> None:
         for label, url in setups.items()
     }
     await side_by_side(
-        {f"  Route, one request, {label}": partial(c.route, SPEED) for label, c in cores.items()}
+        results,
+        {f"Route, one request, {label}": partial(c.route, SPEED) for label, c in cores.items()},
     )
     await side_by_side(
-        {f"  Route, 40 requests, L1 of 8, {label}": cycling(c) for label, c in cores.items()}
+        results,
+        {f"Route, 40 requests, L1 of 8, {label}": cycling(c) for label, c in cores.items()},
     )
     for core in cores.values():
         await core.aclose()
@@ -167,7 +183,9 @@ def sessions(core: RouterCore) -> Callable[[], Awaitable[object]]:
     )
 
 
-async def session_rows(settings: Settings, redis_url: str, paused_url: str) -> None:
+async def session_rows(
+    results: Results, settings: Settings, redis_url: str, paused_url: str
+) -> None:
     """Route with a session key, which asks Redis on every turn: Redis up, refusing
     connections (killed) and taking them without answering (paused), against no Redis."""
     setups = {
@@ -189,9 +207,11 @@ async def session_rows(settings: Settings, redis_url: str, paused_url: str) -> N
             taken += await sample_async(sessions(core), 1_000, 0)
         waited = sum(t >= timeout_ns / 2 for t in taken)
         longest = max(taken) / 1e6
-        report(f"  Route with a session, {label} ({waited} waited, max {longest:.0f} ms)", taken)
-    print(
-        f"  {'':<50} waited: turns of {timeout_ns / 2e6:.0f} ms or more (the Redis timeout is "
+        results.samples(
+            f"Route with a session, {label} ({waited} waited, max {longest:.0f} ms)", taken
+        )
+    results.note(
+        f"waited: turns of {timeout_ns / 2e6:.0f} ms or more (the Redis timeout is "
         f"{timeout_ns / 1e6:.0f} ms; then its breaker lets one probe a second through), in "
         f"{SESSION_RUN_S:.0f} s of turns from the first on"
     )
@@ -199,42 +219,63 @@ async def session_rows(settings: Settings, redis_url: str, paused_url: str) -> N
         await core.aclose()
 
 
-async def cache_rows(redis_url: str | None) -> None:
+async def cache_rows(results: Results, redis_url: str | None) -> None:
     settings = Settings(grpc_host="127.0.0.1", grpc_port=0)
     embedded = catalogue.load()
     models = sorted(synthetic(list(embedded.models), LARGE), key=lambda m: m.id)
     large = Catalogue(version="synthetic", snapshot_date="2026-08-01", models=tuple(models))
-    for label, cat in (("embedded catalogue", embedded), (f"synthetic {LARGE:,}", large)):
-        print(f"decision latency, {label} ({len(cat.models)} models), speed, top 5")
-        await decision_rows(ModelRouter(cat, settings), settings, redis_url)
-    print("Route through the core (embedded catalogue; Redis up / down / none)")
-    await core_rows(settings, redis_url)
+    results.section(
+        "Decision cache",
+        "A decision from the scorer, from L1 and from L2 (Redis), on the embedded catalogue and "
+        f"on a synthetic one of {LARGE:,} models, speed mode, top 5; the hits column counts "
+        f"the lookups each level answered. {METHOD}",
+    )
+    for label, cat in (("embedded", embedded), (f"synthetic {LARGE:,}", large)):
+        await decision_rows(results, label, ModelRouter(cat, settings), settings, redis_url)
+    results.section(
+        "Route through the core: Redis up, down, none",
+        "RouterCore.route as the gRPC and REST adapters call it, embedded catalogue; the "
+        "setups side by side in 5 alternating rounds of 2,000 calls each, pooled. " + METHOD,
+    )
+    await core_rows(results, settings, redis_url)
 
 
-async def outage_rows(redis_url: str) -> None:
-    print("Route through the core with sticky sessions, while Redis is away")
+async def outage_rows(results: Results, redis_url: str) -> None:
+    results.section(
+        "Route with sticky sessions while Redis is away",
+        f"Turns of 50 sticky sessions, which read Redis on every turn, for {SESSION_RUN_S:.0f} s "
+        "per setup from the first turn on: no Redis, Redis up, killed (refusing connections) "
+        "and paused (SIGSTOP: taking connections, never answering). " + METHOD,
+    )
     with redis_process(paused=True) as paused_url:
-        await session_rows(Settings(grpc_host="127.0.0.1", grpc_port=0), redis_url, paused_url)
+        settings = Settings(grpc_host="127.0.0.1", grpc_port=0)
+        await session_rows(results, settings, redis_url, paused_url)
 
 
-def main() -> None:
+def run(results: Results) -> None:
     snapshot = catalogue.load()
     settings = Settings(grpc_host="127.0.0.1", grpc_port=0, decision_cache=False)
     router = ModelRouter(snapshot, settings)
-    request = SPEED
-    print(f"catalogue {snapshot.version}: {len(snapshot.models)} models; Route, speed, top 5")
-    print(METHOD)
-    print(HEADER)
-    measure("in-process Route (proto in, proto out)", lambda: router.route(request), 20_000)
-    samples = asyncio.run(grpc_round_trips(settings, request, 3_000))
-    report("gRPC Route over loopback (aio client and server), no cache", samples)
+    results.section(
+        "Route through the service layers",
+        f"Catalogue {snapshot.version}: {len(snapshot.models)} models; Route, speed, top 5, no "
+        "decision cache: in process (proto in, proto out), and a gRPC round trip over loopback "
+        f"with client and server on one event loop. {METHOD}",
+    )
+    measure(results, "in-process Route (proto in, proto out)", lambda: router.route(SPEED), 20_000)
+    samples = asyncio.run(grpc_round_trips(settings, SPEED, 3_000))
+    results.samples("gRPC Route over loopback (aio client and server), no cache", samples)
     try:
         with redis_process() as url:
-            asyncio.run(cache_rows(url))
-            asyncio.run(outage_rows(url))
+            asyncio.run(cache_rows(results, url))
+            asyncio.run(outage_rows(results, url))
     except FileNotFoundError:
-        print("redis-server is not installed (make system-deps): rows without Redis only")
-        asyncio.run(cache_rows(None))
+        results.note("redis-server is not installed (make system-deps): rows without Redis only")
+        asyncio.run(cache_rows(results, None))
+
+
+def main() -> None:
+    run(Results())
 
 
 if __name__ == "__main__":

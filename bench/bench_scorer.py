@@ -12,7 +12,8 @@ import threading
 import time
 from typing import Any
 
-from bench.timing import HEADER, METHOD, measure, report, sample
+from bench.rows import Results
+from bench.timing import METHOD, measure, sample
 from service import catalogue
 from service.catalogue import ModelRecord
 from service.scorer import MODE_WEIGHTS, LiveStats, Ranking, Scorer
@@ -20,6 +21,7 @@ from testkit import reference_scorer
 from testkit.synthetic import synthetic
 
 SPEED = MODE_WEIGHTS["speed"]
+SCALE_PLOT = "scorer-scale"
 PROMPT, OUTPUT = 1000, 500
 
 
@@ -46,21 +48,27 @@ def reference(models: list[dict[str, Any]], top_k: int) -> object:
     )
 
 
-def compare(name: str, records: list[ModelRecord], top_k: int, iterations: int) -> None:
+def compare(
+    results: Results, name: str, records: list[ModelRecord], top_k: int, iterations: int
+) -> None:
     scorer = Scorer("bench", [r.spec() for r in records])
     models = [reference_model(r) for r in records]
     native = top5 if top_k == 5 else best
-    fast = measure(f"native   {name}", lambda: native(scorer), iterations)
+    fast = measure(results, f"native   {name}", lambda: native(scorer), iterations)
     slow = measure(
+        results,
         f"python   {name}",
         lambda: reference(models, top_k),
         max(5, iterations // 200),
         warmup=2,
     )
-    print(f"{'':<52} speed-up at p50: {slow / fast:,.0f}x")
+    results.note(f"{name}: native speed-up at p50 {slow.p50 / fast.p50:,.0f}x")
+    if top_k == 1:
+        results.point(SCALE_PLOT, "native (Rust)", len(records), fast.p50)
+        results.point(SCALE_PLOT, "Python reference", len(records), slow.p50)
 
 
-def during_updates(records: list[ModelRecord], iterations: int) -> None:
+def during_updates(results: Results, records: list[ModelRecord], iterations: int) -> None:
     """Route on this thread while another replaces every model's stats, batch after batch."""
     scorer = Scorer("bench", [r.spec() for r in records])
     rng = random.Random(11)
@@ -83,7 +91,7 @@ def during_updates(records: list[ModelRecord], iterations: int) -> None:
             k += 1
             time.sleep(0.001)
 
-    measure("native   best, quiet (for comparison)", lambda: best(scorer), iterations)
+    measure(results, "native   best, quiet (for comparison)", lambda: best(scorer), iterations)
     updater = threading.Thread(target=update)
     updater.start()
     try:
@@ -91,22 +99,28 @@ def during_updates(records: list[ModelRecord], iterations: int) -> None:
     finally:
         stop.set()
         updater.join()
-    report("native   best, while all stats are replaced every ~1 ms", routed)
-    report(f"update_stats of all {len(records)} models, incl. waiting for the GIL", update_ns)
+    results.samples("native   best, while all stats are replaced every ~1 ms", routed)
+    results.samples(
+        f"update_stats of all {len(records)} models, incl. waiting for the GIL", update_ns
+    )
+
+
+def run(results: Results) -> None:
+    base = list(catalogue.load().models)
+    results.section(
+        "Scorer: native against the Python reference, and its scale curve",
+        f"Embedded catalogue of {len(base)} models and synthetic ones; a request of {PROMPT} "
+        f"prompt + {OUTPUT} output tokens, speed mode; no decision cache. {METHOD}",
+    )
+    compare(results, f"best model, embedded ({len(base)})", base, 1, 100_000)
+    compare(results, f"top-5 with breakdowns, embedded ({len(base)})", base, 5, 100_000)
+    for size, iterations in ((1_000, 50_000), (10_000, 5_000), (100_000, 1_000)):
+        compare(results, f"best model, synthetic {size:,}", synthetic(base, size), 1, iterations)
+    during_updates(results, base, 50_000)
 
 
 def main() -> None:
-    base = list(catalogue.load().models)
-    print(
-        f"embedded catalogue: {len(base)} models; request {PROMPT} prompt + {OUTPUT} output tokens"
-    )
-    print(METHOD)
-    print(HEADER)
-    compare(f"best model, embedded ({len(base)})", base, 1, 100_000)
-    compare(f"top-5 with breakdowns, embedded ({len(base)})", base, 5, 100_000)
-    for size, iterations in ((1_000, 50_000), (10_000, 5_000), (100_000, 500)):
-        compare(f"best model, synthetic {size:,}", synthetic(base, size), 1, iterations)
-    during_updates(base, 50_000)
+    run(Results())
 
 
 if __name__ == "__main__":

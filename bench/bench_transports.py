@@ -1,11 +1,14 @@
-"""Route over gRPC and over REST `/route`, side by side, against one running router.
+"""Route over gRPC and over REST `/route`, side by side, against one running router, and the same
+gRPC runs against a bare grpc.aio server: the floor under the router's gRPC latency and CPU.
 
 The router runs as `router serve` in a process of its own (gRPC and the REST gateway over one
-core); h2load (Debian's nghttp2-client), a C load generator that costs the router's cores little,
-sends the requests: gRPC unary calls as HTTP/2 POSTs of a framed RouteRequest on one connection,
-REST as HTTP/1.1 POSTs of the same request in JSON on keep-alive connections. Rounds alternate
-between the transports, so that both see the same machine; each row pools its rounds. The
-router's CPU time per request is read from /proc.
+core), the bare server (`bench.bare_grpc`) in another, answering Route with the bytes of the
+router's own answer; h2load (Debian's nghttp2-client), a C load generator that costs the
+servers' cores little, sends the requests: gRPC unary calls as HTTP/2 POSTs of a framed
+RouteRequest on one connection (`-m`: streams in flight), REST as HTTP/1.1 POSTs of the same
+request in JSON on keep-alive connections. Rounds alternate between the cases, so that all see
+the same machine; each row pools its rounds. Each server's CPU time per request is read from
+/proc.
 """
 
 from __future__ import annotations
@@ -18,36 +21,44 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import grpc
 
-from bench.processes import cpu_seconds
-from cli.processes import RouterProcess, fake_process, router_process
-from cli.stats import percentile
+from bench.processes import bare_grpc_process, cpu_seconds
+from bench.rows import Extra, Results, Row
+from cli.processes import fake_process, router_process
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 
 REQUEST = pb.RouteRequest(mode=pb.MODE_SPEED, top_k=5)
 REST_BODY = b'{"mode": "speed", "top_k": 5}'
+GRPC_HEADERS = ["content-type: application/grpc", "te: trailers"]
 ROUNDS = 3
 SEQUENTIAL = 2_000  # requests per round, one at a time
-CONCURRENT = 6_000  # requests per round, 16 in flight
-IN_FLIGHT = 16
+CONCURRENT = 6_000  # requests per round, several in flight
+GRPC_IN_FLIGHT = (8, 16, 32)
+REST_IN_FLIGHT = 16
 WARMUP = 500
 START_TIMEOUT_S = 30.0
+CDF_POINTS = 200
 # Targets of REST against gRPC on this machine.
 SEQUENTIAL_P50_RATIO = 1.5
 THROUGHPUT_SHARE = 0.5
+# Targets of gRPC Route.
+SEQUENTIAL_P50_US = 400.0
+LOADED_IN_FLIGHT, LOADED_RATE, LOADED_P99_US = 32, 5_000.0, 2_000.0
 
 
 @dataclass
 class Run:
-    """Per-request microseconds and requests per second of one h2load run."""
+    """Per-request microseconds, requests per second and the server's CPU µs per request of one
+    h2load run."""
 
     micros: list[int]
     rate: float
-    cpu_ms: float
+    cpu_us: float
 
 
 def framed(message: pb.RouteRequest) -> bytes:
@@ -56,132 +67,185 @@ def framed(message: pb.RouteRequest) -> bytes:
     return struct.pack(">?I", False, len(body)) + body
 
 
-def h2load(
-    url: str,
-    body: Path,
-    headers: list[str],
-    requests: int,
-    in_flight: int,
-    *,
-    h1: bool,
-    router: RouterProcess,
-) -> Run:
-    with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
-        command = ["h2load", "-n", str(requests), "-d", str(body), f"--log-file={log.name}"]
-        if h1:
-            command += ["--h1", "-c", str(in_flight), "-m", "1"]
-        else:
-            command += ["-c", "1", "-m", str(in_flight)]
-        for header in headers:
-            command += ["-H", header]
-        cpu_before = cpu_seconds(router.pid)
-        started = time.perf_counter()
-        done = subprocess.run([*command, url], capture_output=True, text=True, check=False)
-        elapsed = time.perf_counter() - started
-        cpu_ms = (cpu_seconds(router.pid) - cpu_before) * 1000 / requests
-        if done.returncode != 0 or f"{requests} succeeded" not in done.stdout:
-            raise RuntimeError(f"h2load failed: {done.stdout[-800:]} {done.stderr[-800:]}")
-        micros = [int(line.split("\t")[2]) for line in log if line.strip()]
-    statuses = done.stdout.split("status codes: ")[1].split("\n")[0]
-    if not statuses.startswith(f"{requests} 2xx"):
-        raise RuntimeError(f"not every request succeeded: {statuses}")
-    return Run(micros, requests / elapsed, cpu_ms)
+@dataclass(frozen=True)
+class Endpoint:
+    """One way to send Route: h2load's URL, body and headers, and the server's process id."""
+
+    url: str
+    body: Path
+    headers: list[str]
+    h1: bool
+    pid: int
+
+    def run(self, requests: int, in_flight: int) -> Run:
+        with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
+            command = [
+                "h2load",
+                "-n",
+                str(requests),
+                "-d",
+                str(self.body),
+                f"--log-file={log.name}",
+            ]
+            if self.h1:
+                command += ["--h1", "-c", str(in_flight), "-m", "1"]
+            else:
+                command += ["-c", "1", "-m", str(in_flight)]
+            for header in self.headers:
+                command += ["-H", header]
+            cpu_before = cpu_seconds(self.pid)
+            started = time.perf_counter()
+            done = subprocess.run([*command, self.url], capture_output=True, text=True, check=False)
+            elapsed = time.perf_counter() - started
+            cpu_us = (cpu_seconds(self.pid) - cpu_before) * 1e6 / requests
+            if done.returncode != 0 or f"{requests} succeeded" not in done.stdout:
+                raise RuntimeError(f"h2load failed: {done.stdout[-800:]} {done.stderr[-800:]}")
+            micros = [int(line.split("\t")[2]) for line in log if line.strip()]
+        statuses = done.stdout.split("status codes: ")[1].split("\n")[0]
+        if not statuses.startswith(f"{requests} 2xx"):
+            raise RuntimeError(f"not every request succeeded: {statuses}")
+        return Run(micros, requests / elapsed, cpu_us)
 
 
-class Transports:
-    def __init__(self, router: RouterProcess, workdir: Path) -> None:
-        self.router = router
-        self.grpc_body = workdir / "route.grpc"
-        self.grpc_body.write_bytes(framed(REQUEST))
-        self.rest_body = workdir / "route.json"
-        self.rest_body.write_bytes(REST_BODY)
-        host = router.grpc_address
-        self.grpc_url = f"http://{host}/router.v1.Router/Route"
-        self.rest_url = f"{router.http_url}/route"
-
-    def grpc(self, requests: int, in_flight: int) -> Run:
-        headers = ["content-type: application/grpc", "te: trailers"]
-        return h2load(
-            self.grpc_url,
-            self.grpc_body,
-            headers,
-            requests,
-            in_flight,
-            h1=False,
-            router=self.router,
-        )
-
-    def rest(self, requests: int, in_flight: int) -> Run:
-        headers = ["content-type: application/json"]
-        return h2load(
-            self.rest_url, self.rest_body, headers, requests, in_flight, h1=True, router=self.router
-        )
-
-
-def row(name: str, runs: list[Run]) -> tuple[float, float]:
-    """Print one pooled row; returns (p50 µs, requests per second: the median of the rounds)."""
-    ordered = sorted(m * 1000 for run in runs for m in run.micros)
-    p50, p99, p999 = (percentile(ordered, q) for q in (0.5, 0.99, 0.999))
-    rate = statistics.median(run.rate for run in runs)
-    cpu = statistics.median(run.cpu_ms for run in runs)
-    print(
-        f"{name:<34} {p50:>9.0f} {p99:>9.0f} {p999:>9.0f} {rate:>9.0f} {cpu * 1000:>9.0f}"
-        f"  n={len(ordered)}",
-        flush=True,
+def pooled(results: Results, name: str, runs: list[Run]) -> Row:
+    """The row of a case's rounds: pooled latencies, the median round's rate and CPU."""
+    return results.samples(
+        name,
+        [m * 1000 for run in runs for m in run.micros],
+        Extra(
+            rate=statistics.median(run.rate for run in runs),
+            cpu_us_per_request=statistics.median(run.cpu_us for run in runs),
+        ),
     )
-    return p50, rate
 
 
-def check_answers(router: RouterProcess) -> str:
-    """The request routes over gRPC; the model it picks."""
-    with grpc.insecure_channel(router.grpc_address) as channel:
+def cdf(runs: list[Run]) -> list[tuple[float, float]]:
+    """About CDF_POINTS points (µs, share of requests at or under it) of the pooled latencies."""
+    ordered = sorted(m for run in runs for m in run.micros)
+    step = max(1, len(ordered) // CDF_POINTS)
+    points = [(float(ordered[i]), (i + 1) / len(ordered)) for i in range(0, len(ordered), step)]
+    return [*points, (float(ordered[-1]), 1.0)]
+
+
+def router_answer(address: str) -> pb.RouteResponse:
+    with grpc.insecure_channel(address) as channel:
         grpc.channel_ready_future(channel).result(timeout=START_TIMEOUT_S)
-        return RouterStub(channel).Route(REQUEST, timeout=10).model
+        answer: pb.RouteResponse = RouterStub(channel).Route(REQUEST, timeout=10)
+        return answer
+
+
+def cases(router: Endpoint, rest: Endpoint, bare: Endpoint) -> dict[str, Callable[[], Run]]:
+    """Every case by its row's name; the bare floor beside each gRPC case."""
+    table: dict[str, Callable[[], Run]] = {
+        "gRPC Route, sequential": lambda: router.run(SEQUENTIAL, 1),
+        "bare grpc.aio floor, sequential": lambda: bare.run(SEQUENTIAL, 1),
+        "REST /route, sequential": lambda: rest.run(SEQUENTIAL, 1),
+    }
+    for m in GRPC_IN_FLIGHT:
+        table[f"gRPC Route, {m} in flight"] = partial(router.run, CONCURRENT, m)
+        table[f"bare grpc.aio floor, {m} in flight"] = partial(bare.run, CONCURRENT, m)
+    table[f"REST /route, {REST_IN_FLIGHT} in flight"] = lambda: rest.run(CONCURRENT, REST_IN_FLIGHT)
+    return table
+
+
+def measure(workdir: Path) -> dict[str, list[Run]]:
+    """Every case's runs, round after round."""
+    (workdir / "route.grpc").write_bytes(framed(REQUEST))
+    (workdir / "route.json").write_bytes(REST_BODY)
+    with fake_process() as fake, router_process(fake) as router:
+        answer = router_answer(router.grpc_address)
+        (workdir / "answer.bin").write_bytes(answer.SerializeToString())
+        with bare_grpc_process(workdir / "answer.bin") as bare:
+            router_url = f"http://{router.grpc_address}/router.v1.Router/Route"
+            bare_url = f"http://{bare.grpc_address}/router.v1.Router/Route"
+            router_grpc = Endpoint(
+                router_url, workdir / "route.grpc", GRPC_HEADERS, False, router.pid
+            )
+            rest = Endpoint(
+                f"{router.http_url}/route",
+                workdir / "route.json",
+                ["content-type: application/json"],
+                True,
+                router.pid,
+            )
+            bare_grpc = Endpoint(bare_url, workdir / "route.grpc", GRPC_HEADERS, False, bare.pid)
+            for endpoint in (router_grpc, rest, bare_grpc):
+                endpoint.run(WARMUP, 1)
+            ways = cases(router_grpc, rest, bare_grpc)
+            runs: dict[str, list[Run]] = {name: [] for name in ways}
+            for _ in range(ROUNDS):
+                for name, run in ways.items():
+                    runs[name].append(run())
+    return runs
+
+
+def run(results: Results) -> None:
+    if shutil.which("h2load") is None:
+        raise SystemExit("h2load is missing: apt-get install nghttp2-client (make system-deps)")
+    results.section(
+        "Route over gRPC and REST, and the bare grpc.aio floor",
+        f"h2load against `router serve` and against the bare server (`bench/bare_grpc.py`), each "
+        f"in a process of its own; {ROUNDS} alternating rounds per row of {SEQUENTIAL:,} "
+        f"sequential or {CONCURRENT:,} requests in flight (after {WARMUP} warm-up requests to "
+        "each endpoint); gRPC on one HTTP/2 connection with `-m` streams in flight, REST on "
+        "`-c` HTTP/1.1 keep-alive connections; per-request times from h2load's log, pooled, "
+        "nearest-rank percentiles; req/s the median round's; server CPU per request from "
+        "/proc/<pid>/stat.",
+    )
+    with tempfile.TemporaryDirectory() as workdir:
+        runs = measure(Path(workdir))
+    rows = {name: pooled(results, name, taken) for name, taken in runs.items()}
+    for load in ("sequential", *(f"{m} in flight" for m in GRPC_IN_FLIGHT)):
+        router, bare = rows[f"gRPC Route, {load}"], rows[f"bare grpc.aio floor, {load}"]
+        cpu_share = (bare.cpu_us_per_request or 0) / (router.cpu_us_per_request or 1)
+        results.note(
+            f"{load}: the bare grpc.aio server takes {bare.p50 / router.p50:.0%} of gRPC Route's "
+            f"p50 and {cpu_share:.0%} of its CPU per request; it serves {bare.rate or 0:,.0f} "
+            f"req/s to the router's {router.rate or 0:,.0f}"
+        )
+    for label in ("gRPC", "REST", "bare floor"):
+        prefix = {"gRPC": "gRPC Route", "REST": "REST /route", "bare floor": "bare grpc.aio floor"}
+        for load in ("sequential", f"{REST_IN_FLIGHT} in flight"):
+            name = f"{prefix[label]}, {load}"
+            results.plots.setdefault(f"route-cdf {load}", {})[label] = cdf(runs[name])
+    targets(results, rows)
+
+
+def targets(results: Results, rows: dict[str, Row]) -> None:
+    sequential = rows["gRPC Route, sequential"]
+    results.target(
+        "gRPC Route sequential p50",
+        f"<= {SEQUENTIAL_P50_US:.0f} µs",
+        f"{sequential.p50:.0f} µs",
+        sequential.p50 <= SEQUENTIAL_P50_US,
+    )
+    loaded = rows[f"gRPC Route, {LOADED_IN_FLIGHT} in flight"]
+    rate = loaded.rate or 0.0
+    results.target(
+        f"gRPC Route at {LOADED_IN_FLIGHT} in flight",
+        f">= {LOADED_RATE:,.0f} req/s with p99 <= {LOADED_P99_US / 1000:g} ms",
+        f"{rate:,.0f} req/s, p99 {loaded.p99 / 1000:.2f} ms",
+        rate >= LOADED_RATE and loaded.p99 <= LOADED_P99_US,
+    )
+    ratio = rows["REST /route, sequential"].p50 / sequential.p50
+    results.target(
+        "REST /route sequential p50 over gRPC's",
+        f"<= {SEQUENTIAL_P50_RATIO}x",
+        f"{ratio:.2f}x",
+        ratio <= SEQUENTIAL_P50_RATIO,
+    )
+    rest_rate = rows[f"REST /route, {REST_IN_FLIGHT} in flight"].rate or 0.0
+    share = rest_rate / (rows[f"gRPC Route, {REST_IN_FLIGHT} in flight"].rate or 1.0)
+    results.target(
+        f"REST /route throughput at {REST_IN_FLIGHT} in flight, share of gRPC's",
+        f">= {THROUGHPUT_SHARE:.0%}",
+        f"{share:.0%}",
+        share >= THROUGHPUT_SHARE,
+    )
 
 
 def main() -> None:
-    if shutil.which("h2load") is None:
-        raise SystemExit("h2load is missing: apt-get install nghttp2-client (make system-deps)")
-    print(__doc__.strip().splitlines()[0])
-    print(
-        f"method: h2load, {ROUNDS} alternating rounds per row of {SEQUENTIAL} sequential or "
-        f"{CONCURRENT} requests at {IN_FLIGHT} in flight (after {WARMUP} warm-up requests); "
-        "per-request times from h2load's log, nearest-rank percentiles; router CPU per request "
-        "from /proc/<pid>/stat."
-    )
-    with (
-        fake_process() as fake,
-        router_process(fake) as router,
-        tempfile.TemporaryDirectory() as workdir,
-    ):
-        print(f"Route speed top 5 -> {check_answers(router)}")
-        ways = Transports(router, Path(workdir))
-        ways.grpc(WARMUP, 1)
-        ways.rest(WARMUP, 1)
-        print(
-            f"{'case (microseconds)':<34} {'p50':>9} {'p99':>9} {'p99.9':>9} {'req/s':>9}"
-            f" {'CPU µs':>9}"
-        )
-        results: dict[str, list[Run]] = {}
-        cases: dict[str, Callable[[], Run]] = {
-            "gRPC Route, sequential": lambda: ways.grpc(SEQUENTIAL, 1),
-            "REST /route, sequential": lambda: ways.rest(SEQUENTIAL, 1),
-            f"gRPC Route, {IN_FLIGHT} in flight": lambda: ways.grpc(CONCURRENT, IN_FLIGHT),
-            f"REST /route, {IN_FLIGHT} in flight": lambda: ways.rest(CONCURRENT, IN_FLIGHT),
-        }
-        for _ in range(ROUNDS):
-            for name, run in cases.items():
-                results.setdefault(name, []).append(run())
-        figures = {name: row(name, runs) for name, runs in results.items()}
-    names = list(figures)
-    seq_ratio = figures[names[1]][0] / figures[names[0]][0]
-    share = figures[names[3]][1] / figures[names[2]][1]
-    print(
-        f"REST/gRPC sequential p50: {seq_ratio:.2f}x (target <= {SEQUENTIAL_P50_RATIO}x: "
-        f"{'met' if seq_ratio <= SEQUENTIAL_P50_RATIO else 'NOT met'}); REST throughput at "
-        f"{IN_FLIGHT} in flight: {share:.0%} of gRPC's (target >= {THROUGHPUT_SHARE:.0%}: "
-        f"{'met' if share >= THROUGHPUT_SHARE else 'NOT met'})"
-    )
+    run(Results())
 
 
 if __name__ == "__main__":

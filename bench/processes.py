@@ -1,5 +1,5 @@
-"""A process's CPU time, and a redis-server of its own, for the benchmarks (the router and the fake
-OpenRouter in processes of their own: `cli.processes`)."""
+"""A process's CPU time, a redis-server of its own and the bare gRPC server, for the benchmarks
+(the router and the fake OpenRouter in processes of their own: `cli.processes`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from cli.processes import free_port
+from cli.processes import announcing, free_port
 
 
 def cpu_seconds(pid: int) -> float:
@@ -51,3 +53,19 @@ def redis_process(*, paused: bool = False) -> Iterator[str]:
             redis.send_signal(signal.SIGCONT)
             redis.terminate()
             redis.wait(10)
+
+
+@dataclass(frozen=True)
+class BareProcess:
+    grpc_address: str
+    pid: int
+
+
+@contextmanager
+def bare_grpc_process(response: Path) -> Iterator[BareProcess]:
+    """`bench.bare_grpc` in a process of its own, answering Route with the bytes of `response`."""
+    command = [sys.executable, "-m", "bench.bare_grpc", "--response", str(response)]
+    with announcing(command, 1) as (pid, (started,)):
+        if not started.startswith("bare gRPC at "):
+            raise RuntimeError(f"the bare gRPC server did not start: {started!r}")
+        yield BareProcess(started.split()[3], pid)

@@ -1,22 +1,19 @@
-"""Latency measurement shared by the benchmarks: warm up, time each call, report percentiles."""
+"""Latency measurement shared by the benchmarks: warm up, then time each call."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
-from cli.stats import percentile
-
-HEADER = f"{'case (microseconds)':<52} {'p50':>9} {'p99':>9} {'p99.9':>9} {'mean':>9}"
+from bench.rows import Results, Row
 
 METHOD = (
-    "method: each case is warmed up, then timed call by call with time.perf_counter_ns on one "
-    "thread, the garbage collector paused; p50/p99/p99.9 are nearest-rank percentiles of the "
-    "per-call times; the machine is shared, so compare ratios taken in the same run."
+    "Each case is warmed up, then timed call by call with time.perf_counter_ns on one thread, "
+    "the garbage collector paused; p50/p99/p99.9 are nearest-rank percentiles of the per-call "
+    "times, in microseconds."
 )
 
 
@@ -42,20 +39,10 @@ def sample(call: Callable[[], object], iterations: int, warmup: int) -> list[int
     return samples
 
 
-def report(name: str, samples: list[int]) -> float:
-    """Print one row; returns the median in microseconds."""
-    ordered = sorted(samples)
-    p50 = percentile(ordered, 0.50)
-    mean = statistics.fmean(ordered) / 1_000
-    print(
-        f"{name:<52} {p50:>9.2f} {percentile(ordered, 0.99):>9.2f} "
-        f"{percentile(ordered, 0.999):>9.2f} {mean:>9.2f}  n={len(ordered)}"
-    )
-    return p50
-
-
-def measure(name: str, call: Callable[[], object], iterations: int, warmup: int = 1_000) -> float:
-    return report(name, sample(call, iterations, warmup))
+def measure(
+    results: Results, name: str, call: Callable[[], object], iterations: int, warmup: int = 1_000
+) -> Row:
+    return results.samples(name, sample(call, iterations, warmup))
 
 
 async def sample_async(

@@ -28,6 +28,20 @@ def free_port() -> int:
 class FakeProcess:
     base_url: str
     api_key: str
+    pid: int
+
+
+@contextmanager
+def announcing(command: list[str], lines: int) -> Iterator[tuple[int, list[str]]]:
+    """`command` in a process of its own that prints `lines` lines once it serves; yields its
+    process id and those lines."""
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            yield process.pid, [process.stdout.readline() for _ in range(lines)]
+        finally:
+            process.terminate()
+            process.wait(10)
 
 
 @contextmanager
@@ -35,16 +49,10 @@ def fake_process(delay_s: float = 0.0) -> Iterator[FakeProcess]:
     """The fake OpenRouter of `testkit/` in a process of its own."""
     command = [sys.executable, "-m", "testkit.fake_openrouter", "--port", str(free_port())]
     command += ["--first-token-delay", str(delay_s)]
-    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as fake:
-        try:
-            assert fake.stdout is not None
-            started, key = fake.stdout.readline(), fake.stdout.readline()
-            if not started.startswith("fake OpenRouter at ") or not key.startswith("API key: "):
-                raise RuntimeError(f"the fake OpenRouter did not start: {started!r}")
-            yield FakeProcess(started.split()[3], key.split()[2])
-        finally:
-            fake.terminate()
-            fake.wait(10)
+    with announcing(command, 2) as (pid, (started, key)):
+        if not started.startswith("fake OpenRouter at ") or not key.startswith("API key: "):
+            raise RuntimeError(f"the fake OpenRouter did not start: {started!r}")
+        yield FakeProcess(started.split()[3], key.split()[2], pid)
 
 
 @dataclass(frozen=True)
