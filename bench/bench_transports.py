@@ -6,13 +6,17 @@ core), the bare server (`bench.bare_grpc`) in another, answering Route with the 
 router's own answer; h2load (Debian's nghttp2-client), a C load generator that costs the
 servers' cores little, sends the requests: gRPC unary calls as HTTP/2 POSTs of a framed
 RouteRequest on one connection (`-m`: streams in flight), REST as HTTP/1.1 POSTs of the same
-request in JSON on keep-alive connections. Rounds alternate between the cases, so that all see
+request in JSON on keep-alive connections. `router serve --workers 2` (on a Redis of its own)
+is loaded on two connections beside the single process, as the kernel spreads connections, not
+calls, over the workers. Rounds alternate between the cases, so that all see
 the same machine; each row pools its rounds. Each server's CPU time per request is read from
 /proc.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shutil
 import statistics
 import struct
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.processes import bare_grpc_process, cpu_seconds
+from bench.processes import bare_grpc_process, cpu_seconds, redis_process
 from bench.rows import Extra, Results, Row
 from cli.processes import fake_process, router_process
 from service.pb.router.v1 import router_pb2 as pb
@@ -76,6 +80,7 @@ class Endpoint:
     headers: list[str]
     h1: bool
     pid: int
+    connections: int = 1  # for HTTP/2: the streams in flight are spread over them
 
     def run(self, requests: int, in_flight: int) -> Run:
         with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
@@ -90,7 +95,8 @@ class Endpoint:
             if self.h1:
                 command += ["--h1", "-c", str(in_flight), "-m", "1"]
             else:
-                command += ["-c", "1", "-m", str(in_flight)]
+                streams = max(1, in_flight // self.connections)
+                command += ["-c", str(self.connections), "-m", str(streams)]
             for header in self.headers:
                 command += ["-H", header]
             cpu_before = cpu_seconds(self.pid)
@@ -134,8 +140,11 @@ def router_answer(address: str) -> pb.RouteResponse:
         return answer
 
 
-def cases(router: Endpoint, rest: Endpoint, bare: Endpoint) -> dict[str, Callable[[], Run]]:
-    """Every case by its row's name; the bare floor beside each gRPC case."""
+def cases(
+    router: Endpoint, rest: Endpoint, bare: Endpoint, spread: dict[int, Endpoint]
+) -> dict[str, Callable[[], Run]]:
+    """Every case by its row's name; the bare floor beside each gRPC case; the router with 1
+    and 2 workers (`spread`) on two connections."""
     table: dict[str, Callable[[], Run]] = {
         "gRPC Route, sequential": lambda: router.run(SEQUENTIAL, 1),
         "bare grpc.aio floor, sequential": lambda: bare.run(SEQUENTIAL, 1),
@@ -145,15 +154,49 @@ def cases(router: Endpoint, rest: Endpoint, bare: Endpoint) -> dict[str, Callabl
         table[f"gRPC Route, {m} in flight"] = partial(router.run, CONCURRENT, m)
         table[f"bare grpc.aio floor, {m} in flight"] = partial(bare.run, CONCURRENT, m)
     table[f"REST /route, {REST_IN_FLIGHT} in flight"] = lambda: rest.run(CONCURRENT, REST_IN_FLIGHT)
+    for workers, endpoint in spread.items():
+        table[spread_name(workers)] = partial(endpoint.run, CONCURRENT, LOADED_IN_FLIGHT)
     return table
+
+
+def spread_name(workers: int) -> str:
+    plural = "s" * (workers > 1)
+    return f"gRPC Route, {workers} worker{plural}, {LOADED_IN_FLIGHT} in flight on 2 connections"
+
+
+def listening(address: str) -> int:
+    """How many sockets listen on the address's port (a router's workers share it)."""
+    port = f":{int(address.rsplit(':', 1)[1]):04X} "
+    tables = (Path("/proc/net/tcp").read_text(), Path("/proc/net/tcp6").read_text())
+    return sum(
+        1
+        for table in tables
+        for line in table.splitlines()[1:]
+        if line.split()[1].endswith(port.strip()) and line.split()[3] == "0A"
+    )
+
+
+def all_workers_listening(address: str, workers: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while listening(address) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not {workers} workers listening on {address}")
+        time.sleep(0.1)
 
 
 def measure(workdir: Path) -> dict[str, list[Run]]:
     """Every case's runs, round after round."""
     (workdir / "route.grpc").write_bytes(framed(REQUEST))
     (workdir / "route.json").write_bytes(REST_BODY)
-    with fake_process() as fake, router_process(fake) as router:
+    with (
+        fake_process() as fake,
+        router_process(fake) as router,
+        redis_process() as redis_url,
+        router_process(fake, workers=2, redis_url=redis_url) as workers,
+    ):
         answer = router_answer(router.grpc_address)
+        router_answer(workers.grpc_address)
+        all_workers_listening(workers.grpc_address, 2)
         (workdir / "answer.bin").write_bytes(answer.SerializeToString())
         with bare_grpc_process(workdir / "answer.bin") as bare:
             router_url = f"http://{router.grpc_address}/router.v1.Router/Route"
@@ -169,9 +212,20 @@ def measure(workdir: Path) -> dict[str, list[Run]]:
                 router.pid,
             )
             bare_grpc = Endpoint(bare_url, workdir / "route.grpc", GRPC_HEADERS, False, bare.pid)
-            for endpoint in (router_grpc, rest, bare_grpc):
+            spread = {
+                1: dataclasses.replace(router_grpc, connections=2),
+                2: Endpoint(
+                    f"http://{workers.grpc_address}/router.v1.Router/Route",
+                    workdir / "route.grpc",
+                    GRPC_HEADERS,
+                    False,
+                    workers.pid,
+                    connections=2,
+                ),
+            }
+            for endpoint in (router_grpc, rest, bare_grpc, *spread.values()):
                 endpoint.run(WARMUP, 1)
-            ways = cases(router_grpc, rest, bare_grpc)
+            ways = cases(router_grpc, rest, bare_grpc, spread)
             runs: dict[str, list[Run]] = {name: [] for name in ways}
             for _ in range(ROUNDS):
                 for name, run in ways.items():
@@ -203,6 +257,21 @@ def run(results: Results) -> None:
             f"p50 and {cpu_share:.0%} of its CPU per request; it serves {bare.rate or 0:,.0f} "
             f"req/s to the router's {router.rate or 0:,.0f}"
         )
+    one, two = (
+        rows[
+            f"gRPC Route, {n} worker{'s' * (n > 1)}, {LOADED_IN_FLIGHT} in flight on 2 connections"
+        ]
+        for n in (1, 2)
+    )
+    results.note(
+        f"`router serve --workers 2` (sharing Redis) serves {two.rate or 0:,.0f} req/s at "
+        f"{LOADED_IN_FLIGHT} in flight on two connections, against {one.rate or 0:,.0f} for one "
+        f"worker: {(two.rate or 0) / (one.rate or 1):.2f}x on this machine, whose "
+        f"{os.cpu_count()} cores the one worker already nearly fills with h2load "
+        f"({one.rate or 0:,.0f} req/s x {one.cpu_us_per_request or 0:.0f} µs = "
+        f"{(one.rate or 0) * (one.cpu_us_per_request or 0) / 1e6:.2f} cores: gRPC's threads "
+        "work outside the GIL)"
+    )
     for label in ("gRPC", "REST", "bare floor"):
         prefix = {"gRPC": "gRPC Route", "REST": "REST /route", "bare floor": "bare grpc.aio floor"}
         for load in ("sequential", f"{REST_IN_FLIGHT} in flight"):

@@ -63,9 +63,12 @@ class RouterProcess:
 
 
 @contextmanager
-def router_process(fake: FakeProcess | None = None) -> Iterator[RouterProcess]:
+def router_process(
+    fake: FakeProcess | None = None, *, workers: int = 1, redis_url: str | None = None
+) -> Iterator[RouterProcess]:
     """`router serve` in a process of its own on free ports of 127.0.0.1, with a state directory
-    of its own and no periodic refresh; pointed at `fake` when given."""
+    of its own and no periodic refresh; pointed at `fake` when given, with `workers` worker
+    processes (which need `redis_url`)."""
     grpc_port, http_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as state:
         env = os.environ | {
@@ -73,6 +76,8 @@ def router_process(fake: FakeProcess | None = None) -> Iterator[RouterProcess]:
             "ROUTER_REFRESH_INTERVAL_S": "0",
             "ROUTER_ENDPOINT_STATS_MODELS": "0",
         }
+        if redis_url is not None:
+            env["ROUTER_REDIS_URL"] = redis_url
         if fake is not None:
             env |= {
                 "ROUTER_OPENROUTER_BASE_URL": fake.base_url,
@@ -81,6 +86,7 @@ def router_process(fake: FakeProcess | None = None) -> Iterator[RouterProcess]:
             }
         command = [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1"]
         command += ["--grpc-port", str(grpc_port), "--http-port", str(http_port)]
+        command += ["--workers", str(workers)]
         with (
             open(Path(state) / "router.log", "w") as log,
             subprocess.Popen(command, cwd=state, env=env, stdout=log, stderr=log) as router,
