@@ -4,24 +4,27 @@ latency, the throughput, the errors and the decision cache's hit rate."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
+import aiohttp
 import grpc
 import typer
 from prometheus_client.parser import text_string_to_metric_families
 from rich.progress import Progress
 
 from cli.common import RPC_TIMEOUT_S, AsJson, err, fail, out
-from cli.load import Call, Load, Tally, measure, warm_up
-from cli.processes import RouterProcess, fake_process, router_process
+from cli.load import Call, CallFailed, Load, Tally, measure, warm_up
+from cli.processes import RouterProcess, Upstream, fake_process, router_process
 from cli.routing_options import routing_options
 from cli.stats import histogram, percentile
+from service.config import Settings
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from service.pb.router.v1.router_pb2_grpc import RouterAsyncStub
 
 CONNECT_TIMEOUT_S = 5.0
+COMPARE_ROUNDS = 3
 START_TIMEOUT_S = 60.0  # a router started here, on two busy cores
 PROMPT = "Say hello to the router benchmark."
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p99.9": 0.999}
@@ -81,6 +85,15 @@ def benchmark(
         float | None, typer.Option(help="Stop making calls after this many seconds.")
     ] = None,
     warmup: Annotated[int, typer.Option(min=0, help="Calls made first and not counted.")] = 10,
+    compare_direct: Annotated[
+        bool,
+        typer.Option(
+            "--compare-direct",
+            help="With --rpc complete: also call the upstream directly (the fake with --local, "
+            "else ROUTER_OPENROUTER_BASE_URL with OPENROUTER_API_KEY) for the model the router "
+            "picked, in alternating rounds, and report what the router adds.",
+        ),
+    ] = False,
     routing: pb.RouteRequest,
     as_json: AsJson = False,
 ) -> None:
@@ -92,12 +105,15 @@ def benchmark(
     for name, value in (("--rate", rate), ("--duration", duration)):
         if value is not None and not value > 0:
             raise fail(f"{name} must be above 0")
+    if compare_direct and rpc != Rpc.complete:
+        raise fail("--compare-direct compares completions: add --rpc complete")
     load = Load(concurrency, requests or (None if duration else 1000), duration, rate)
     with ExitStack() as stack:
         router = stack.enter_context(_local_router(rpc)) if local else None
         address = router.grpc_address if router else target
         assert address is not None
-        report = asyncio.run(_run(address, router, rpc, routing, load, warmup, as_json))
+        upstream = _upstream(router) if compare_direct else None
+        report = asyncio.run(_run(address, router, rpc, routing, load, warmup, as_json, upstream))
     if as_json:
         out.print_json(data=report)
     else:
@@ -117,6 +133,17 @@ def _local_router(rpc: Rpc) -> Iterator[RouterProcess]:
         yield router
 
 
+def _upstream(router: RouterProcess | None) -> Upstream:
+    """What --compare-direct calls: the fake the router started here uses, else the configured
+    OpenRouter."""
+    if router is not None and router.upstream is not None:
+        return router.upstream
+    settings = Settings()
+    if settings.openrouter_api_key is None:
+        raise fail("--compare-direct needs the upstream's key: set OPENROUTER_API_KEY")
+    return Upstream(settings.openrouter_base_url, settings.openrouter_api_key.get_secret_value())
+
+
 async def _run(
     address: str,
     router: RouterProcess | None,
@@ -125,6 +152,7 @@ async def _run(
     load: Load,
     warmup: int,
     as_json: bool,
+    upstream: Upstream | None,
 ) -> dict[str, Any]:
     async with grpc.aio.insecure_channel(address) as channel:
         try:
@@ -143,9 +171,76 @@ async def _run(
         before = await _cache_lookups(router)
         with Progress(console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
             task = bar.add_task(f"{rpc} calls", total=load.requests)
-            tally = await measure(call, load, lambda: bar.advance(task))
+
+            def advance() -> None:
+                bar.advance(task)
+
+            if upstream is None:
+                tally = await measure(call, load, advance)
+            else:
+                model = (await _complete(stub, routing)).model
+                tally, direct = await _side_by_side(call, upstream, model, load, warmup, advance)
         after = await _cache_lookups(router)
-    return _report(address, rpc, load, warmup, tally, _hit_rate(before, after))
+    report = _report(address, rpc, load, warmup, tally, _hit_rate(before, after))
+    if upstream is not None:
+        report |= _compared(report, _report(upstream.base_url, rpc, load, warmup, direct, None))
+    return report
+
+
+async def _side_by_side(
+    call: Call, upstream: Upstream, model: str, load: Load, warmup: int, done: Callable[[], None]
+) -> tuple[Tally, Tally]:
+    """The router's calls and direct calls to `upstream` for `model`, in alternating rounds."""
+    rounds = Load(
+        load.concurrency,
+        None if load.requests is None else math.ceil(load.requests / COMPARE_ROUNDS),
+        None if load.duration_s is None else load.duration_s / COMPARE_ROUNDS,
+        load.rate,
+    )
+    routed, direct = Tally(), Tally()
+    async with _direct_calls(upstream, model) as straight:
+        await warm_up(straight, warmup, load.concurrency)
+        for _ in range(COMPARE_ROUNDS):
+            routed.add(await measure(call, rounds, done))
+            direct.add(await measure(straight, rounds, lambda: None))
+    return routed, direct
+
+
+@contextlib.asynccontextmanager
+async def _direct_calls(upstream: Upstream, model: str) -> AsyncIterator[Call]:
+    """A call of the upstream's chat completions for `model`, as the router makes it."""
+    url = upstream.base_url.rstrip("/") + "/chat/completions"
+    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}]}
+    headers = {"authorization": f"Bearer {upstream.api_key}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=RPC_TIMEOUT_S)) as http:
+
+        async def call() -> None:
+            try:
+                async with http.post(url, json=body, headers=headers) as reply:
+                    await reply.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise CallFailed(type(exc).__name__) from None
+            if reply.status != 200:
+                raise CallFailed(f"HTTP {reply.status}")
+
+        yield call
+
+
+def _compared(routed: dict[str, Any], direct: dict[str, Any]) -> dict[str, Any]:
+    """The direct calls' figures, and what the router adds to each percentile."""
+    added = None
+    if routed["latency_ms"] and direct["latency_ms"]:
+        added = {
+            name: round(routed["latency_ms"][name] - direct["latency_ms"][name], 3)
+            for name in QUANTILES
+        }
+    kept = ("target", "requests", "ok", "errors", "seconds", "throughput_per_s", "latency_ms")
+    return {"direct": {key: direct[key] for key in kept}, "added_ms": added}
+
+
+async def _complete(stub: RouterAsyncStub, routing: pb.RouteRequest) -> pb.CompleteResponse:
+    answer: pb.CompleteResponse = await _call(stub, Rpc.complete, routing)()  # type: ignore[assignment]
+    return answer
 
 
 def _call(stub: RouterAsyncStub, rpc: Rpc, routing: pb.RouteRequest) -> Call:
@@ -248,6 +343,8 @@ def _lines(r: dict[str, Any]) -> Iterator[str]:
         yield f"latency    ms, of the calls that succeeded: {figures}"
     errors = ", ".join(f"{code} {count}" for code, count in r["errors"].items())
     yield f"errors     {errors or 'none'}"
+    if "direct" in r:
+        yield from _direct_lines(r["direct"], r["added_ms"])
     yield f"cache      {_cache_line(r['decision_cache'])}"
     if r["histogram_ms"]:
         yield "histogram  ms, of the calls that succeeded"
@@ -255,6 +352,21 @@ def _lines(r: dict[str, Any]) -> Iterator[str]:
         for row in r["histogram_ms"]:
             bar = "#" * math.ceil(BAR_WIDTH * row["count"] / most)
             yield f"  {row['from']:>8g} - {row['to']:<8g} {bar:<{BAR_WIDTH}} {row['count']}"
+
+
+def _direct_lines(direct: dict[str, Any], added: dict[str, float] | None) -> Iterator[str]:
+    failed = direct["requests"] - direct["ok"]
+    yield (
+        f"direct     {direct['requests']} calls of {direct['target']} in alternating rounds, "
+        f"{direct['ok']} ok, {failed} failed"
+        + ("" if not failed else ": " + ", ".join(f"{k} {n}" for k, n in direct["errors"].items()))
+    )
+    if direct["latency_ms"] is not None:
+        figures = "  ".join(f"{name} {ms:.3f}" for name, ms in direct["latency_ms"].items())
+        yield f"           ms: {figures}"
+    if added is not None:
+        figures = "  ".join(f"{name} {ms:+.3f}" for name, ms in added.items())
+        yield f"added      ms, by the router over calling directly: {figures}"
 
 
 def _cache_line(cache: dict[str, Any] | None) -> str:

@@ -16,6 +16,14 @@ import grpc
 Call = Callable[[], Awaitable[object]]
 
 
+class CallFailed(Exception):
+    """A call that is not a gRPC call failed; `status` names how (e.g. "HTTP 503")."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Load:
     concurrency: int  # calls in flight at most
@@ -34,6 +42,13 @@ class Tally:
     @property
     def calls(self) -> int:
         return len(self.latencies_ns) + self.errors.total()
+
+    def add(self, other: Tally) -> None:
+        """Take in another round's figures."""
+        self.latencies_ns += other.latencies_ns
+        self.errors.update(other.errors)
+        self.dropped += other.dropped
+        self.elapsed_s += other.elapsed_s
 
 
 async def warm_up(call: Call, calls: int, concurrency: int) -> None:
@@ -59,6 +74,8 @@ async def _timed(call: Call, tally: Tally, done: Callable[[], None]) -> None:
         await call()
     except grpc.aio.AioRpcError as exc:
         tally.errors[exc.code().name] += 1
+    except CallFailed as exc:
+        tally.errors[exc.status] += 1
     else:
         tally.latencies_ns.append(time.perf_counter_ns() - started)
     done()

@@ -56,10 +56,19 @@ def fake_process(delay_s: float = 0.0) -> Iterator[FakeProcess]:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """An OpenRouter (or the fake) as a router calls it."""
+
+    base_url: str
+    api_key: str
+
+
+@dataclass(frozen=True)
 class RouterProcess:
     grpc_address: str
     http_url: str
     pid: int
+    upstream: Upstream | None = None  # the fake it was pointed at
 
 
 @contextmanager
@@ -93,7 +102,10 @@ def router_process(
         ):
             try:
                 yield RouterProcess(
-                    f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", router.pid
+                    f"127.0.0.1:{grpc_port}",
+                    f"http://127.0.0.1:{http_port}",
+                    router.pid,
+                    None if fake is None else Upstream(fake.base_url, fake.api_key),
                 )
             finally:
                 router.terminate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,15 +17,15 @@ from cli.main import app
 from cli.stats import bounds, histogram
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
-from testkit.fake_openrouter import ANY_MODEL, FakeOpenRouter, HttpError
+from testkit.fake_openrouter import ANY_MODEL, DEFAULT_KEY, FakeOpenRouter, HttpError
 from testkit.servers import ServerThread, settings_for
 
 runner = CliRunner()
 SMALL = ["--requests", "20", "--concurrency", "4", "--warmup", "2"]
 
 
-def benchmark(*args: str, exit_code: int = 0) -> dict[str, Any]:
-    result = runner.invoke(app, ["benchmark", *args, "--json"])
+def benchmark(*args: str, exit_code: int = 0, env: dict[str, str] | None = None) -> dict[str, Any]:
+    result = runner.invoke(app, ["benchmark", *args, "--json"], env=env)
     assert result.exit_code == exit_code, result.output
     assert isinstance(result.exception, SystemExit | None)  # never a traceback
     report: dict[str, Any] = json.loads(result.stdout)
@@ -92,6 +93,30 @@ def test_complete_on_a_fake_openrouter(completing: str) -> None:
     assert_consistent(report)
 
 
+def test_compare_direct_calls_the_upstream_in_alternating_rounds(
+    completing: str, fake: FakeOpenRouter
+) -> None:
+    env = {"ROUTER_OPENROUTER_BASE_URL": fake.base_url, "OPENROUTER_API_KEY": DEFAULT_KEY}
+    chat_before = len(chat_calls(fake))
+    args = ("--target", completing, "--rpc", "complete", "--compare-direct", *SMALL)
+    report = benchmark(*args, env=env)
+    rounds = 3 * math.ceil(20 / 3)
+    assert report["ok"] == report["direct"]["ok"] == rounds
+    assert report["direct"]["target"] == fake.base_url
+    assert set(report["added_ms"]) == {"p50", "p90", "p99", "p99.9"}
+    warmups, model_probe = 2 + 2, 1
+    assert len(chat_calls(fake)) - chat_before == 2 * rounds + warmups + model_probe
+    assert DEFAULT_KEY not in json.dumps(report)
+
+    text = runner.invoke(app, ["benchmark", *args], env=env)
+    assert text.exit_code == 0, text.output
+    assert "added      ms, by the router over calling directly: p50 " in text.stdout
+
+
+def chat_calls(fake: FakeOpenRouter) -> list[str]:
+    return [r.path for r in fake.requests if r.path.endswith("/chat/completions")]
+
+
 def test_a_router_failing_every_call_exits_1_with_the_errors(
     completing: str, fake: FakeOpenRouter
 ) -> None:
@@ -122,6 +147,7 @@ def test_an_unreachable_target_exits_2() -> None:
         (["--target", "127.0.0.1:1", "--mode", "speed", "--weights", "1,1,1"], "at most one"),
         (["--target", "127.0.0.1:1", "--local"], "give one of --target HOST:PORT and --local"),
         ([], "give one of --target HOST:PORT and --local"),
+        (["--target", "127.0.0.1:1", "--compare-direct"], "add --rpc complete"),
     ],
 )
 def test_bad_flags_exit_2_with_a_message(args: list[str], fragment: str) -> None:
