@@ -4,13 +4,17 @@ fake of OpenRouter per test module (a module may define its own `fake`)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
 from service.config import ModeWeights, Settings
+from service.pb.router.v1 import router_pb2 as pb
+from service.pb.router.v1.router_pb2_grpc import RouterStub
 from testkit.fake_openrouter import FakeOpenRouter
-from testkit.servers import GatewayThread, ServerThread
+from testkit.servers import GatewayThread, ServerThread, settings_for
 from tests.adapters import ADAPTERS, Adapter
 from tests.fuzzing import fake_router  # noqa: F401  (a fixture for the fuzz tests)
 from tests.redis_server import redis_server  # noqa: F401  (a fixture for every test module)
@@ -34,6 +38,17 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def fake() -> Iterator[FakeOpenRouter]:
     with FakeOpenRouter() as server:
         yield server
+
+
+@pytest.fixture
+def on_fake(fake: FakeOpenRouter, tmp_path: Path) -> Iterator[str]:
+    """The gRPC address of a fresh router on the freshly reset fake OpenRouter, serving the
+    fake's catalogue."""
+    fake.reset()
+    settings = settings_for(fake, tmp_path / "state", endpoint_stats_models=0)
+    with ServerThread(settings) as address, grpc.insecure_channel(address) as channel:
+        assert RouterStub(channel).RefreshCatalogue(pb.RefreshCatalogueRequest()).replaced
+        yield address
 
 
 @pytest.fixture(scope="session")

@@ -5,20 +5,14 @@ from __future__ import annotations
 import json
 import math
 import socket
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
 from cli.stats import bounds, histogram
-from service.pb.router.v1 import router_pb2 as pb
-from service.pb.router.v1.router_pb2_grpc import RouterStub
 from testkit.fake_openrouter import ANY_MODEL, DEFAULT_KEY, FakeOpenRouter, HttpError
-from testkit.servers import ServerThread, settings_for
 
 runner = CliRunner()
 SMALL = ["--requests", "20", "--concurrency", "4", "--warmup", "2"]
@@ -39,16 +33,6 @@ def assert_consistent(report: dict[str, Any]) -> None:
     assert list(report["latency_ms"]) == ["p50", "p90", "p99", "p99.9", "max"]
     assert sum(row["count"] for row in report["histogram_ms"]) == report["ok"]
     assert report["throughput_per_s"] > 0
-
-
-@pytest.fixture
-def completing(fake: FakeOpenRouter, tmp_path: Path) -> Iterator[str]:
-    """A router on the fake OpenRouter, which it has taken its catalogue from."""
-    fake.reset()
-    settings = settings_for(fake, tmp_path / "state", endpoint_stats_models=0)
-    with ServerThread(settings) as address, grpc.insecure_channel(address) as channel:
-        assert RouterStub(channel).RefreshCatalogue(pb.RefreshCatalogueRequest()).replaced
-        yield address
 
 
 def test_closed_loop_counts_every_request(grpc_address: str) -> None:
@@ -86,19 +70,19 @@ def test_open_loop_stops_after_its_duration(grpc_address: str) -> None:
         assert_consistent(report)
 
 
-def test_complete_on_a_fake_openrouter(completing: str) -> None:
-    report = benchmark("--target", completing, "--rpc", "complete", *SMALL, "--mode", "speed")
+def test_complete_on_a_fake_openrouter(on_fake: str) -> None:
+    report = benchmark("--target", on_fake, "--rpc", "complete", *SMALL, "--mode", "speed")
     assert report["rpc"] == "complete"
     assert report["requests"] == report["ok"] == 20
     assert_consistent(report)
 
 
 def test_compare_direct_calls_the_upstream_in_alternating_rounds(
-    completing: str, fake: FakeOpenRouter
+    on_fake: str, fake: FakeOpenRouter
 ) -> None:
     env = {"ROUTER_OPENROUTER_BASE_URL": fake.base_url, "OPENROUTER_API_KEY": DEFAULT_KEY}
     chat_before = len(chat_calls(fake))
-    args = ("--target", completing, "--rpc", "complete", "--compare-direct", *SMALL)
+    args = ("--target", on_fake, "--rpc", "complete", "--compare-direct", *SMALL)
     report = benchmark(*args, env=env)
     rounds = 3 * math.ceil(20 / 3)
     assert report["ok"] == report["direct"]["ok"] == rounds
@@ -118,10 +102,10 @@ def chat_calls(fake: FakeOpenRouter) -> list[str]:
 
 
 def test_a_router_failing_every_call_exits_1_with_the_errors(
-    completing: str, fake: FakeOpenRouter
+    on_fake: str, fake: FakeOpenRouter
 ) -> None:
     fake.set_behaviour(ANY_MODEL, HttpError.unavailable())
-    report = benchmark("--target", completing, "--rpc", "complete", *SMALL, exit_code=1)
+    report = benchmark("--target", on_fake, "--rpc", "complete", *SMALL, exit_code=1)
     assert report["errors"] == {"UNAVAILABLE": 20}
     assert report["ok"] == 0
     assert report["latency_ms"] is None

@@ -4,30 +4,16 @@ OpenRouter's catalogue, and its errors."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
-import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from service.pb.router.v1 import router_pb2 as pb
-from service.pb.router.v1.router_pb2_grpc import RouterStub
 from testkit.fake_openrouter import DEFAULT_KEY, FakeOpenRouter, load_models, make_model
-from testkit.servers import ServerThread, free_port, settings_for
+from testkit.servers import free_port
 from tests.cli_output import table_rows
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def address(fake: FakeOpenRouter, tmp_path: Path) -> Iterator[str]:
-    fake.reset()
-    settings = settings_for(fake, tmp_path / "state", endpoint_stats_models=0)
-    with ServerThread(settings) as address, grpc.insecure_channel(address) as channel:
-        assert RouterStub(channel).RefreshCatalogue(pb.RefreshCatalogueRequest()).replaced
-        yield address
 
 
 def env_for(base_url: str, tmp_path: Path) -> dict[str, str]:
@@ -39,7 +25,7 @@ def env_for(base_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 def test_it_lists_what_a_refresh_would_add_remove_and_change(
-    address: str, fake: FakeOpenRouter, tmp_path: Path
+    on_fake: str, fake: FakeOpenRouter, tmp_path: Path
 ) -> None:
     listed = [dict(row) for row in load_models()]
     dropped = str(listed.pop(3)["id"])
@@ -48,7 +34,7 @@ def test_it_lists_what_a_refresh_would_add_remove_and_change(
     fake.set_models(listed)
     env = env_for(fake.base_url, tmp_path)
 
-    result = runner.invoke(app, ["catalogue", "diff", "--target", address, "--json"], env=env)
+    result = runner.invoke(app, ["catalogue", "diff", "--target", on_fake, "--json"], env=env)
     assert result.exit_code == 0, result.output
     changes = json.loads(result.stdout)
     whole = {"field": "", "before": "", "after": ""}
@@ -60,17 +46,17 @@ def test_it_lists_what_a_refresh_would_add_remove_and_change(
     ]
     assert len(changes) == 3
 
-    result = runner.invoke(app, ["catalogue", "diff", "--target", address], env=env)
+    result = runner.invoke(app, ["catalogue", "diff", "--target", on_fake], env=env)
     assert result.exit_code == 0, result.output
     assert "a refresh would add 1, remove 1 and change 1 models" in result.stdout
     assert {row["change"] for row in table_rows(result.stdout)} == {"added", "removed", "changed"}
 
 
 def test_nothing_to_change_is_an_empty_list(
-    address: str, fake: FakeOpenRouter, tmp_path: Path
+    on_fake: str, fake: FakeOpenRouter, tmp_path: Path
 ) -> None:
     env = env_for(fake.base_url, tmp_path)
-    result = runner.invoke(app, ["catalogue", "diff", "--target", address, "--json"], env=env)
+    result = runner.invoke(app, ["catalogue", "diff", "--target", on_fake, "--json"], env=env)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == []
 

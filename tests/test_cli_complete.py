@@ -4,29 +4,15 @@ on stderr, JSON, named models with failover, stdin, in process, and its errors."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from service.pb.router.v1 import router_pb2 as pb
-from service.pb.router.v1.router_pb2_grpc import RouterStub
 from testkit.fake_openrouter import DEFAULT_KEY, FakeOpenRouter, HttpError
-from testkit.servers import ServerThread, settings_for
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def address(fake: FakeOpenRouter, tmp_path: Path) -> Iterator[str]:
-    fake.reset()
-    settings = settings_for(fake, tmp_path / "state", endpoint_stats_models=0)
-    with ServerThread(settings) as address, grpc.insecure_channel(address) as channel:
-        assert RouterStub(channel).RefreshCatalogue(pb.RefreshCatalogueRequest()).replaced
-        yield address
 
 
 def answered(address: str, *args: str) -> dict[str, object]:
@@ -36,10 +22,10 @@ def answered(address: str, *args: str) -> dict[str, object]:
     return parsed
 
 
-def test_the_answer_streams_to_stdout_and_the_summary_goes_to_stderr(address: str) -> None:
-    whole = answered(address, "Say hello.", "--mode", "speed")
+def test_the_answer_streams_to_stdout_and_the_summary_goes_to_stderr(on_fake: str) -> None:
+    whole = answered(on_fake, "Say hello.", "--mode", "speed")
     text = whole["choices"][0]["message"]["content"]  # type: ignore[index]
-    result = runner.invoke(app, ["complete", "Say hello.", "--mode", "speed", "--target", address])
+    result = runner.invoke(app, ["complete", "Say hello.", "--mode", "speed", "--target", on_fake])
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{text}\n"
     assert f"{whole['model']} via " in result.stderr
@@ -47,22 +33,22 @@ def test_the_answer_streams_to_stdout_and_the_summary_goes_to_stderr(address: st
     assert "decision " in result.stderr
 
 
-def test_named_models_fail_over_in_order(address: str, fake: FakeOpenRouter) -> None:
+def test_named_models_fail_over_in_order(on_fake: str, fake: FakeOpenRouter) -> None:
     first, second = (str(m["id"]) for m in fake.models[:2])
     fake.set_behaviour(first, HttpError.unavailable())
-    whole = answered(address, "Hi", "--model", first, "--model", second)
+    whole = answered(on_fake, "Hi", "--model", first, "--model", second)
     assert whole["model"] == second
     assert [a["model"] for a in whole["attempts"]] == [first, second]  # type: ignore[attr-defined]
     result = runner.invoke(
-        app, ["complete", "Hi", "--model", first, "--model", second, "--target", address]
+        app, ["complete", "Hi", "--model", first, "--model", second, "--target", on_fake]
     )
     assert result.exit_code == 0, result.output
     assert "2 attempts" in result.stderr
 
 
-def test_the_message_may_come_from_stdin(address: str, fake: FakeOpenRouter) -> None:
+def test_the_message_may_come_from_stdin(on_fake: str, fake: FakeOpenRouter) -> None:
     result = runner.invoke(
-        app, ["complete", "-", "--system", "Be brief.", "--target", address], input="Hello there"
+        app, ["complete", "-", "--system", "Be brief.", "--target", on_fake], input="Hello there"
     )
     assert result.exit_code == 0, result.output
     sent = [r.json for r in fake.requests if r.path.endswith("/chat/completions")][-1]
@@ -97,8 +83,8 @@ def test_in_process_it_calls_the_configured_openrouter(
         (["Hi", "--max-tokens", "0"], "--max-tokens"),
     ],
 )
-def test_errors_exit_2_with_a_message(address: str, args: list[str], fragment: str) -> None:
-    result = runner.invoke(app, ["complete", *args, "--target", address])
+def test_errors_exit_2_with_a_message(on_fake: str, args: list[str], fragment: str) -> None:
+    result = runner.invoke(app, ["complete", *args, "--target", on_fake])
     assert result.exit_code == 2
     assert fragment in result.output
     assert "Traceback" not in result.output
