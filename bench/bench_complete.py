@@ -1,18 +1,22 @@
 """What the router adds to a completion over calling the fake OpenRouter directly.
 
 Three processes share this machine's cores: the fake OpenRouter, the router (`router serve`,
-pointed at the fake) and this load generator. Each case sends the same request both ways, one
-after the other in the same run: straight to the fake with aiohttp (the HTTP client the router
-itself uses), and through the router's gRPC port. "added" is the router's latency minus the
-direct latency at the same percentile. Streaming cases time the first content token. The
-router's CPU time per request is read from /proc: it does not depend on how busy the machine is.
+pointed at the fake) and this load generator. Each case sends the same request both ways, in
+alternating rounds of a third of its requests: straight to the fake with aiohttp (the HTTP
+client the router itself uses), and through the router's gRPC port. "added" is the router's
+latency minus the direct latency at the same percentile. Streaming cases time the first
+content token. The router's CPU time per request is read from /proc: it does not depend on how
+busy the machine is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import math
 import random
+import statistics
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -89,6 +93,7 @@ CASES = [
     Case(0.5, 50, 1_000, open_loop=True),
 ]
 SEQUENTIAL, LOADED = CASES[0], CASES[-1]
+ROUNDS = 3  # the ways of a case alternate, a third of its requests at a time
 ARRIVALS_SEED = 7
 OVERHEAD_PLOT = "completion-overhead"
 
@@ -212,6 +217,28 @@ async def timed(call: Call, case: Case, pid: int) -> tuple[list[int], Extra]:
     return [int(s * 1e9) for s in seconds], Extra("ms", rate, cpu_us)
 
 
+async def alternating(ways: list[tuple[Call, int]], case: Case) -> list[tuple[list[int], Extra]]:
+    """`timed` for each (call, pid) of `ways`, in ROUNDS alternating rounds of a share of the
+    case each, so that every way sees the machine as the others do; the latencies pooled, the
+    median round's rate, the mean CPU per request."""
+    part = dataclasses.replace(case, total=math.ceil(case.total / ROUNDS))
+    rounds: list[list[tuple[list[int], Extra]]] = [[] for _ in ways]
+    for _ in range(ROUNDS):
+        for taken, (call, pid) in zip(rounds, ways, strict=True):
+            taken.append(await timed(call, part, pid))
+    return [
+        (
+            [ns for samples, _ in taken for ns in samples],
+            Extra(
+                "ms",
+                statistics.median(extra.rate or 0.0 for _, extra in taken),
+                statistics.fmean(extra.cpu_us_per_request or 0.0 for _, extra in taken),
+            ),
+        )
+        for taken in rounds
+    ]
+
+
 def added(section: str, case: str, routed: Row, direct: Row) -> Row:
     """What the router adds at each percentile: its latency minus the direct one."""
     return Row(
@@ -252,18 +279,17 @@ async def run_case(
                 continue
             for pair in pairs:
                 name = f"{pair.what}, {case.label()}"
-                direct = results.samples(
-                    f"{name}: direct", *await timed(pair.direct, case, fake.pid)
-                )
-                routed = results.samples(
-                    f"{name}: router", *await timed(pair.routed, case, router.pid)
-                )
+                both = [(pair.direct, fake.pid), (pair.routed, router.pid)]
+                if pair.what == "Complete":
+                    both.append((ways.grpc_round_trip, router.pid))
+                taken = await alternating(both, case)
+                direct = results.samples(f"{name}: direct", *taken[0])
+                routed = results.samples(f"{name}: router", *taken[1])
                 extra = results.add(added(direct.section, f"{name}: added", routed, direct))
                 results.point(OVERHEAD_PLOT, f"{pair.what} | {case.label()}", extra.p50, extra.p99)
                 if pair.what == "Complete":
                     floor = results.samples(
-                        f"gRPC round trip alone (health check), {case.label()}",
-                        *await timed(ways.grpc_round_trip, case, router.pid),
+                        f"gRPC round trip alone (health check), {case.label()}", *taken[2]
                     )
                     measured[(case, "added")] = extra
                     measured[(case, "router")] = routed
@@ -310,8 +336,9 @@ def run(results: Results) -> None:
     results.section(
         "Completion overhead",
         "The same completion sent straight to the fake OpenRouter (aiohttp, the router's own "
-        "HTTP client) and through `router serve`, each in a process of its own, one way after "
-        "the other in the same run; `added` is the router's latency minus the direct one at "
+        "HTTP client) and through `router serve`, each in a process of its own, in "
+        f"{ROUNDS} alternating rounds of a third of the requests (a warm-up before each); "
+        "`added` is the router's latency minus the direct one at "
         "each percentile (its mean: the difference of the means). Closed loop at 1 or 50 in "
         "flight, or open loop: Poisson arrivals from one seeded sequence, the same both ways. "
         "Streaming rows time the first content token. Caller-side time.perf_counter per "
