@@ -19,7 +19,7 @@ import typer
 from prometheus_client.parser import text_string_to_metric_families
 from rich.progress import Progress
 
-from cli.common import RPC_TIMEOUT_S, AsJson, err, fail, out
+from cli.common import RPC_TIMEOUT_S, AsJson, caller_metadata, err, fail, out
 from cli.load import Call, CallFailed, Load, Tally, measure, warm_up
 from cli.processes import RouterProcess, Upstream, fake_process, router_process
 from cli.routing_options import routing_options
@@ -165,7 +165,9 @@ async def _run(
             raise fail(f"cannot reach {address}") from None
         stub = RouterStub(channel)
         if router and rpc == Rpc.complete:  # the fake's catalogue, in place of the embedded one
-            await stub.RefreshCatalogue(pb.RefreshCatalogueRequest(), timeout=RPC_TIMEOUT_S)
+            await stub.RefreshCatalogue(
+                pb.RefreshCatalogueRequest(), timeout=RPC_TIMEOUT_S, metadata=caller_metadata()
+            )
         call = _call(stub, rpc, routing)
         await warm_up(call, warmup, load.concurrency)
         before = await _cache_lookups(router)
@@ -244,12 +246,13 @@ async def _complete(stub: RouterAsyncStub, routing: pb.RouteRequest) -> pb.Compl
 
 
 def _call(stub: RouterAsyncStub, rpc: Rpc, routing: pb.RouteRequest) -> Call:
+    key = caller_metadata()
     if rpc == Rpc.route:
-        return lambda: stub.Route(routing, timeout=RPC_TIMEOUT_S)
+        return lambda: stub.Route(routing, timeout=RPC_TIMEOUT_S, metadata=key)
     request = pb.CompleteRequest(
         routing=routing, messages=[pb.ChatMessage(role="user", content=PROMPT)]
     )
-    return lambda: stub.Complete(request, timeout=RPC_TIMEOUT_S)
+    return lambda: stub.Complete(request, timeout=RPC_TIMEOUT_S, metadata=key)
 
 
 async def _cache_lookups(router: RouterProcess | None) -> Counter[str] | None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
@@ -67,6 +68,16 @@ class Typer(typer.Typer):
 
 
 RPC_TIMEOUT_S = 30.0
+CALLER_KEY_ENV = "ROUTER_API_KEY"
+
+
+def caller_metadata() -> tuple[tuple[str, str], ...]:
+    """The caller key a router with caller keys on wants (`ROUTER_API_KEY`), as gRPC metadata;
+    nothing without one. Read from the environment, never a flag: a flag shows in `ps`."""
+    key = os.environ.get(CALLER_KEY_ENV, "").strip()
+    return (("authorization", f"Bearer {key}"),) if key else ()
+
+
 COMPLETE_TIMEOUT_S = 120.0
 
 
@@ -117,7 +128,8 @@ def call(
         if target is None:
             return asyncio.run(_here(method, request))
         with grpc.insecure_channel(target) as channel:
-            return getattr(RouterStub(channel), method)(request, timeout=timeout_s)
+            method_of = getattr(RouterStub(channel), method)
+            return method_of(request, timeout=timeout_s, metadata=caller_metadata())
 
 
 OnChunk = Callable[[pb.CompleteChunk], None]
@@ -140,7 +152,10 @@ def stream(target: str | None, request: pb.CompleteRequest, each: OnChunk) -> No
             asyncio.run(_stream_here(request, each))
             return
         with grpc.insecure_channel(target) as channel:
-            for chunk in RouterStub(channel).StreamComplete(request, timeout=COMPLETE_TIMEOUT_S):
+            chunks = RouterStub(channel).StreamComplete(
+                request, timeout=COMPLETE_TIMEOUT_S, metadata=caller_metadata()
+            )
+            for chunk in chunks:
                 each(chunk)
 
 
