@@ -7,7 +7,7 @@ import contextlib
 import inspect
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import grpc
@@ -68,6 +68,7 @@ class Typer(typer.Typer):
 
 
 RPC_TIMEOUT_S = 30.0
+COMPLETE_TIMEOUT_S = 120.0
 CALLER_KEY_ENV = "ROUTER_API_KEY"
 
 
@@ -76,9 +77,6 @@ def caller_metadata() -> tuple[tuple[str, str], ...]:
     nothing without one. Read from the environment, never a flag: a flag shows in `ps`."""
     key = os.environ.get(CALLER_KEY_ENV, "").strip()
     return (("authorization", f"Bearer {key}"),) if key else ()
-
-
-COMPLETE_TIMEOUT_S = 120.0
 
 
 def fail(message: str) -> typer.Exit:
@@ -97,14 +95,21 @@ LOCAL: dict[str, Callable[[RouterCore, Any], Message | Awaitable[Message]]] = {
 }
 
 
-async def _here(method: str, request: Message) -> Message:
-    """`method` of a router built here on the catalogue a server started here would serve."""
+@contextlib.asynccontextmanager
+async def _core_here() -> AsyncIterator[RouterCore]:
+    """A router built here on the catalogue a server started here would serve."""
     core = RouterCore(Runtime.build(Settings()))
     try:
-        answer = LOCAL[method](core, request)
-        return await answer if inspect.isawaitable(answer) else answer
+        yield core
     finally:
         await core.aclose()
+
+
+async def _here(method: str, request: Message) -> Message:
+    """`method` of a router built here."""
+    async with _core_here() as core:
+        answer = LOCAL[method](core, request)
+        return await answer if inspect.isawaitable(answer) else answer
 
 
 @contextlib.contextmanager
@@ -136,12 +141,9 @@ OnChunk = Callable[[pb.CompleteChunk], None]
 
 
 async def _stream_here(request: pb.CompleteRequest, each: OnChunk) -> None:
-    core = RouterCore(Runtime.build(Settings()))
-    try:
+    async with _core_here() as core:
         async for chunk in core.stream(request, None):
             each(chunk)
-    finally:
-        await core.aclose()
 
 
 def stream(target: str | None, request: pb.CompleteRequest, each: OnChunk) -> None:

@@ -44,7 +44,7 @@ from service import catalogue as catalogue_files
 from service import metrics
 from service.catalogue_keeper import CatalogueKeeper, Refreshed
 from service.live_figures import LiveFigures, Observed
-from service.redis_link import RedisBreaker
+from service.redis_link import DEFAULT_KEY_PREFIX, RedisBreaker
 from service.resilience import CircuitBreakers
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class SharedState:
         *,
         interval_s: float,
         timeout_s: float,
-        key_prefix: str = "router:",
+        key_prefix: str = DEFAULT_KEY_PREFIX,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
