@@ -96,6 +96,7 @@ class SharedState:
             retry_after_s=interval_s,
         )
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         if self._redis is not None and self._interval_s > 0:
@@ -103,12 +104,15 @@ class SharedState:
 
     async def aclose(self) -> None:
         if self._task is not None:
+            # Also stops a loop in whose Redis call the cancellation got lost (redis-py, and
+            # asyncio.timeout on Python 3.11, can turn it into an error the loop survives).
+            self._closing = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self.sync()
             await asyncio.sleep(self._interval_s)
 
