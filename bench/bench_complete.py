@@ -26,7 +26,7 @@ import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.processes import cpu_seconds
+from bench.processes import bare_forwarder_process, cpu_seconds
 from bench.rows import Extra, Results, Row
 from bench.timing import gc_paused
 from cli.processes import FakeProcess, RouterProcess, fake_process, router_process
@@ -137,12 +137,14 @@ class Ways:
         fake: FakeProcess,
         router: RouterProcess,
         channel: grpc.aio.Channel,
+        forwarder: grpc.aio.Channel,
         model: str,
     ):
         self.http, self.url = http, fake.base_url + "/chat/completions"
         self.rest_url = router.http_url + "/complete"
         self.openai_url = router.http_url + "/v1/chat/completions"
         self.stub, self.health = RouterStub(channel), health_pb2_grpc.HealthStub(channel)
+        self.forwarder = RouterStub(forwarder)
         self.body = {"model": model, "messages": [{"role": "user", "content": TEXT}]}
         self.headers = {"Authorization": f"Bearer {fake.api_key}"}
 
@@ -173,8 +175,16 @@ class Ways:
         return time.perf_counter() - start
 
     async def routed(self) -> float:
+        return await self._completed(self.stub)
+
+    async def forwarded(self) -> float:
+        """Through the bare forwarder: gRPC in, aiohttp out, no routing."""
+        return await self._completed(self.forwarder)
+
+    @staticmethod
+    async def _completed(stub: RouterStub) -> float:
         start = time.perf_counter()
-        await self.stub.Complete(REQUEST, timeout=30)
+        await stub.Complete(REQUEST, timeout=30)  # type: ignore[misc]  # the stubs' async side
         return time.perf_counter() - start
 
     async def _posted(self, url: str, body: dict[str, Any]) -> float:
@@ -256,7 +266,8 @@ def added(section: str, case: str, routed: Row, direct: Row) -> Row:
 async def run_case(
     results: Results, fake: FakeProcess, router: RouterProcess, delay_s: float
 ) -> dict[tuple[Case, str], Row]:
-    """Every row of one fake delay; returns Complete's "added", "router" and "floor" rows."""
+    """Every row of one fake delay; returns Complete's "added", "router", "floor" (a gRPC
+    round trip) and "forwarder" rows."""
     measured: dict[tuple[Case, str], Row] = {}
     async with (
         grpc.aio.insecure_channel(router.grpc_address) as channel,
@@ -267,42 +278,71 @@ async def run_case(
         await asyncio.wait_for(channel.channel_ready(), START_TIMEOUT_S)
         stub = RouterStub(channel)
         await stub.RefreshCatalogue(pb.RefreshCatalogueRequest())
-        ways = Ways(http, fake, router, channel, (await stub.Route(ROUTING)).model)
-        pairs = [
-            Pair("Complete", ways.direct, ways.routed),
-            Pair("REST /complete", ways.direct, ways.routed_over_rest),
-            Pair("/v1/chat/completions", ways.direct, ways.routed_over_openai_api),
-            Pair("first token", ways.direct_first_token, ways.routed_first_token),
-        ]
-        for case in CASES:
-            if case.delay_s != delay_s:
-                continue
-            for pair in pairs:
-                name = f"{pair.what}, {case.label()}"
-                both = [(pair.direct, fake.pid), (pair.routed, router.pid)]
-                if pair.what == "Complete":
-                    both.append((ways.grpc_round_trip, router.pid))
-                taken = await alternating(both, case)
-                direct = results.samples(f"{name}: direct", *taken[0])
-                routed = results.samples(f"{name}: router", *taken[1])
-                extra = results.add(added(direct.section, f"{name}: added", routed, direct))
-                results.point(OVERHEAD_PLOT, f"{pair.what} | {case.label()}", extra.p50, extra.p99)
-                if pair.what == "Complete":
-                    floor = results.samples(
-                        f"gRPC round trip alone (health check), {case.label()}", *taken[2]
-                    )
-                    measured[(case, "added")] = extra
-                    measured[(case, "router")] = routed
-                    measured[(case, "floor")] = floor
+        model = (await stub.Route(ROUTING)).model
+        with bare_forwarder_process(fake, model) as bare:
+            async with grpc.aio.insecure_channel(bare.grpc_address) as forwarder:
+                await asyncio.wait_for(forwarder.channel_ready(), START_TIMEOUT_S)
+                ways = Ways(http, fake, router, channel, forwarder, model)
+                await measure(results, fake, router, bare.pid, ways, delay_s, measured)
     return measured
+
+
+async def measure(
+    results: Results,
+    fake: FakeProcess,
+    router: RouterProcess,
+    forwarder_pid: int,
+    ways: Ways,
+    delay_s: float,
+    measured: dict[tuple[Case, str], Row],
+) -> None:
+    pairs = [
+        Pair("Complete", ways.direct, ways.routed),
+        Pair("REST /complete", ways.direct, ways.routed_over_rest),
+        Pair("/v1/chat/completions", ways.direct, ways.routed_over_openai_api),
+        Pair("first token", ways.direct_first_token, ways.routed_first_token),
+    ]
+    for case in CASES:
+        if case.delay_s != delay_s:
+            continue
+        for pair in pairs:
+            name = f"{pair.what}, {case.label()}"
+            both = [(pair.direct, fake.pid), (pair.routed, router.pid)]
+            if pair.what == "Complete":
+                both.append((ways.grpc_round_trip, router.pid))
+                both.append((ways.forwarded, forwarder_pid))
+            taken = await alternating(both, case)
+            direct = results.samples(f"{name}: direct", *taken[0])
+            routed = results.samples(f"{name}: router", *taken[1])
+            extra = results.add(added(direct.section, f"{name}: added", routed, direct))
+            results.point(OVERHEAD_PLOT, f"{pair.what} | {case.label()}", extra.p50, extra.p99)
+            if pair.what == "Complete":
+                floor = results.samples(
+                    f"gRPC round trip alone (health check), {case.label()}", *taken[2]
+                )
+                measured[(case, "direct")] = direct
+                measured[(case, "added")] = extra
+                measured[(case, "router")] = routed
+                measured[(case, "floor")] = floor
+                measured[(case, "forwarder")] = results.samples(
+                    f"forwarder that routes nothing (bench.bare_grpc --forward), {case.label()}",
+                    *taken[3],
+                )
 
 
 def targets(results: Results, measured: dict[tuple[Case, str], Row]) -> None:
     sequential = measured.get((SEQUENTIAL, "added"))
+    direct = measured.get((SEQUENTIAL, "direct"))
+    forwarded = measured.get((SEQUENTIAL, "forwarder"))
+    forwarding = (
+        ""
+        if direct is None or forwarded is None
+        else f" (a forwarder that routes nothing adds {forwarded.p50 - direct.p50:.2f} ms)"
+    )
     results.target(
         f"Complete adds over calling the upstream directly, {SEQUENTIAL.label()}",
         f"<= {SEQUENTIAL_ADDED_MS:g} ms p50",
-        None if sequential is None else f"{sequential.p50:.2f} ms",
+        None if sequential is None else f"{sequential.p50:.2f} ms{forwarding}",
         None if sequential is None else sequential.p50 <= SEQUENTIAL_ADDED_MS,
     )
     added, floor = measured.get((LOADED, "added")), measured.get((LOADED, "floor"))
@@ -324,10 +364,14 @@ def targets(results: Results, measured: dict[tuple[Case, str], Row]) -> None:
         added.p50 <= TARGET_MS[0.5] and added.p99 <= TARGET_MS[0.99],
     )
     cpu_us = routed.cpu_us_per_request or 0.0
+    forwarder = measured.get((LOADED, "forwarder"))
+    floor_us = 0.0 if forwarder is None else forwarder.cpu_us_per_request or 0.0
     results.target(
         f"router CPU per completion (Complete), {LOADED.label()}",
         f"<= {CPU_PER_COMPLETION_US / 1000:g} ms",
-        f"{cpu_us / 1000:.2f} ms",
+        f"{cpu_us / 1000:.2f} ms, of which a forwarder that routes nothing (gRPC, aiohttp, "
+        f"JSON) spends {floor_us / 1000:.2f} ms and the router's own work "
+        f"{(cpu_us - floor_us) / 1000:.2f} ms",
         cpu_us <= CPU_PER_COMPLETION_US,
     )
 

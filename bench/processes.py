@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.processes import announcing, free_port
+from cli.processes import FakeProcess, announcing, free_port
 
 
 def cpu_seconds(pid: int) -> float:
@@ -67,8 +67,22 @@ class BareProcess:
 @contextmanager
 def bare_grpc_process(response: Path) -> Iterator[BareProcess]:
     """`bench.bare_grpc` in a process of its own, answering Route with the bytes of `response`."""
-    command = [sys.executable, "-m", "bench.bare_grpc", "--response", str(response)]
-    with announcing(command, 1) as (pid, (started,)):
+    with _bare(["--response", str(response)]) as bare:
+        yield bare
+
+
+@contextmanager
+def bare_forwarder_process(fake: FakeProcess, model: str) -> Iterator[BareProcess]:
+    """`bench.bare_grpc` in a process of its own, forwarding Complete to `fake` for `model`."""
+    url = fake.base_url + "/chat/completions"
+    with _bare(["--forward", url, "--model", model], {"BARE_UPSTREAM_KEY": fake.api_key}) as bare:
+        yield bare
+
+
+@contextmanager
+def _bare(options: list[str], env: dict[str, str] | None = None) -> Iterator[BareProcess]:
+    command = [sys.executable, "-m", "bench.bare_grpc", *options]
+    with announcing(command, 1, env) as (pid, (started,)):
         if not started.startswith("bare gRPC at "):
             raise RuntimeError(f"the bare gRPC server did not start: {started!r}")
         yield BareProcess(started.split()[3], pid)

@@ -32,10 +32,15 @@ class FakeProcess:
 
 
 @contextmanager
-def announcing(command: list[str], lines: int) -> Iterator[tuple[int, list[str]]]:
-    """`command` in a process of its own that prints `lines` lines once it serves; yields its
-    process id and those lines."""
-    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as process:
+def announcing(
+    command: list[str], lines: int, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, list[str]]]:
+    """`command` in a process of its own (with `env` added to the environment) that prints
+    `lines` lines once it serves; yields its process id and those lines."""
+    environment = None if env is None else os.environ | env
+    with subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=environment
+    ) as process:
         try:
             assert process.stdout is not None
             yield process.pid, [process.stdout.readline() for _ in range(lines)]
