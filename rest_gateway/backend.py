@@ -6,6 +6,7 @@ the same either way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncGenerator, Awaitable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
@@ -15,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rest_gateway.caller_keys import caller_key
 from service.core import RouterCore
 from service.errors import ErrorKind, RouterError
-from service.grpc_server import ERROR_KIND_KEY
+from service.grpc_server import ERROR_KIND_KEY, RETRY_AFTER_KEY
 from service.pb.router.v1 import router_pb2 as pb
 
 if TYPE_CHECKING:
@@ -102,12 +103,22 @@ def _router_error(exc: grpc.aio.AioRpcError, target: str) -> RouterError:
     trailers = dict(cast(Any, exc.trailing_metadata()) or ())
     kind_name = trailers.get(ERROR_KIND_KEY)
     if isinstance(kind_name, str) and kind_name in KINDS:
-        return RouterError(KINDS[kind_name], exc.details() or kind_name)
+        return RouterError(
+            KINDS[kind_name], exc.details() or kind_name, retry_after_s=_seconds(trailers)
+        )
     kind = KIND_OF_STATUS.get(exc.code(), ErrorKind.UNAVAILABLE)
     details = exc.details() or exc.code().name
     if kind is ErrorKind.UNAVAILABLE:
         details = f"the router at {target} did not answer: {exc.code().name}: {details}"
     return RouterError(kind, details)
+
+
+def _seconds(trailers: dict[str, Any]) -> float | None:
+    try:
+        seconds = float(trailers[RETRY_AFTER_KEY])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _forwarded_key() -> tuple[tuple[str, str], ...]:

@@ -7,6 +7,7 @@ Everywhere but `/v1` the body is `{"error": {"code", "message"}}`; under `/v1` i
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -61,9 +62,15 @@ def error_body(request: Request, kind: ErrorKind, message: str) -> dict[str, obj
     return {"error": error}
 
 
-def error_response(request: Request, kind: ErrorKind, message: str) -> JSONResponse:
-    # RFC 9110: a 401 names the scheme the caller should authenticate with.
-    headers = {"WWW-Authenticate": "Bearer"} if kind is ErrorKind.UNAUTHENTICATED else None
+def error_response(
+    request: Request, kind: ErrorKind, message: str, retry_after_s: float | None = None
+) -> JSONResponse:
+    headers = {}
+    if kind is ErrorKind.UNAUTHENTICATED:
+        # RFC 9110: a 401 names the scheme the caller should authenticate with.
+        headers["WWW-Authenticate"] = "Bearer"
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(math.ceil(retry_after_s))
     content = error_body(request, kind, message)
     return JSONResponse(status_code=HTTP_STATUS[kind], content=content, headers=headers)
 
@@ -99,7 +106,7 @@ async def _invalid_body(request: Request, exc: Exception) -> JSONResponse:
 
 async def _router_failed(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RouterError)
-    return error_response(request, exc.kind, exc.message)
+    return error_response(request, exc.kind, exc.message, exc.retry_after_s)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

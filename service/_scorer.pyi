@@ -82,7 +82,12 @@ class InvalidRequest(ScorerError):
     """The weights, profile or constraints of a request are malformed."""
 
 class NoEligibleModel(ScorerError):
-    """The constraints removed every model; the message names each constraint and its count."""
+    """The constraints removed every model; the message names each constraint and its count.
+
+    removed maps each constraint's name to how many models it removed; "circuit_open" counts
+    only models that satisfy every other constraint of the request."""
+
+    removed: dict[str, int]
 
 _Kind: TypeAlias = Literal["chat", "meta_router", "guard"]
 """What a model is for: chat routes take chat models only, unless a request names a meta-router

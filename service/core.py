@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 from service import metrics
 from service.catalogue_keeper import CatalogueStatus
 from service.decision_records import DECISION_ID
-from service.errors import ErrorKind, RouterError, as_router_error
+from service.errors import ErrorKind, RouterError, as_router_error, unroutable
 from service.explain import explain
 from service.free_quota import FreeQuotaStatus
 from service.listing import list_models
@@ -21,6 +21,7 @@ from service.pb.router.v1 import router_pb2 as pb
 from service.response_cache import replay, streamed_answer
 from service.router import wire_weights
 from service.runtime import Runtime
+from service.scorer import NoEligibleModel
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,11 @@ class RouterCore:
         self._figures.before_routing(self._breakers.open_models())
         self._free_quota.before_routing()
         session = self._sticky.key(request)
-        response = await self._sticky.route(request, session, await self._decisions.route(request))
+        try:
+            decision = await self._decisions.route(request)
+        except NoEligibleModel as exc:
+            raise unroutable(exc, self._breakers) from None
+        response = await self._sticky.route(request, session, decision)
         self._records.decided(request, response)
         return response
 

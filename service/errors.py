@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 
 from service.pb.router.v1 import router_pb2 as pb
+from service.resilience import CircuitBreakers
 from service.scorer import InvalidRequest, NoEligibleModel
 
 # Characters of a caller's text that an error message shows.
@@ -51,15 +52,39 @@ class ErrorKind(enum.Enum):
 
 
 class RouterError(Exception):
-    """A request failed; `attempts` lists the calls a completion made before it gave up."""
+    """A request failed; `attempts` lists the calls a completion made before it gave up, and
+    `retry_after_s` when the caller may expect the router to serve it (upstream outages)."""
 
     def __init__(
-        self, kind: ErrorKind, message: str, attempts: list[pb.Attempt] | None = None
+        self,
+        kind: ErrorKind,
+        message: str,
+        attempts: list[pb.Attempt] | None = None,
+        *,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.attempts = attempts or []
+        self.retry_after_s = retry_after_s
+
+
+def unroutable(exc: NoEligibleModel, breakers: CircuitBreakers) -> RouterError:
+    """The error for a request no model can take: unsatisfiable constraints are the caller's
+    to change; models removed only for their open circuits are an upstream outage, which ends
+    when the first circuit's cooldown does."""
+    resting = exc.removed.get("circuit_open", 0)
+    if not resting:
+        return RouterError(ErrorKind.UNSATISFIABLE, str(exc))
+    wait_s = breakers.next_probe_in()
+    models = "model satisfies" if resting == 1 else f"{resting} models that satisfy"
+    return RouterError(
+        ErrorKind.UNAVAILABLE,
+        f"the {models} the request failed recently and rest (circuit open); the first may be "
+        f"tried again in {wait_s:.1f} s",
+        retry_after_s=wait_s,
+    )
 
 
 def as_router_error(exc: Exception) -> RouterError | None:

@@ -32,6 +32,8 @@ OPEN_SERVICES = frozenset({HEALTH_SERVICE_NAME, reflection.SERVICE_NAME})
 # The router's error kind travels in this trailer, so a gateway in front of a remote router
 # answers exactly as one beside it.
 ERROR_KIND_KEY = "router-error-kind"
+# Seconds after which the call may succeed, on errors that say (an upstream outage).
+RETRY_AFTER_KEY = "router-retry-after-s"
 
 STATUS = {
     ErrorKind.INVALID_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
@@ -57,7 +59,10 @@ Handler = Callable[["RouterServicer", Req, grpc.aio.ServicerContext[Req, Resp]],
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: RouterError) -> NoReturn:
-    context.set_trailing_metadata(((ERROR_KIND_KEY, error.kind.value),))
+    trailers = [(ERROR_KIND_KEY, error.kind.value)]
+    if error.retry_after_s is not None:
+        trailers.append((RETRY_AFTER_KEY, f"{error.retry_after_s:.3f}"))
+    context.set_trailing_metadata(tuple(trailers))
     await context.abort(STATUS[error.kind], bounded(error.message))
     raise AssertionError("context.abort returned")
 

@@ -70,6 +70,12 @@ FAILOVERS = Counter(
     "Attempts after a failed one within a completion, by the failed attempt's outcome.",
     ["cause"],
 )
+CIRCUITS_CAPPED = Counter(
+    "router_circuit_openings_capped",
+    "Circuits that would have opened but did not, because the most models that may have an "
+    "open circuit at once already had one, by model.",
+    ["model"],
+)
 TIME_TO_FIRST_TOKEN = Histogram(
     "router_time_to_first_token_seconds",
     "Time to the first token of the attempts that answered a streamed completion, by model.",

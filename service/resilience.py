@@ -86,7 +86,13 @@ class CircuitPolicy:
     `window_s` seconds, more than `failure_rate` of at least `min_requests` outcomes were failures.
     It then stays open for `cooldown_s` seconds, after which it is half-open: at most
     `half_open_probes` requests at a time may try the model. A probe's success closes the circuit
-    (and clears its counters); a probe's failure opens it again for a fresh cooldown.
+    (and clears its counters); a probe's failure opens it again.
+
+    Repeat offenders rest longer: an opening that follows a failed probe, or comes less than
+    `max_cooldown_s` after the circuit last closed, doubles the previous cooldown, up to
+    `max_cooldown_s`. And no more than `max_ejected_share` of the catalogue's models may be
+    open at once (at least one): past that, failures are counted but open nothing, so that a
+    broad outage cannot take every model out of routing (Envoy's max_ejection_percent).
     """
 
     consecutive_failures: int = 5
@@ -101,6 +107,10 @@ class CircuitPolicy:
     """How long an open circuit refuses every request before it goes half-open, in seconds."""
     half_open_probes: int = 1
     """Requests a half-open circuit lets through at a time."""
+    max_cooldown_s: float = 300.0
+    """The longest cooldown a repeat offender gets, in seconds."""
+    max_ejected_share: float = 0.2
+    """The share of the catalogue's models that may have an open circuit at once."""
 
     def __post_init__(self) -> None:
         if self.consecutive_failures < 1:
@@ -115,12 +125,24 @@ class CircuitPolicy:
             raise ValueError("cooldown_s must not be negative")
         if self.half_open_probes < 1:
             raise ValueError("half_open_probes must be at least 1")
+        if not self.max_cooldown_s >= self.cooldown_s:
+            raise ValueError("max_cooldown_s must be at least cooldown_s")
+        if not 0.0 < self.max_ejected_share <= 1.0:
+            raise ValueError("max_ejected_share must be within (0, 1]")
 
 
 class _Circuit:
     """One model's breaker state."""
 
-    __slots__ = ("consecutive", "open_until", "outcomes", "probes", "state")
+    __slots__ = (
+        "closed_at",
+        "consecutive",
+        "cooldown",
+        "open_until",
+        "outcomes",
+        "probes",
+        "state",
+    )
 
     OUTCOMES = 0  # kinds of event in `outcomes`
     FAILURES = 1
@@ -132,6 +154,8 @@ class _Circuit:
         self.outcomes = _SlidingCounts(window_s, kinds=2)
         self.open_until = 0.0  # while open
         self.probes = 0  # probes in flight, while half-open (zeroed on entering it)
+        self.cooldown = 0.0  # of the last opening here
+        self.closed_at = -math.inf  # when a probe last closed it
 
 
 class CircuitBreakers:
@@ -152,9 +176,20 @@ class CircuitBreakers:
     flight, any verdict counts as a probe's.
     """
 
-    def __init__(self, policy: CircuitPolicy = CircuitPolicy(), clock: Clock = time.monotonic):
+    def __init__(
+        self,
+        policy: CircuitPolicy = CircuitPolicy(),
+        clock: Clock = time.monotonic,
+        *,
+        models: Callable[[], int] | None = None,
+        on_capped: Callable[[str], None] = lambda model_id: None,
+    ):
+        """`models` counts the catalogue's models (for `max_ejected_share`; without it, any
+        number may be open); `on_capped` hears of each opening the share refused."""
         self._policy = policy
         self._clock = clock
+        self._models = models
+        self._on_capped = on_capped
         self._circuits: dict[str, _Circuit] = {}
         self._open: set[str] = set()  # ids in the open state (their cooldown may be over)
         self._version = 0
@@ -201,7 +236,7 @@ class CircuitBreakers:
                 if ok:
                     self._close(circuit)
                 else:
-                    self._trip(model_id, circuit)
+                    self._trip(model_id, circuit, self._cooldown(circuit, repeat=True))
             return
         now = self._clock()
         outcomes = circuit.outcomes
@@ -212,13 +247,16 @@ class CircuitBreakers:
         circuit.consecutive += 1
         outcomes.add(now, _Circuit.FAILURES)
         policy = self._policy
-        if circuit.consecutive >= policy.consecutive_failures:
-            self._trip(model_id, circuit)
-            return
         total = outcomes.count(now, _Circuit.OUTCOMES)
         failures = outcomes.count(now, _Circuit.FAILURES)
-        if total >= policy.min_requests and failures > policy.failure_rate * total:
-            self._trip(model_id, circuit)
+        if circuit.consecutive >= policy.consecutive_failures or (
+            total >= policy.min_requests and failures > policy.failure_rate * total
+        ):
+            if len(self._open) >= self._ejection_cap():
+                self._on_capped(model_id)
+                return
+            repeat = now - circuit.closed_at < policy.max_cooldown_s
+            self._trip(model_id, circuit, self._cooldown(circuit, repeat=repeat))
 
     def state(self, model_id: str) -> CircuitState:
         """The circuit's state now; an open circuit whose cooldown is over turns half-open."""
@@ -246,7 +284,12 @@ class CircuitBreakers:
             circuit = self._circuits[model_id] = _Circuit(self._policy.window_s)
         elif circuit.state == "open" and until - circuit.open_until < SAME_CLOCK_S:
             return
-        self._trip(model_id, circuit, until)
+        self._trip(model_id, circuit, until - now)
+
+    def next_probe_in(self) -> float:
+        """Seconds until the first open circuit turns half-open (0 when none is open)."""
+        ends = self.open_until().values()
+        return max(min(ends) - self._clock(), 0.0) if ends else 0.0
 
     def open_models(self) -> set[str]:
         """The models to exclude now: open, cooldown not over (half-open ones are not in it)."""
@@ -272,9 +315,21 @@ class CircuitBreakers:
         for model_id in [m for m in self._open if circuits[m].open_until <= now]:
             self._half_open(model_id, circuits[model_id])
 
-    def _trip(self, model_id: str, circuit: _Circuit, until: float | None = None) -> None:
+    def _ejection_cap(self) -> float:
+        if self._models is None:
+            return math.inf
+        return max(1, math.floor(self._policy.max_ejected_share * self._models()))
+
+    def _cooldown(self, circuit: _Circuit, *, repeat: bool) -> float:
+        policy = self._policy
+        if not repeat or circuit.cooldown <= 0.0:
+            return policy.cooldown_s
+        return min(max(circuit.cooldown * 2, policy.cooldown_s), policy.max_cooldown_s)
+
+    def _trip(self, model_id: str, circuit: _Circuit, cooldown_s: float) -> None:
         circuit.state = "open"
-        circuit.open_until = self._clock() + self._policy.cooldown_s if until is None else until
+        circuit.cooldown = cooldown_s
+        circuit.open_until = self._clock() + cooldown_s
         self._open.add(model_id)
         self._version += 1
 
@@ -286,6 +341,7 @@ class CircuitBreakers:
 
     def _close(self, circuit: _Circuit) -> None:
         circuit.state = "closed"
+        circuit.closed_at = self._clock()
         circuit.consecutive = 0
         circuit.outcomes.clear()
         self._version += 1

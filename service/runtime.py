@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from service import metrics
 from service.catalogue_keeper import CatalogueKeeper, initial_catalogue
 from service.completion.failover import Completer
 from service.config import Settings
@@ -78,7 +79,11 @@ class Runtime:
             enabled=settings.free_models,
             clock=wall_clock,
         )
-        breakers = CircuitBreakers(clock=clock)
+        breakers = CircuitBreakers(
+            clock=clock,
+            models=lambda: router.eligibility()[0],
+            on_capped=lambda model: metrics.CIRCUITS_CAPPED.labels(model=model).inc(),
+        )
         records = DecisionRecords(
             settings.redis_url,
             ttl_s=settings.decision_record_ttl_s,

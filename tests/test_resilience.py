@@ -57,6 +57,8 @@ def test_policy_defaults() -> None:
         window_s=30.0,
         cooldown_s=30.0,
         half_open_probes=1,
+        max_cooldown_s=300.0,
+        max_ejected_share=0.2,
     )
 
 
@@ -70,6 +72,9 @@ def test_policy_defaults() -> None:
         {"window_s": 0.0},
         {"cooldown_s": -1.0},
         {"half_open_probes": 0},
+        {"max_cooldown_s": 10.0},
+        {"max_ejected_share": 0.0},
+        {"max_ejected_share": 1.5},
     ],
 )
 def test_policy_rejects_nonsense(bad: dict[str, float]) -> None:
@@ -230,7 +235,7 @@ def test_probe_success_resets_failure_window(clock: FakeClock) -> None:
     assert cb.state(M) == "open"
 
 
-def test_probe_failure_reopens_with_fresh_cooldown(clock: FakeClock) -> None:
+def test_probe_failure_reopens_for_twice_the_cooldown(clock: FakeClock) -> None:
     cb = opened(clock, cooldown_s=30.0)
     clock.now += 30.0
     probe_time = clock.now
@@ -238,12 +243,82 @@ def test_probe_failure_reopens_with_fresh_cooldown(clock: FakeClock) -> None:
     cb.record(M, ok=False)
     assert cb.state(M) == "open"
     assert cb.open_models() == {M}
-    clock.now = probe_time + 29.9
+    clock.now = probe_time + 59.9
     assert not cb.acquire(M)
     assert cb.state(M) == "open"
-    clock.now = probe_time + 30.0
+    clock.now = probe_time + 60.0
     assert cb.state(M) == "half_open"
     assert cb.acquire(M)
+
+
+def fail_probe(cb: CircuitBreakers, clock: FakeClock) -> float:
+    """Wait out the cooldown, fail the probe; returns the new cooldown."""
+    clock.now += cb.next_probe_in()
+    assert cb.acquire(M)
+    cb.record(M, ok=False)
+    return cb.next_probe_in()
+
+
+def test_repeat_offenders_rest_longer_up_to_the_longest_cooldown(clock: FakeClock) -> None:
+    cb = opened(clock, cooldown_s=30.0, max_cooldown_s=200.0)
+    assert cb.next_probe_in() == 30.0
+    assert [fail_probe(cb, clock) for _ in range(4)] == [60.0, 120.0, 200.0, 200.0]
+
+
+def test_reopening_soon_after_closing_is_a_repeat_offence(clock: FakeClock) -> None:
+    cb = opened(clock, cooldown_s=30.0, max_cooldown_s=300.0)
+    assert fail_probe(cb, clock) == 60.0
+    clock.now += 60.0
+    succeed(cb)  # the probe closes it
+    assert cb.state(M) == "closed"
+    clock.now += 299.0
+    fail(cb, times=cb.policy.consecutive_failures)
+    assert cb.next_probe_in() == 120.0
+
+
+def test_a_model_healthy_for_the_longest_cooldown_starts_over(clock: FakeClock) -> None:
+    cb = opened(clock, cooldown_s=30.0, max_cooldown_s=300.0)
+    assert fail_probe(cb, clock) == 60.0
+    clock.now += 60.0
+    succeed(cb)
+    clock.now += 300.0
+    fail(cb, times=cb.policy.consecutive_failures)
+    assert cb.next_probe_in() == 30.0
+
+
+def test_no_more_than_the_ejected_share_of_models_is_open(clock: FakeClock) -> None:
+    capped: list[str] = []
+    cb = CircuitBreakers(
+        CircuitPolicy(max_ejected_share=0.2),
+        clock=clock,
+        models=lambda: 10,
+        on_capped=capped.append,
+    )
+    models = [f"acme/m{i}" for i in range(4)]
+    for model in models:
+        fail(cb, model, times=cb.policy.consecutive_failures)
+    assert cb.open_models() == set(models[:2])
+    assert capped == models[2:]
+    # Failures past the cap are still counted: the model opens once there is room.
+    clock.now += cb.policy.cooldown_s
+    succeed(cb, models[0])
+    fail(cb, models[2])
+    assert cb.open_models() == {models[2]}
+
+
+def test_at_least_one_model_may_be_open(clock: FakeClock) -> None:
+    cb = CircuitBreakers(CircuitPolicy(max_ejected_share=0.01), clock=clock, models=lambda: 3)
+    fail(cb, times=cb.policy.consecutive_failures)
+    assert cb.open_models() == {M}
+
+
+def test_next_probe_is_the_first_cooldown_to_end(clock: FakeClock) -> None:
+    cb = breakers(clock, cooldown_s=30.0)
+    assert cb.next_probe_in() == 0.0
+    fail(cb, "acme/a", times=cb.policy.consecutive_failures)
+    clock.now += 10.0
+    fail(cb, "acme/b", times=cb.policy.consecutive_failures)
+    assert cb.next_probe_in() == 20.0
 
 
 def test_release_frees_a_probe_without_counting(clock: FakeClock) -> None:
@@ -343,7 +418,7 @@ def test_version_bumps_on_each_transition_only(clock: FakeClock) -> None:
     assert cb.changed_since(2) is None
     cb.record(M, ok=False)  # half_open -> open
     assert cb.changed_since(2) == (3, {M})
-    clock.now += 30.0
+    clock.now += 60.0  # a failed probe doubles the cooldown
     assert cb.state(M) == "half_open"  # observed through state()
     assert cb.changed_since(3) == (4, set())
     assert cb.acquire(M)

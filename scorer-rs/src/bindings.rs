@@ -46,7 +46,18 @@ impl From<ScoreError> for PyErr {
         match err {
             ScoreError::InvalidCatalogue(_) => InvalidCatalogue::new_err(msg),
             ScoreError::InvalidRequest(_) => InvalidRequest::new_err(msg),
-            ScoreError::NoEligibleModel(_) => NoEligibleModel::new_err(msg),
+            ScoreError::NoEligibleModel(removed) => {
+                let err = NoEligibleModel::new_err(msg);
+                // `removed`: how many models each constraint removed, by name.
+                Python::attach(|py| {
+                    let counts = PyDict::new(py);
+                    for (constraint, n) in &removed {
+                        counts.set_item(constraint.name(), n)?;
+                    }
+                    err.value(py).setattr("removed", counts)
+                })
+                .map_or_else(|failed| failed, |()| err)
+            }
         }
     }
 }

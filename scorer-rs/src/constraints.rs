@@ -290,20 +290,12 @@ impl<'a> Compiled<'a> {
         i: usize,
         expected_cost: f64,
     ) -> Option<Constraint> {
-        let state = check.state;
-        let cat = &*state.catalogue;
-        state
-            .live
-            .blocked(cat, i)
-            .or_else(|| outside_route(cat, i, self.outputs, &self.named_kinds))
-            .or_else(|| check.fit_failure(i))
-            .or_else(|| {
-                if self.rare {
-                    self.rare_failure(state, i, expected_cost)
-                } else {
-                    None
-                }
-            })
+        let cat = &*check.state.catalogue;
+        let route = || outside_route(cat, i, self.outputs, &self.named_kinds);
+        match check.state.live.blocked(cat, i) {
+            Some(Constraint::CircuitOpen) => check.behind_open_circuit(i, expected_cost, route()),
+            blocked => blocked.or_else(|| check.request_failure(i, expected_cost, route())),
+        }
     }
 
     #[inline(never)]
@@ -375,11 +367,46 @@ impl Check<'_> {
     #[cold]
     #[inline(never)]
     fn failure(&self, i: usize, expected_cost: f64) -> Option<Constraint> {
-        if self.chat_route {
-            self.excluded[i].or_else(|| self.fit_failure(i))
-        } else {
-            self.compiled.widened_failure(self, i, expected_cost)
+        if !self.chat_route {
+            return self.compiled.widened_failure(self, i, expected_cost);
         }
+        match self.excluded[i] {
+            Some(Constraint::CircuitOpen) => {
+                let route = outside_route(&self.state.catalogue, i, 0, &[]);
+                self.behind_open_circuit(i, expected_cost, route)
+            }
+            excluded => excluded.or_else(|| self.fit_failure(i)),
+        }
+    }
+
+    /// Why model `i`, whose circuit is open, is removed: the request's own constraint when it
+    /// fails one, else its circuit. "circuit_open" then counts only the models the request
+    /// would have taken, which tells an upstream outage from an unsatisfiable request.
+    fn behind_open_circuit(
+        &self,
+        i: usize,
+        expected_cost: f64,
+        route: Option<Constraint>,
+    ) -> Option<Constraint> {
+        self.request_failure(i, expected_cost, route)
+            .or(Some(Constraint::CircuitOpen))
+    }
+
+    /// The first of the request's constraints model `i` fails, `route` (what the route is
+    /// for) first.
+    fn request_failure(
+        &self,
+        i: usize,
+        expected_cost: f64,
+        route: Option<Constraint>,
+    ) -> Option<Constraint> {
+        route.or_else(|| self.fit_failure(i)).or_else(|| {
+            if self.compiled.rare {
+                self.compiled.rare_failure(self.state, i, expected_cost)
+            } else {
+                None
+            }
+        })
     }
 
     /// Which of context window, input modalities and required parameters model `i` fails, if

@@ -396,6 +396,24 @@ proptest! {
     }
 
     #[test]
+    fn an_open_circuit_counts_only_a_model_the_request_would_take(
+        specs in catalogue(), p in profile(), c in constraints(), pick in any::<prop::sample::Index>(),
+    ) {
+        let engine = router_scorer::Engine::new(Catalogue::new("v", specs.clone()).unwrap());
+        let spec = &specs[pick.index(specs.len())];
+        let open = LiveStats { circuit_open: true, ..LiveStats::default() };
+        engine.update_stats(&[(spec.id.clone(), open)]).unwrap();
+        let removed = match engine.rank(Mode::Speed.weights(), p, &c, usize::MAX) {
+            Ok((_, r)) => r.removed,
+            Err(ScoreError::NoEligibleModel(removed)) => removed,
+            Err(other) => return Err(TestCaseError::fail(format!("unexpected error {other}"))),
+        };
+        let resting: usize = removed.iter().filter(|(k, _)| k.name() == "circuit_open").map(|(_, n)| n).sum();
+        let cost = p.prompt_tokens as f64 * spec.prompt_price + p.output_tokens as f64 * spec.completion_price;
+        prop_assert_eq!(resting, usize::from(satisfies(spec, &c, p, cost)));
+    }
+
+    #[test]
     fn open_circuits_and_live_latency_are_honoured(
         specs in catalogue(), p in profile(), pick in any::<prop::sample::Index>(), ttft in 0.0..10.0f64,
     ) {

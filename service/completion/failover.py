@@ -26,7 +26,7 @@ from service.completion.request import Prepared, prepare
 from service.config import Settings
 from service.decision_cache import DecisionCache
 from service.decision_records import DecisionRecords
-from service.errors import ErrorKind, RouterError
+from service.errors import ErrorKind, RouterError, unroutable
 from service.free_quota import FreeQuota
 from service.live_figures import LiveFigures
 from service.openrouter import OpenRouterClient
@@ -56,6 +56,11 @@ FAIL_FAST = {
 # Outcomes of candidates skipped without a call (a call refused by OpenRouter has a status).
 NOT_CALLED = frozenset({"circuit_open", "free_quota"})
 FREE_SUFFIX = ":free"
+# The router's deadline ends this much before the caller's (at most), so that the router's own
+# timeout, not the caller's, ends a late attempt: it is then counted against the model, and the
+# caller hears which attempts ran out of time.
+DEADLINE_MARGIN_S = 0.25
+DEADLINE_MARGIN_SHARE = 0.05
 
 
 def _causes(attempts: list[pb.Attempt]) -> str:
@@ -117,6 +122,14 @@ class _Call:
     named: bool = False
     # Where the request's sticky session is kept (None: no session).
     session: str | None = None
+
+    def expected_s(self, model_id: str, *, first_token: bool) -> float | None:
+        """What the decision expects the model to take: to its first token, or to the end."""
+        for c in self.decision.candidates:
+            if c.model == model_id:
+                expected = c.ttft_seconds if first_token else c.expected_latency_seconds
+                return expected if expected > 0 else None
+        return None
 
 
 class Completer:
@@ -186,7 +199,10 @@ class Completer:
         session = None if named else self._sticky.key(prepared.route)
         decision = await self._decide(prepared.route, named, session)
         self._records.decided(request.routing, decision, completion=True)
-        budget = self._settings.completion_timeout_s if timeout_s is None else timeout_s
+        if timeout_s is None:
+            budget = self._settings.completion_timeout_s
+        else:
+            budget = timeout_s - min(DEADLINE_MARGIN_S, timeout_s * DEADLINE_MARGIN_SHARE)
         candidates = [c.model for c in decision.candidates]
         return _Call(
             prepared,
@@ -214,7 +230,11 @@ class Completer:
         await self._economise(route)
         self._figures.before_routing(self._breakers.open_models())
         self._free.before_routing()
-        return await self._sticky.route(route, session, await self._decisions.route(route, mode))
+        try:
+            decision = await self._decisions.route(route, mode)
+        except NoEligibleModel as exc:
+            raise unroutable(exc, self._breakers) from None
+        return await self._sticky.route(route, session, decision)
 
     def _record(self, call: _Call, model: str, outcome: str, **fields: object) -> pb.Attempt:
         attempt = pb.Attempt(model=model, outcome=outcome, **fields)  # type: ignore[arg-type]
@@ -228,6 +248,12 @@ class Completer:
         metrics.failed(model, kind.value)
         self._records.finished(call.decision.decision_id, call.attempts, "")
         return RouterError(kind, f"{message}; attempts: {_causes(call.attempts)}", call.attempts)
+
+    def _exhausted(self, call: _Call) -> RouterError:
+        """The error when no candidate is left: the deadline's, if the last one used it up."""
+        if self._clock() >= call.deadline:
+            return self._fail(call, ErrorKind.DEADLINE, "the deadline passed")
+        return self._fail(call, ErrorKind.UNAVAILABLE, "every candidate failed")
 
     def _max_cost(self, call: _Call, model: ModelRecord) -> float:
         # The request's own profile: the decision's may be rounded (see DecisionCache).
@@ -298,6 +324,46 @@ class Completer:
         """The attempt ended without a verdict on the model (cancelled, or the router failed)."""
         self._breakers.release(model_id)
         await self._ledger.release(reservation)
+
+    async def _cancelled(
+        self,
+        call: _Call,
+        model_id: str,
+        reservation: Reservation,
+        waited_s: float,
+        *,
+        first_token: bool,
+    ) -> None:
+        """The caller went away (its deadline, or it hung up) while the model was called. Once
+        the model is later than it was expected to be, that is a timeout whoever's clock ran
+        out, and it counts against the model; before that, it is no verdict."""
+        expected = call.expected_s(model_id, first_token=first_token)
+        if expected is None or waited_s < expected:
+            await self._abandon(model_id, reservation)
+            return
+        await self._ledger.release(reservation)
+        self._breakers.record(model_id, False)
+        self._figures.observe(model_id)
+        self._record(
+            call, model_id, "timeout", error="the caller gave up first", total_seconds=waited_s
+        )
+        metrics.failed(model_id, "timeout")
+        self._records.finished(call.decision.decision_id, call.attempts, "")
+
+    def _attempt_timeout(self, call: _Call, cap_s: float, *, first_token: bool) -> float:
+        """What the attempt under way may take, at most `cap_s`: what is left of the deadline
+        less twice what each later candidate is expected to take (so that a healthy one still
+        has its turn after hanging ones), yet at least twice its own expected time while what
+        is left holds it."""
+        left = self._left(call)
+        own = call.expected_s(call.candidates[call.position], first_token=first_token)
+        later = (
+            call.expected_s(model_id, first_token=first_token)
+            for model_id in call.candidates[call.position + 1 :]
+        )
+        kept = sum(2 * expected for expected in later if expected is not None)
+        floor = left if own is None else min(left, 2 * own)
+        return min(max(left - kept, floor), cap_s)
 
     async def _failed(
         self,
@@ -380,18 +446,24 @@ class Completer:
             async for model_id, reservation in turns:
                 started = self._clock()
                 try:
+                    timeout_s = self._attempt_timeout(
+                        call, self._settings.attempt_timeout_s, first_token=False
+                    )
                     result = await self._client.chat(
-                        {**call.prepared.body, "model": model_id},
-                        timeout_s=min(self._left(call), self._settings.attempt_timeout_s),
+                        {**call.prepared.body, "model": model_id}, timeout_s=timeout_s
                     )
                 except UpstreamError as error:
                     await self._failed(call, model_id, reservation, error, started)
                     continue
+                except asyncio.CancelledError:
+                    waited_s = self._clock() - started
+                    await self._cancelled(call, model_id, reservation, waited_s, first_token=False)
+                    raise
                 except BaseException:
                     await self._abandon(model_id, reservation)
                     raise
                 return await self._succeeded(call, model_id, reservation, result, started)
-        raise self._fail(call, ErrorKind.UNAVAILABLE, "every candidate failed")
+        raise self._exhausted(call)
 
     async def _answered(
         self,
@@ -498,8 +570,8 @@ class Completer:
                 try:
                     events = self._client.chat_stream(
                         {**call.prepared.body, "model": model_id},
-                        first_token_timeout_s=min(
-                            self._left(call), self._settings.first_token_timeout_s
+                        first_token_timeout_s=self._attempt_timeout(
+                            call, self._settings.first_token_timeout_s, first_token=True
                         ),
                         idle_timeout_s=self._settings.stream_idle_timeout_s,
                     )
@@ -544,7 +616,14 @@ class Completer:
                         ErrorKind.UNAVAILABLE,
                         f"the stream failed after it began: {error}",
                     ) from None
+                except asyncio.CancelledError:
+                    if first is not None:  # the model was answering: no verdict on it
+                        await self._abandon(model_id, reservation)
+                        raise
+                    waited_s = self._clock() - started
+                    await self._cancelled(call, model_id, reservation, waited_s, first_token=True)
+                    raise
                 except BaseException:
                     await self._abandon(model_id, reservation)
                     raise
-        raise self._fail(call, ErrorKind.UNAVAILABLE, "every candidate failed")
+        raise self._exhausted(call)
