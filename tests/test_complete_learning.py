@@ -155,12 +155,38 @@ async def test_the_daily_limit_holds_under_50_concurrent_requests(
         assert refused
         assert all(r.kind is ErrorKind.SPEND_LIMIT for r in refused)
         assert "daily spend limit reached" in str(refused[0])
-        assert f"of {limit} USD" in str(refused[0])
+        assert f"of {limit} USD; this call could cost up to" in str(refused[0])
+        assert "up to 50 output tokens" in str(refused[0])
         spent = sum(o.usage.cost_usd for o in done)
         biggest = max(o.usage.cost_usd for o in done)
         assert spent <= limit + biggest
         status = await runtime.completer._ledger.status()
         assert status.spent_usd == pytest.approx(spent)
+
+
+async def test_a_small_daily_limit_serves_a_request_without_max_tokens(
+    fake: FakeOpenRouter, tmp_path: Path, clock: Clock
+) -> None:
+    """Held at its maximum output, this model's call would pass the whole limit on its own."""
+    pricey = next(
+        m["id"]
+        for m in fake.models
+        if float(m["pricing"]["completion"]) * (m["top_provider"]["max_completion_tokens"] or 0)
+        > 1.0
+    )
+    async with started(fake, tmp_path / "state", clock, daily_spend_limit_usd=1.0) as runtime:
+        asked = pb.CompleteRequest(models=[pricey], messages=HELLO)
+        answer = await runtime.completer.complete(asked, None)
+        assert answer.model == pricey
+        assert 0 < answer.usage.cost_usd < 1.0
+        # What the refusal says once the day's spend leaves too little for this call.
+        await runtime.completer._ledger.reserve(1.0 - answer.usage.cost_usd - 1e-6)
+        with pytest.raises(RouterError) as refused:
+            await runtime.completer.complete(asked, None)
+        assert refused.value.kind is ErrorKind.SPEND_LIMIT
+        assert "this call could cost up to" in refused.value.message
+        assert f"on {pricey}" in refused.value.message
+        assert "set max_tokens to hold less" in refused.value.message
 
 
 async def test_near_the_limit_the_cheaper_policy_leans_toward_cost(

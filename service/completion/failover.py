@@ -61,6 +61,10 @@ FREE_SUFFIX = ":free"
 # caller hears which attempts ran out of time.
 DEADLINE_MARGIN_S = 0.25
 DEADLINE_MARGIN_SHARE = 0.05
+# Without the caller's max_tokens, a completion's spend is held for this many times the output
+# the request's profile expects (at most the model's maximum output): a model's maximum would
+# refuse most requests under a small daily limit, and a long answer settles at its real cost.
+OUTPUT_HELD_FACTOR = 4
 
 
 def _causes(attempts: list[pb.Attempt]) -> str:
@@ -255,13 +259,19 @@ class Completer:
             return self._fail(call, ErrorKind.DEADLINE, "the deadline passed")
         return self._fail(call, ErrorKind.UNAVAILABLE, "every candidate failed")
 
-    def _max_cost(self, call: _Call, model: ModelRecord) -> float:
+    def _held(self, call: _Call, model: ModelRecord) -> tuple[float, int, int]:
+        """What to hold of the daily limit for the attempt: (USD, prompt tokens, output
+        tokens), for the caller's max_tokens, else OUTPUT_HELD_FACTOR times the expected
+        output."""
         # The request's own profile: the decision's may be rounded (see DecisionCache).
         profile = self._router.profile(call.prepared.route)
-        output = call.prepared.max_output_tokens or model.max_output_tokens or profile.output_tokens
-        return profile.prompt_tokens * max(model.prompt_price, 0.0) + output * max(
+        output = call.prepared.max_output_tokens or OUTPUT_HELD_FACTOR * profile.output_tokens
+        if model.max_output_tokens:
+            output = min(output, model.max_output_tokens)
+        usd = profile.prompt_tokens * max(model.prompt_price, 0.0) + output * max(
             model.completion_price, 0.0
         )
+        return usd, profile.prompt_tokens, output
 
     def _cost(self, model: ModelRecord, usage: Usage | None) -> float:
         if usage is None:
@@ -291,15 +301,18 @@ class Completer:
             raise self._fail(
                 call, ErrorKind.UNAVAILABLE, "the retry budget is spent: not failing over"
             )
-        reservation = await self._ledger.reserve(self._max_cost(call, model))
+        held, prompt, output = self._held(call, model)
+        reservation = await self._ledger.reserve(held)
         if reservation is None:
             self._breakers.release(model_id)
             status = await self._ledger.status()
             raise self._fail(
                 call,
                 ErrorKind.SPEND_LIMIT,
-                f"daily spend limit reached: spent {status.spent_usd:.4f} USD "
-                f"(+{status.reserved_usd:.4f} in flight) of {status.limit_usd} USD",
+                f"daily spend limit reached: {status.spent_usd:.4f} USD spent today and "
+                f"{status.reserved_usd:.4f} held by calls in flight, of {status.limit_usd} USD; "
+                f"this call could cost up to {held:.4f} USD on {model_id} ({prompt} prompt "
+                f"tokens, up to {output} output tokens: set max_tokens to hold less)",
             )
         return reservation
 
