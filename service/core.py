@@ -148,7 +148,7 @@ class RouterCore:
     async def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
         """The decision for `request` (from the decision cache when it holds it), led by its
         session's model (see service/sticky.py)."""
-        self._figures.before_routing(self._breakers.open_models())
+        self._figures.before_routing()
         self._free_quota.before_routing()
         session = self._sticky.key(request)
         try:

@@ -21,13 +21,14 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from service import metrics
 from service.catalogue import ModelRecord
 from service.latency_calibration import UNCALIBRATED, Calibration, calibrate, calibrated_source
 from service.openrouter import EndpointFigures
+from service.resilience import CircuitBreakers
 from service.router import ModelRouter
 from service.scorer import MAX_TTFT_S, MIN_TOKENS_PER_S, LiveStats
 
@@ -118,12 +119,16 @@ class LiveFigures:
     def __init__(
         self,
         router: ModelRouter,
+        breakers: CircuitBreakers | None = None,
         *,
         alpha: float = 0.5,
         observation_ttl_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._router = router
+        # The circuits whose open models the scorer leaves out (None: none ever opens).
+        self._breakers = breakers
+        self._circuits_version = 0
         self._alpha = alpha
         self._ttl = observation_ttl_s
         self._clock = clock
@@ -251,10 +256,14 @@ class LiveFigures:
         self._background = background
         self.sync()
 
-    def before_routing(self, open_circuits: Collection[str]) -> None:
+    def before_routing(self) -> None:
         """Bring the scorer up to date: new observations, forgotten ones, circuits."""
-        if frozenset(open_circuits) != self._open:
-            opened = frozenset(open_circuits)
+        circuits = (
+            None if self._breakers is None else self._breakers.changed_since(self._circuits_version)
+        )
+        if circuits is not None:
+            self._circuits_version, now_open = circuits
+            opened = frozenset(now_open)
             self._changed.update(opened ^ self._open)
             self._open = opened
         if self._changed or self._clock() >= self._next_expiry:

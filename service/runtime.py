@@ -61,7 +61,12 @@ class Runtime:
             settings.openrouter_api_key,
             timeout_s=settings.openrouter_timeout_s,
         )
-        figures = LiveFigures(router, clock=clock)
+        breakers = CircuitBreakers(
+            clock=clock,
+            models=lambda: router.eligibility()[0],
+            on_capped=lambda model: metrics.CIRCUITS_CAPPED.labels(model=model).inc(),
+        )
+        figures = LiveFigures(router, breakers, clock=clock)
         timeout_s = settings.redis_timeout_s
         prefix = settings.redis_key_prefix
         redis = connect(settings.redis_url, timeout_s=timeout_s) if settings.redis_url else None
@@ -78,11 +83,6 @@ class Runtime:
             FreeCounter(redis, key_prefix=prefix, timeout_s=timeout_s),
             enabled=settings.free_models,
             clock=wall_clock,
-        )
-        breakers = CircuitBreakers(
-            clock=clock,
-            models=lambda: router.eligibility()[0],
-            on_capped=lambda model: metrics.CIRCUITS_CAPPED.labels(model=model).inc(),
         )
         records = DecisionRecords(
             settings.redis_url,

@@ -137,7 +137,7 @@ class SharedState:
         self._adopt_learned(learned)
         if listing is not None and version is not None:
             self._adopt_catalogue(listing, version)
-        self._figures.before_routing(self._breakers.open_models())
+        self._figures.before_routing()
         return True
 
     async def _exchange(

@@ -21,6 +21,7 @@ from service.decision_cache import SAMPLES, DecisionCache, rounded
 from service.live_figures import LiveFigures
 from service.pb.router.v1 import router_pb2 as pb
 from service.redis_link import connect
+from service.resilience import CircuitBreakers, CircuitPolicy
 from service.router import ModelRouter
 from testkit.synthetic import synthetic
 from tests.redis_server import RedisServer
@@ -220,13 +221,18 @@ async def test_a_replaced_catalogue_is_never_served_a_stale_decision(
 async def test_a_circuit_opening_or_closing_is_never_served_a_stale_decision(
     cache: DecisionCache, router: ModelRouter
 ) -> None:
-    figures = LiveFigures(router)
+    now = [0.0]
+    breakers = CircuitBreakers(CircuitPolicy(consecutive_failures=1), clock=lambda: now[0])
+    figures = LiveFigures(router, breakers)
     best = (await cache.route(SPEED)).model
-    figures.before_routing({best})
+    assert breakers.acquire(best)
+    breakers.record(best, ok=False)
+    figures.before_routing()
     opened = await cache.route(SPEED)
     assert best not in [c.model for c in opened.candidates]
     assert bare(opened) == bare(router.route(SPEED))
-    figures.before_routing(set())
+    now[0] += breakers.policy.cooldown_s  # half-open: routable again
+    figures.before_routing()
     # The figures are those of the first decision again, and so is the answer.
     closed = await cache.route(SPEED)
     assert closed.model == best
@@ -244,7 +250,7 @@ async def test_a_learned_shift_that_can_change_the_ranking_is_never_served_stale
         ttft_s=runner_up.ttft_seconds / 4,
         tokens_per_s=runner_up.tokens_per_second * 4,
     )
-    figures.before_routing(set())
+    figures.before_routing()
     with Sources() as seen:
         shifted = await cache.route(SPEED)
     assert seen.counts["scorer"] == 1
@@ -258,12 +264,12 @@ async def test_a_learned_shift_within_the_threshold_keeps_the_cached_decision(
     figures = LiveFigures(router, alpha=1.0)
     best = (await cache.route(SPEED)).candidates[0]
     figures.observe(best.model, ttft_s=best.ttft_seconds, tokens_per_s=best.tokens_per_second)
-    figures.before_routing(set())
+    figures.before_routing()
     learned = await cache.route(SPEED)  # the source is now "learned": a new decision
     assert learned.candidates[0].latency_source == "learned"
     nudge = 1 + settings.decision_cache_live_shift / 2
     figures.observe(best.model, ttft_s=best.ttft_seconds * nudge)
-    figures.before_routing(set())
+    figures.before_routing()
     with Sources() as seen:
         await cache.route(SPEED)
     assert seen.counts == {"l1": 1, "l2": 0, "scorer": 0}
@@ -364,17 +370,22 @@ async def test_a_change_while_l2_is_asked_files_the_decision_under_the_new_state
 ) -> None:
     replica = await on_redis(large_router)
     costing(replica, scorer_ns=2_000_000, round_trip_ns=100_000)
-    figures = LiveFigures(large_router)
+    now = [0.0]
+    breakers = CircuitBreakers(CircuitPolicy(consecutive_failures=1), clock=lambda: now[0])
+    figures = LiveFigures(large_router, breakers)
     best = large_router.route(SPEED).model
 
     async def open_circuit() -> None:  # runs while the route waits for Redis
-        figures.before_routing({best})
+        assert breakers.acquire(best)
+        breakers.record(best, ok=False)
+        figures.before_routing()
 
     with Sources() as seen:
         while_open, _ = await asyncio.gather(replica.route(SPEED), open_circuit())
     assert seen.counts == {"l1": 0, "l2": 0, "scorer": 1}  # L2 was asked, and missed
     assert while_open.model != best
-    figures.before_routing(set())
+    now[0] += breakers.policy.cooldown_s
+    figures.before_routing()
     closed = await replica.route(SPEED)
     assert closed.model == best
     assert bare(closed) == bare(large_router.route(SPEED))

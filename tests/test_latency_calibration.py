@@ -171,10 +171,10 @@ async def test_learned_figures_win_until_they_are_forgotten(
     for model_id in (FAMILY_PRIOR_ONLY, MEASURED):
         before = wired.latency(model_id)
         wired.figures.observe(model_id, ttft_s=0.2, tokens_per_s=400.0)
-        wired.figures.before_routing(())
+        wired.figures.before_routing()
         assert wired.latency(model_id) == (pytest.approx(0.2 + OUTPUT_TOKENS / 400), "learned")
         wired.clock.now += 61
-        wired.figures.before_routing(())
+        wired.figures.before_routing()
         assert wired.latency(model_id) == before
 
 

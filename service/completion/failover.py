@@ -232,7 +232,7 @@ class Completer:
         route.top_k = max(route.top_k, self._settings.max_attempts)
         mode = mode_label(route)  # the caller's, before economising turns it into weights
         await self._economise(route)
-        self._figures.before_routing(self._breakers.open_models())
+        self._figures.before_routing()
         self._free.before_routing()
         try:
             decision = await self._decisions.route(route, mode)
