@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service.errors import ErrorKind, RouterError, bounded, cut, shown
+from service.shedding import RETRY_AFTER_S
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ HTTP_STATUS = {
     ErrorKind.REFUSED_BY_MODEL: 400,
     ErrorKind.MODERATION: 403,
     ErrorKind.SPEND_LIMIT: 429,
+    ErrorKind.OVERLOADED: 429,
     ErrorKind.OUT_OF_CREDITS: 503,
     ErrorKind.UNAVAILABLE: 503,
     ErrorKind.UPSTREAM_AUTH: 502,
@@ -43,6 +45,13 @@ OPENAI_TYPE = {
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+}
+
+# RFC 9110: a 401 names the scheme the caller should authenticate with; a refusal at capacity
+# says when to retry.
+HEADERS = {
+    ErrorKind.UNAUTHENTICATED: {"WWW-Authenticate": "Bearer"},
+    ErrorKind.OVERLOADED: {"Retry-After": str(RETRY_AFTER_S)},
 }
 
 
@@ -62,10 +71,8 @@ def error_body(request: Request, kind: ErrorKind, message: str) -> dict[str, obj
 
 
 def error_response(request: Request, kind: ErrorKind, message: str) -> JSONResponse:
-    # RFC 9110: a 401 names the scheme the caller should authenticate with.
-    headers = {"WWW-Authenticate": "Bearer"} if kind is ErrorKind.UNAUTHENTICATED else None
     content = error_body(request, kind, message)
-    return JSONResponse(status_code=HTTP_STATUS[kind], content=content, headers=headers)
+    return JSONResponse(status_code=HTTP_STATUS[kind], content=content, headers=HEADERS.get(kind))
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

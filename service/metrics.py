@@ -110,6 +110,12 @@ _SHARED_STATE = Counter(
     ["outcome"],
 )
 SHARED_STATE = {outcome: _SHARED_STATE.labels(outcome=outcome) for outcome in ("ok", "failed")}
+SHED = Counter(
+    "router_shed_requests",
+    "Requests refused at once because the router was at capacity (see service/shedding.py), "
+    "by transport (grpc, http) and load (calls, completions).",
+    ["transport", "load"],
+)
 ANONYMOUS = "anonymous"
 
 
