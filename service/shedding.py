@@ -44,7 +44,7 @@ class Capacity:
         each request counted in is `release`d once."""
         most = self._most[load]
         if self._in_flight[load] >= most:
-            SHED.labels(transport=transport, load=_NOUNS[load]).inc()
+            SHED[transport, _NOUNS[load]].inc()
             raise RouterError(
                 ErrorKind.OVERLOADED,
                 f"the router is at capacity: {most} {_NOUNS[load]} in flight, the most its "

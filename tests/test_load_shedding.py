@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import httpx
@@ -24,7 +24,6 @@ from service.pb.router.v1.router_pb2_grpc import RouterStub
 from testkit.fake_openrouter import FakeOpenRouter, ModelsReply, Reply
 from testkit.servers import GatewayThread, ServerThread, settings_for
 
-T = TypeVar("T")
 # How long the fake holds a call open: the refusals are checked to come back before any held
 # call does, so this only has to outlast a refusal's round trip by far.
 HOLD_S = 2.0
@@ -116,10 +115,6 @@ def streamed(call: Iterator[pb.CompleteChunk]) -> str:
     return "".join(c.delta for c in chunks if c.WhichOneof("event") == "delta")
 
 
-def all_pending(futures: list[Future[T]]) -> bool:
-    return not any(f.done() for f in futures)
-
-
 def test_grpc_completions_past_the_cap_are_refused_at_once_and_the_held_ones_finish(
     fake: FakeOpenRouter, tmp_path: Path, pool: ThreadPoolExecutor
 ) -> None:
@@ -149,7 +144,7 @@ def test_grpc_completions_past_the_cap_are_refused_at_once_and_the_held_ones_fin
         assert serving(health_pb2_grpc.HealthStub(channel))
         assert httpx.get(f"{server.http_url}/health").status_code == 200
         assert shed(server.http_url, "grpc", "completions") == before + 2
-        assert all_pending(held)
+        assert not any(f.done() for f in held)
 
         answers = [f.result() for f in held]
         assert answers == ["Held, then answered."] * 2
