@@ -26,7 +26,7 @@ from testkit.servers import GatewayThread, ServerThread, settings_for
 
 # How long the fake holds a call open: the refusals are checked to come back before any held
 # call does, so this only has to outlast a refusal's round trip by far.
-HOLD_S = 2.0
+HOLD_S = 3.0
 # The longest the test waits for an event (a held call reaching the fake) before it fails.
 WAIT_S = 20.0
 HELLO = {"role": "user", "content": "Say hello to the bouncer."}
