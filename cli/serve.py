@@ -19,6 +19,7 @@ from service.config import Settings
 from service.core import RouterCore
 from service.redis_link import redacted
 from service.runtime import Runtime
+from service.shedding import Capacity
 
 log = logging.getLogger("router")
 
@@ -47,8 +48,14 @@ async def run(settings: Settings, http_socket: socket.socket | None = None) -> N
             "Redis at %s, keys under %r", redacted(settings.redis_url), settings.redis_key_prefix
         )
     core.start()
-    grpc_running = await grpc_server.start(settings, core)
-    app = create_app(LocalBackend(core), max_body_bytes=settings.max_body_bytes, callers=callers)
+    capacity = Capacity(settings)
+    grpc_running = await grpc_server.start(settings, core, capacity)
+    app = create_app(
+        LocalBackend(core),
+        max_body_bytes=settings.max_body_bytes,
+        capacity=capacity,
+        callers=callers,
+    )
     gateway = HttpServer(app, settings.http_host, settings.http_port)
     try:
         port = await gateway.start(http_socket)
@@ -66,7 +73,12 @@ async def run(settings: Settings, http_socket: socket.socket | None = None) -> N
 async def run_gateway(settings: Settings, target: str) -> None:
     callers = Callers(settings.api_keys)
     warn_if_exposed((settings.http_host,), callers)
-    app = create_app(RemoteBackend(target), max_body_bytes=settings.max_body_bytes, callers=callers)
+    app = create_app(
+        RemoteBackend(target),
+        max_body_bytes=settings.max_body_bytes,
+        capacity=Capacity(settings),
+        callers=callers,
+    )
     gateway = HttpServer(app, settings.http_host, settings.http_port)
     port = await gateway.start()
     log.info(

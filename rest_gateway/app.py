@@ -11,6 +11,7 @@ from rest_gateway import errors
 from rest_gateway.backend import Backend
 from rest_gateway.body_limit import BodyLimit
 from rest_gateway.caller_keys import CallerKeys
+from rest_gateway.concurrency_limit import ConcurrencyLimit
 from rest_gateway.routes import (
     admin,
     complete,
@@ -24,6 +25,7 @@ from rest_gateway.routes import (
 )
 from service.callers import Callers
 from service.config import Settings
+from service.shedding import Capacity
 
 DEFAULT_MAX_BODY_BYTES = Settings.model_fields["max_body_bytes"].default
 
@@ -32,10 +34,12 @@ def create_app(
     backend: Backend,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    capacity: Capacity,
     callers: Callers | None = None,
 ) -> FastAPI:
     """The gateway over `backend`; with `callers` that have keys, every path but the health
-    check and the API docs needs one of them."""
+    check and the API docs needs one of them. `capacity` (shared with a gRPC server beside it)
+    caps the requests in flight."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +57,7 @@ def create_app(
     app.state.backend = backend
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(ConcurrencyLimit, capacity=capacity)
     # Added last, so it runs first: a caller without a key learns nothing else.
     app.add_middleware(CallerKeys, callers=callers or Callers({}), open_paths=_open_paths(app))
     for module in (route, explain, decisions, complete, openai, models, health, metrics, admin):

@@ -28,6 +28,7 @@ HTTP_STATUS = {
     ErrorKind.REFUSED_BY_MODEL: 400,
     ErrorKind.MODERATION: 403,
     ErrorKind.SPEND_LIMIT: 429,
+    ErrorKind.OVERLOADED: 429,
     ErrorKind.OUT_OF_CREDITS: 503,
     ErrorKind.UNAVAILABLE: 503,
     ErrorKind.UPSTREAM_AUTH: 502,
@@ -45,6 +46,11 @@ OPENAI_TYPE = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
+
+# RFC 9110: a 401 names the scheme the caller should authenticate with; a refusal at capacity
+# says when to retry.
+# RFC 9110: a 401 names the scheme the caller should authenticate with.
+HEADERS = {ErrorKind.UNAUTHENTICATED: {"WWW-Authenticate": "Bearer"}}
 
 
 def error_body(request: Request, kind: ErrorKind, message: str) -> dict[str, object]:
@@ -65,10 +71,7 @@ def error_body(request: Request, kind: ErrorKind, message: str) -> dict[str, obj
 def error_response(
     request: Request, kind: ErrorKind, message: str, retry_after_s: float | None = None
 ) -> JSONResponse:
-    headers = {}
-    if kind is ErrorKind.UNAUTHENTICATED:
-        # RFC 9110: a 401 names the scheme the caller should authenticate with.
-        headers["WWW-Authenticate"] = "Bearer"
+    headers = dict(HEADERS.get(kind, {}))
     if retry_after_s is not None:
         headers["Retry-After"] = str(math.ceil(retry_after_s))
     content = error_body(request, kind, message)

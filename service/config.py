@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     free_models: bool = False
     # Callers' API keys, name -> key; none: every caller is served (see service/callers.py).
     api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    # Load shedding (service/shedding.py; "Load shedding" in the README): requests in flight in
+    # one process, gRPC and REST together, beyond which a request is refused at once.
+    max_concurrent_calls: int = Field(default=256, ge=1, description="all but completions")
+    max_concurrent_completions: int = Field(default=256, ge=1, description="streams included")
 
     @classmethod
     def settings_customise_sources(

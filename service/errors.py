@@ -43,6 +43,7 @@ class ErrorKind(enum.Enum):
     REFUSED_BY_MODEL = "refused_by_model"  # the model rejected the request as invalid
     MODERATION = "moderation"  # the provider's moderation refused the request
     SPEND_LIMIT = "spend_limit"  # the router's daily spend limit is reached
+    OVERLOADED = "overloaded"  # the router is at capacity: retry shortly
     OUT_OF_CREDITS = "out_of_credits"  # the router's OpenRouter account is out of credits
     UNAVAILABLE = "unavailable"  # every candidate failed, or the upstream is down
     UPSTREAM_AUTH = "upstream_auth"  # OpenRouter refused the router's own key

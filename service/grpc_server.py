@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,7 @@ from service.core import RouterCore
 from service.errors import ErrorKind, RouterError, bounded
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1 import router_pb2_grpc
+from service.shedding import Capacity, Load
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ SERVICE_NAME = SERVICE.full_name
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 # Served without a caller key, so that probes and tools work.
 OPEN_SERVICES = frozenset({HEALTH_SERVICE_NAME, reflection.SERVICE_NAME})
+# Under the cap on completions (see service/shedding.py); every other method, under the cap on
+# calls. Health and reflection are other services, under no cap: probes answer under overload.
+COMPLETIONS = frozenset({"Complete", "StreamComplete"})
+TRANSPORT = "grpc"
 # The router's error kind travels in this trailer, so a gateway in front of a remote router
 # answers exactly as one beside it.
 ERROR_KIND_KEY = "router-error-kind"
@@ -44,6 +50,7 @@ STATUS = {
     ErrorKind.REFUSED_BY_MODEL: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorKind.MODERATION: grpc.StatusCode.PERMISSION_DENIED,
     ErrorKind.SPEND_LIMIT: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorKind.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorKind.OUT_OF_CREDITS: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorKind.UPSTREAM_AUTH: grpc.StatusCode.UNAVAILABLE,
@@ -201,39 +208,59 @@ async def _undecodable(context: grpc.aio.ServicerContext[Any, Any], error: Decod
     await _abort(context, RouterError(ErrorKind.INVALID_REQUEST, f"undecodable: {error}"))
 
 
-def _handler(method: MethodDescriptor, servicer: RouterServicer) -> grpc.RpcMethodHandler[Any, Any]:
-    """A method's handler that parses the request itself: for bytes that do not parse, grpc
-    would answer UNKNOWN and name the exception."""
+@contextlib.asynccontextmanager
+async def _admitted(
+    capacity: Capacity, load: Load, context: grpc.aio.ServicerContext[Any, Any]
+) -> AsyncIterator[None]:
+    """The call counted in `capacity` while inside; refused (RESOURCE_EXHAUSTED) at its cap."""
+    try:
+        capacity.acquire(load, TRANSPORT)
+    except RouterError as error:
+        await _abort(context, error)
+    try:
+        yield
+    finally:
+        capacity.release(load)
+
+
+def _handler(
+    method: MethodDescriptor, servicer: RouterServicer, capacity: Capacity
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A method's handler that parses the request itself (for bytes that do not parse, grpc
+    would answer UNKNOWN and name the exception), under the capacity's cap for its load."""
     parse = getattr(pb, method.input_type.name).FromString
     serialize = getattr(pb, method.output_type.name).SerializeToString
     behaviour = getattr(servicer, method.name)
+    load = Load.COMPLETION if method.name in COMPLETIONS else Load.CALL
     if method.server_streaming:
 
         async def stream(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            try:
-                request = parse(raw)
-            except DecodeError as error:
-                await _undecodable(context, error)
-            async for reply in behaviour(request, context):
-                yield reply
+            async with _admitted(capacity, load, context):
+                try:
+                    request = parse(raw)
+                except DecodeError as error:
+                    await _undecodable(context, error)
+                async for reply in behaviour(request, context):
+                    yield reply
 
         return grpc.unary_stream_rpc_method_handler(stream, response_serializer=serialize)
 
     async def unary(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        try:
-            request = parse(raw)
-        except DecodeError as error:
-            await _undecodable(context, error)
-        return await behaviour(request, context)
+        async with _admitted(capacity, load, context):
+            try:
+                request = parse(raw)
+            except DecodeError as error:
+                await _undecodable(context, error)
+            return await behaviour(request, context)
 
     return grpc.unary_unary_rpc_method_handler(unary, response_serializer=serialize)
 
 
-def _add_router(core: RouterCore, server: grpc.aio.Server) -> None:
+def _add_router(core: RouterCore, server: grpc.aio.Server, capacity: Capacity) -> None:
     """The Router service, as `router_pb2_grpc.add_RouterServicer_to_server` adds it, but with
-    requests parsed by `_handler`."""
+    requests parsed and admitted by `_handler`."""
     servicer = RouterServicer(core)
-    handlers = {m.name: _handler(m, servicer) for m in SERVICE.methods}
+    handlers = {m.name: _handler(m, servicer, capacity) for m in SERVICE.methods}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     # grpc-stubs does not know this method of grpc.aio.Server yet.
     cast(Any, server).add_registered_method_handlers(SERVICE_NAME, handlers)
@@ -250,12 +277,15 @@ class RunningServer:
         await self.server.stop(grace)
 
 
-async def start(settings: Settings, core: RouterCore) -> RunningServer:
-    """Start serving on `settings.grpc_host:grpc_port` (port 0 picks a free one)."""
+async def start(
+    settings: Settings, core: RouterCore, capacity: Capacity | None = None
+) -> RunningServer:
+    """Start serving on `settings.grpc_host:grpc_port` (port 0 picks a free one), under
+    `capacity` (shared with a gateway beside it), else a capacity of its own."""
     catalogue = core.runtime.router.catalogue
     callers = Callers(settings.api_keys)
     server = grpc.aio.server(interceptors=[CallerKeys(callers)] if callers.required else [])
-    _add_router(core, server)
+    _add_router(core, server, capacity or Capacity(settings))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

@@ -116,6 +116,18 @@ _SHARED_STATE = Counter(
     ["outcome"],
 )
 SHARED_STATE = {outcome: _SHARED_STATE.labels(outcome=outcome) for outcome in ("ok", "failed")}
+_SHED = Counter(
+    "router_shed_requests",
+    "Requests refused at once because the router was at capacity (see service/shedding.py), "
+    "by transport (grpc, http) and load (calls, completions).",
+    ["transport", "load"],
+)
+# Every series from the start, at 0: an alert on its rate has a series to read.
+SHED = {
+    (transport, load): _SHED.labels(transport=transport, load=load)
+    for transport in ("grpc", "http")
+    for load in ("calls", "completions")
+}
 ANONYMOUS = "anonymous"
 
 

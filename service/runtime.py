@@ -60,6 +60,11 @@ class Runtime:
             settings.openrouter_base_url,
             settings.openrouter_api_key,
             timeout_s=settings.openrouter_timeout_s,
+            # A connection for every completion admitted, beside the endpoint sweep's and a
+            # catalogue fetch: none waits for one.
+            max_connections=settings.max_concurrent_completions
+            + settings.endpoint_stats_concurrency
+            + 1,
         )
         breakers = CircuitBreakers(
             clock=clock,

@@ -21,6 +21,7 @@ from service.callers import Callers
 from service.config import Settings
 from service.core import RouterCore
 from service.runtime import Runtime
+from service.shedding import Capacity
 from testkit.fake_openrouter import DEFAULT_KEY, FakeOpenRouter
 
 T = TypeVar("T")
@@ -66,11 +67,14 @@ class _LoopThread:
 
 
 async def _serve_gateway(
-    backend: Callable[[], Backend], settings: Settings
+    backend: Callable[[], Backend], settings: Settings, capacity: Capacity
 ) -> tuple[HttpServer, int]:
     """Built in the loop it serves from: a gRPC channel belongs to the loop it was made in."""
     app = create_app(
-        backend(), max_body_bytes=settings.max_body_bytes, callers=Callers(settings.api_keys)
+        backend(),
+        max_body_bytes=settings.max_body_bytes,
+        capacity=capacity,
+        callers=Callers(settings.api_keys),
     )
     server = HttpServer(app, "127.0.0.1", 0, log_level="warning")
     return server, await server.start()
@@ -94,8 +98,11 @@ class ServerThread:
 
     async def _start(self) -> grpc_server.RunningServer:
         self.core.start()
-        running = await grpc_server.start(self.settings, self.core)
-        self.gateway, port = await _serve_gateway(lambda: LocalBackend(self.core), self.settings)
+        capacity = Capacity(self.settings)
+        running = await grpc_server.start(self.settings, self.core, capacity)
+        self.gateway, port = await _serve_gateway(
+            lambda: LocalBackend(self.core), self.settings, capacity
+        )
         self.http_url = f"http://127.0.0.1:{port}"
         return running
 
@@ -116,7 +123,9 @@ class GatewayThread:
     def __enter__(self) -> str:
         self.loops = _LoopThread.shared()
         self.gateway, port = self.loops.run(
-            _serve_gateway(lambda: RemoteBackend(self.target), self.settings)
+            _serve_gateway(
+                lambda: RemoteBackend(self.target), self.settings, Capacity(self.settings)
+            )
         )
         return f"http://127.0.0.1:{port}"
 
