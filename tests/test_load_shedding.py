@@ -18,7 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.grpc_server import ERROR_KIND_KEY
+from service.grpc_server import ERROR_KIND_KEY, RETRY_AFTER_KEY
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from testkit.fake_openrouter import FakeOpenRouter, ModelsReply, Reply
@@ -91,7 +91,9 @@ def assert_at_capacity(error: grpc.RpcError, setting: str, most: int) -> None:
         f"the router is at capacity: {most} {setting.rpartition('_')[2]} in flight, the most its "
         f"{setting} setting allows; retry in 1 s or on another replica"
     )
-    assert (ERROR_KIND_KEY, "overloaded") in tuple(error.trailing_metadata() or ())
+    trailers = tuple(error.trailing_metadata() or ())
+    assert (ERROR_KIND_KEY, "overloaded") in trailers
+    assert (RETRY_AFTER_KEY, "1.000") in trailers
 
 
 def assert_429(reply: httpx.Response, setting: str, most: int) -> dict[str, Any]:
