@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,22 @@ HELLO = {"role": "user", "content": "Say hello to the bouncer."}
 SHED = "router_shed_requests_total"
 
 
+@dataclass
+class Running:
+    server: ServerThread
+    channel: grpc.Channel
+    stub: RouterStub
+
+
 @contextmanager
-def router(fake: FakeOpenRouter, state: Path, **caps: int) -> Iterator[ServerThread]:
+def router(fake: FakeOpenRouter, state: Path, **caps: int) -> Iterator[Running]:
     """A fresh router on the reset fake, serving its catalogue, with `caps`."""
     fake.reset()
     server = ServerThread(settings_for(fake, state, endpoint_stats_models=0, **caps))
     with server as address, grpc.insecure_channel(address) as channel:
-        assert RouterStub(channel).RefreshCatalogue(pb.RefreshCatalogueRequest()).replaced
-        yield server
+        stub = RouterStub(channel)
+        assert stub.RefreshCatalogue(pb.RefreshCatalogueRequest()).replaced
+        yield Running(server, channel, stub)
 
 
 @pytest.fixture
@@ -58,6 +67,16 @@ def wait_for(condition: Callable[[], bool]) -> None:
 
 def chat_calls(fake: FakeOpenRouter) -> int:
     return sum(1 for r in fake.requests if r.path.endswith("/chat/completions"))
+
+
+@contextmanager
+def holding(
+    fake: FakeOpenRouter, state: Path, most: int
+) -> Iterator[tuple[Running, pb.CompleteRequest]]:
+    """A fresh router with `max_concurrent_completions=most`, and a request it will hold."""
+    with router(fake, state, max_concurrent_completions=most) as running:
+        model = held_model(running.stub, fake)
+        yield running, pb.CompleteRequest(messages=[pb.ChatMessage(**HELLO)], models=[model])
 
 
 def held_model(stub: RouterStub, fake: FakeOpenRouter) -> str:
@@ -120,14 +139,8 @@ def streamed(call: Iterator[pb.CompleteChunk]) -> str:
 def test_grpc_completions_past_the_cap_are_refused_at_once_and_the_held_ones_finish(
     fake: FakeOpenRouter, tmp_path: Path, pool: ThreadPoolExecutor
 ) -> None:
-    with (
-        router(fake, tmp_path / "state", max_concurrent_completions=2) as server,
-        grpc.insecure_channel(f"127.0.0.1:{server.running.port}") as channel,
-    ):
-        stub = RouterStub(channel)
-        request = pb.CompleteRequest(
-            messages=[pb.ChatMessage(**HELLO)], models=[held_model(stub, fake)]
-        )
+    with holding(fake, tmp_path / "state", 2) as (running, request):
+        server, channel, stub = running.server, running.channel, running.stub
         before = shed(server.http_url, "grpc", "completions")
         held: list[Future[str]] = [
             pool.submit(lambda: stub.Complete(request).choices[0].message.content),
@@ -160,14 +173,8 @@ def test_grpc_completions_past_the_cap_are_refused_at_once_and_the_held_ones_fin
 
 
 def test_a_cancelled_stream_frees_its_place(fake: FakeOpenRouter, tmp_path: Path) -> None:
-    with (
-        router(fake, tmp_path / "state", max_concurrent_completions=1) as server,
-        grpc.insecure_channel(f"127.0.0.1:{server.running.port}") as channel,
-    ):
-        stub = RouterStub(channel)
-        request = pb.CompleteRequest(
-            messages=[pb.ChatMessage(**HELLO)], models=[held_model(stub, fake)]
-        )
+    with holding(fake, tmp_path / "state", 1) as (running, request):
+        stub = running.stub
         stream = stub.StreamComplete(request)
         wait_for(lambda: chat_calls(fake) == 1)
         assert_at_capacity(refusal(lambda: stub.Complete(request)), "max_concurrent_completions", 1)
@@ -188,11 +195,8 @@ def test_a_cancelled_stream_frees_its_place(fake: FakeOpenRouter, tmp_path: Path
 def test_grpc_calls_have_a_cap_of_their_own(
     fake: FakeOpenRouter, tmp_path: Path, pool: ThreadPoolExecutor
 ) -> None:
-    with (
-        router(fake, tmp_path / "state", max_concurrent_calls=1) as server,
-        grpc.insecure_channel(f"127.0.0.1:{server.running.port}") as channel,
-    ):
-        stub = RouterStub(channel)
+    with router(fake, tmp_path / "state", max_concurrent_calls=1) as running:
+        server, channel, stub = running.server, running.channel, running.stub
         model = stub.Route(pb.RouteRequest(mode=pb.MODE_SPEED)).model
         fake.script_models(ModelsReply(delay_s=HOLD_S))
         fetches = sum(1 for r in fake.requests if r.path.endswith("/models"))
@@ -218,12 +222,10 @@ def test_rest_past_the_cap_answers_429_with_retry_after(
     fake: FakeOpenRouter, tmp_path: Path, pool: ThreadPoolExecutor
 ) -> None:
     with (
-        router(fake, tmp_path / "state", max_concurrent_completions=1) as server,
-        grpc.insecure_channel(f"127.0.0.1:{server.running.port}") as channel,
-        httpx.Client(base_url=server.http_url, timeout=WAIT_S) as http,
+        holding(fake, tmp_path / "state", 1) as (running, request),
+        httpx.Client(base_url=running.server.http_url, timeout=WAIT_S) as http,
     ):
-        stub = RouterStub(channel)
-        model = held_model(stub, fake)
+        server, stub, model = running.server, running.stub, request.models[0]
         before = shed(server.http_url, "http", "completions")
 
         def held_stream() -> str:
@@ -243,7 +245,6 @@ def test_rest_past_the_cap_answers_429_with_retry_after(
         assert (error["type"], error["param"]) == ("rate_limit_error", None)
         assert set(error) == {"message", "type", "param", "code"}
         # One process, one cap: gRPC's completions share it with REST's.
-        request = pb.CompleteRequest(messages=[pb.ChatMessage(**HELLO)], models=[model])
         assert_at_capacity(refusal(lambda: stub.Complete(request)), "max_concurrent_completions", 1)
         assert http.post("/route", json={"mode": "cost"}).status_code == 200
         assert http.get("/health").status_code == 200
@@ -267,14 +268,13 @@ def test_a_remote_router_at_capacity_makes_the_gateway_answer_429(
     fake: FakeOpenRouter, tmp_path: Path, pool: ThreadPoolExecutor
 ) -> None:
     with (
-        router(fake, tmp_path / "state", max_concurrent_completions=1) as server,
-        grpc.insecure_channel(f"127.0.0.1:{server.running.port}") as channel,
-        GatewayThread(f"127.0.0.1:{server.running.port}", server.settings) as gateway_url,
+        holding(fake, tmp_path / "state", 1) as (running, request),
+        GatewayThread(
+            f"127.0.0.1:{running.server.running.port}", running.server.settings
+        ) as gateway_url,
         httpx.Client(base_url=gateway_url, timeout=WAIT_S) as http,
     ):
-        stub = RouterStub(channel)
-        model = held_model(stub, fake)
-        request = pb.CompleteRequest(messages=[pb.ChatMessage(**HELLO)], models=[model])
+        server, stub, model = running.server, running.stub, request.models[0]
         before = {
             transport: shed(server.http_url, transport, "completions")
             for transport in ("grpc", "http")
