@@ -9,7 +9,7 @@ CRATE := scorer-rs
 RUST_SOURCES := $(wildcard $(CRATE)/src/*.rs) $(CRATE)/Cargo.toml
 PROTO_FLAGS := -Iservice/pb=proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=.
 
-.PHONY: help install build proto proto-check fmt lint test bench run clean system-deps
+.PHONY: help install build proto proto-check fmt lint test bench profile run clean system-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ test: install proto-check lint ## Install, check and run every test (Rust and Py
 
 bench: install ## Measure speed (p50, p99, p99.9) of everything; write bench/report.md, report.json, plots/
 	$(PY) -m bench.report
+
+profile: install ## Where a completion's CPU goes: py-spy samples of the router against a bare forwarder
+	$(PY) -m bench.profile_complete
 
 run: install ## Serve gRPC on :50051 and REST on :8000 beside a Redis of its own (ROUTER_REDIS_URL: yours)
 	$(PY) -m cli.local_redis
