@@ -86,11 +86,14 @@ async def _drain(
     gateway.request_stop()
     cut = asyncio.get_running_loop().call_later(grace_s, _cut, core)
     try:
-        await asyncio.gather(
+        stopped = await asyncio.gather(
             grpc_running.stop(grace_s + CUT_MARGIN_S), gateway.wait(), return_exceptions=True
         )
     finally:
         cut.cancel()
+    for failure in stopped:
+        if failure is not None:
+            log.error("a server failed while stopping", exc_info=failure)
 
 
 def _cut(core: RouterCore) -> None:
