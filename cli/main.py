@@ -43,8 +43,8 @@ def serve(
         overrides["http_port"] = http_port
     if host is not None:
         overrides["grpc_host"] = overrides["http_host"] = host
-    _log_to_stderr()
     settings = Settings(**overrides)
+    _log_to_stderr(settings)
     if workers == 1:
         asyncio.run(serve_cmd.run(settings))
         return
@@ -66,9 +66,12 @@ def gateway(
         overrides["http_port"] = http_port
     if host is not None:
         overrides["http_host"] = host
-    _log_to_stderr()
-    asyncio.run(serve_cmd.run_gateway(Settings(**overrides), target))
+    settings = Settings(**overrides)
+    _log_to_stderr(settings)
+    asyncio.run(serve_cmd.run_gateway(settings, target))
 
 
-def _log_to_stderr() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+def _log_to_stderr(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )

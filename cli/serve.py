@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import signal
 import socket
+from collections.abc import Callable
 
 from rest_gateway.app import create_app
 from rest_gateway.backend import LocalBackend, RemoteBackend
@@ -24,10 +26,15 @@ from service.shedding import Capacity
 log = logging.getLogger("router")
 
 
-def _stop_on_signals(gateway: HttpServer) -> None:
+# After the grace period the calls still running are ended with UNAVAILABLE: this long is left
+# for their errors to reach the callers before the servers drop whatever remains.
+CUT_MARGIN_S = 2.0
+
+
+def _stop_on_signals(stop: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, gateway.request_stop)
+        loop.add_signal_handler(sig, stop)
 
 
 def _freeze_startup_objects() -> None:
@@ -56,18 +63,48 @@ async def run(settings: Settings, http_socket: socket.socket | None = None) -> N
         capacity=capacity,
         callers=callers,
     )
-    gateway = HttpServer(app, settings.http_host, settings.http_port)
+    gateway = HttpServer(
+        app,
+        settings.http_host,
+        settings.http_port,
+        log_level=settings.log_level,
+        graceful_s=math.ceil(settings.shutdown_grace_s + CUT_MARGIN_S),
+    )
+    stop = asyncio.Event()
     try:
         port = await gateway.start(http_socket)
         log.info("REST gateway serving on http://%s:%d", settings.http_host, port)
-        _stop_on_signals(gateway)
+        _stop_on_signals(stop.set)
         _freeze_startup_objects()
-        await gateway.wait()
+        await gateway.wait(until=stop)
     finally:
-        log.info("stopping: draining gRPC calls for up to %.1fs", settings.shutdown_grace_s)
-        core.serving = False
-        await grpc_running.stop(settings.shutdown_grace_s)
+        await _drain(core, grpc_running, gateway, settings.shutdown_grace_s)
         await core.aclose()
+
+
+async def _drain(
+    core: RouterCore, grpc_running: grpc_server.RunningServer, gateway: HttpServer, grace_s: float
+) -> None:
+    """Health turns NOT_SERVING, then both servers refuse new calls and give those in flight
+    `grace_s` to finish; the completions still running then fail with UNAVAILABLE."""
+    log.info("stopping: draining gRPC calls and REST requests for up to %.1fs", grace_s)
+    core.serving = False
+    await grpc_running.health.enter_graceful_shutdown()
+    gateway.request_stop()
+    cut = asyncio.get_running_loop().call_later(grace_s, _cut, core)
+    try:
+        stopped = await asyncio.gather(
+            grpc_running.stop(grace_s + CUT_MARGIN_S), gateway.wait(), return_exceptions=True
+        )
+    finally:
+        cut.cancel()
+    for failure in stopped:
+        if failure is not None:
+            log.error("a server failed while stopping", exc_info=failure)
+
+
+def _cut(core: RouterCore) -> None:
+    log.warning("grace period over: %d completions still running fail", core.cut_calls())
 
 
 async def run_gateway(settings: Settings, target: str) -> None:
@@ -79,7 +116,7 @@ async def run_gateway(settings: Settings, target: str) -> None:
         capacity=Capacity(settings),
         callers=callers,
     )
-    gateway = HttpServer(app, settings.http_host, settings.http_port)
+    gateway = HttpServer(app, settings.http_host, settings.http_port, log_level=settings.log_level)
     port = await gateway.start()
     log.info(
         "REST gateway on http://%s:%d in front of the router at %s",
@@ -87,6 +124,6 @@ async def run_gateway(settings: Settings, target: str) -> None:
         port,
         target,
     )
-    _stop_on_signals(gateway)
+    _stop_on_signals(gateway.request_stop)
     _freeze_startup_objects()
     await gateway.wait()

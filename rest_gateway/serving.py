@@ -21,12 +21,29 @@ class _Server(uvicorn.Server):
 
 
 class HttpServer:
-    """`app` on `host:port` (port 0 picks a free one) until `stop`."""
+    """`app` on `host:port` (port 0 picks a free one) until `stop`; once asked to stop, the
+    requests in flight have `graceful_s` (None: as long as they take) before they are cancelled."""
 
-    def __init__(self, app: FastAPI, host: str, port: int, *, log_level: str = "info") -> None:
-        # No access log: a line per request would cost more than routing the request.
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str,
+        port: int,
+        *,
+        log_level: str = "INFO",
+        graceful_s: int | None = None,
+    ) -> None:
+        # No access log: a line per request would cost more than routing the request. Its log
+        # records go to the process's handlers (log_config=None), at `log_level`.
         config = uvicorn.Config(
-            app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False
+            app,
+            host=host,
+            port=port,
+            log_level=log_level.lower(),
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=graceful_s,
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
@@ -48,10 +65,20 @@ class HttpServer:
     def request_stop(self) -> None:
         self._server.should_exit = True
 
-    async def wait(self) -> None:
-        """Until the server stops (after `request_stop`, or on failure)."""
-        if self._task is not None:
+    async def wait(self, until: asyncio.Event | None = None) -> None:
+        """Until the server stops (after `request_stop`, or on failure), or `until` is set."""
+        if self._task is None:
+            return
+        if until is None:
             await self._task
+            return
+        told = asyncio.ensure_future(until.wait())
+        try:
+            await asyncio.wait({self._task, told}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            told.cancel()
+        if self._task.done():
+            self._task.result()
 
     async def stop(self) -> None:
         self.request_stop()

@@ -31,6 +31,7 @@ DEFAULT_CONFIG_FILE = Path("router.toml")
 # Caller names become metric labels: short identifiers only.
 CALLER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 MIN_CALLER_KEY_CHARS = 16
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 class ModeWeights(BaseModel):
@@ -92,6 +93,7 @@ class Settings(BaseSettings):
     model_overrides: dict[str, ModelOverride] = Field(default_factory=dict)
     extra_models: list[ExtraModel] = Field(default_factory=list)
     shutdown_grace_s: float = Field(default=5.0, ge=0)
+    log_level: LogLevel = "INFO"
 
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
     openrouter_api_key: SecretStr | None = Field(
@@ -227,6 +229,11 @@ class Settings(BaseSettings):
         if "{" in prefix or "}" in prefix:
             raise ValueError("redis_key_prefix may not contain { or }")
         return prefix
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_in_any_case(cls, level: object) -> object:
+        return level.upper() if isinstance(level, str) else level
 
     @field_validator("default_mode")
     @classmethod

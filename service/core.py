@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 from service import metrics
 from service.catalogue_keeper import CatalogueStatus
+from service.completion.failover import ROUTER_STOPPING
 from service.decision_records import DECISION_ID
 from service.errors import ErrorKind, RouterError, as_router_error, unroutable
 from service.explain import explain
@@ -24,6 +25,8 @@ from service.runtime import Runtime
 from service.scorer import NoEligibleModel
 
 log = logging.getLogger(__name__)
+
+CUT_MESSAGE = "the router shut down before the completion finished"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -109,11 +112,14 @@ def free_quota_status(status: FreeQuotaStatus) -> pb.FreeQuotaStatus:
 
 class RouterCore:
     """Routing, explaining, listing the catalogue, its status and refresh, and completion with
-    failover. `serving` turns false when the router starts to shut down."""
+    failover. `serving` turns false when the router starts to shut down; `cut_calls` ends the
+    completions still running when its grace period is over."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.serving = True
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._cut = False
         self._router = runtime.router
         self._decisions = runtime.decisions
         self._keeper = runtime.keeper
@@ -143,6 +149,42 @@ class RouterCore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
         await self.runtime.aclose()
+
+    def cut_calls(self) -> int:
+        """End every completion waiting for OpenRouter, now and from now on, with UNAVAILABLE;
+        how many were waiting."""
+        self._cut = True
+        for task in self._waiting:
+            task.cancel(ROUTER_STOPPING)
+        return len(self._waiting)
+
+    @contextlib.contextmanager
+    def _cuttable(self) -> Iterator[None]:
+        """A wait that `cut_calls` ends with UNAVAILABLE (by cancelling its task)."""
+        if self._cut:
+            raise RouterError(ErrorKind.UNAVAILABLE, CUT_MESSAGE)
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            yield
+        except asyncio.CancelledError:
+            # Cancelled by `cut_calls` alone: the call fails instead; else it stays cancelled.
+            if self._cut and task.uncancel() == 0:
+                raise RouterError(ErrorKind.UNAVAILABLE, CUT_MESSAGE) from None
+            raise
+        finally:
+            self._waiting.discard(task)
+
+    async def _until_cut(
+        self, chunks: AsyncIterator[pb.CompleteChunk]
+    ) -> AsyncGenerator[pb.CompleteChunk]:
+        while True:
+            with self._cuttable():
+                chunk = await anext(chunks, None)
+            if chunk is None:
+                return
+            yield chunk
 
     @_async_errors
     async def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
@@ -218,11 +260,13 @@ class RouterCore:
         in the response cache is given again instead (`service.response_cache`)."""
         lookup = self._responses.lookup(request, metrics.caller_label())
         if lookup is None:
-            return await self._completer.complete(request, timeout_s)
+            with self._cuttable():
+                return await self._completer.complete(request, timeout_s)
         cached = await self._responses.get(lookup)
         if cached is not None:
             return cached
-        answer = await self._completer.complete(request, timeout_s)
+        with self._cuttable():
+            answer = await self._completer.complete(request, timeout_s)
         await self._responses.put(lookup, answer)
         return answer
 
@@ -238,7 +282,7 @@ class RouterCore:
                     yield chunk
                 return
             deltas: list[str] = []
-            async for chunk in self._completer.stream(request, timeout_s):
+            async for chunk in self._until_cut(self._completer.stream(request, timeout_s)):
                 if lookup is not None:
                     if chunk.HasField("summary"):
                         await self._responses.put(lookup, streamed_answer(deltas, chunk.summary))

@@ -113,3 +113,20 @@ def test_the_key_comes_from_the_environment_or_dotenv(
     assert settings.openrouter_api_key.get_secret_value() == "sk-or-v1-from-env"
     assert "from-env" not in repr(settings)
     assert "from-env" not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize(("given", "level"), [("debug", "DEBUG"), ("Warning", "WARNING")])
+def test_the_log_level_is_read_in_any_case(
+    given: str, level: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ROUTER_LOG_LEVEL", raising=False)
+    assert Settings().log_level == "INFO"
+    monkeypatch.setenv("ROUTER_LOG_LEVEL", given)
+    assert Settings().log_level == level
+
+
+@pytest.mark.parametrize("given", ["verbose", "TRACE", "", "10"])
+def test_an_unknown_log_level_is_refused(given: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROUTER_LOG_LEVEL", given)
+    with pytest.raises(pydantic.ValidationError, match="log_level"):
+        Settings()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,27 @@ def test_failures_everywhere_open_no_more_than_a_fifth_of_the_catalogue(
                 stub.Complete(request, timeout=WAIT_S)
     assert metric(server, "router_circuits_open") == cap
     assert metric(server, "router_circuit_openings_capped_total") >= 1
+
+
+def test_calls_the_router_cuts_as_it_stops_are_no_verdict_on_their_model(
+    stub: RouterStub, server: ServerThread, fake: FakeOpenRouter, models: list[str]
+) -> None:
+    request = hung(fake, models[0])
+    # The registry is the process's: earlier tests timed this model out too.
+    timeouts = (
+        f'router_completions_total{{caller="anonymous",model="{models[0]}",outcome="timeout"}}'
+    )
+    before = metric(server, timeouts)
+
+    async def cut() -> int:
+        return server.core.cut_calls()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        call = pool.submit(stub.Complete, request, timeout=WAIT_S)
+        until(lambda: len(chat_calls(fake)) == 1)
+        time.sleep(0.5)  # later than the model is expected to be
+        assert server.loops.run(cut()) == 1
+        with pytest.raises(grpc.RpcError) as caught:
+            call.result()
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert metric(server, timeouts) == before

@@ -61,6 +61,9 @@ FREE_SUFFIX = ":free"
 # caller hears which attempts ran out of time.
 DEADLINE_MARGIN_S = 0.25
 DEADLINE_MARGIN_SHARE = 0.05
+# The message of the cancellation with which the router ends the calls still running when it
+# shuts down: no verdict on the models called.
+ROUTER_STOPPING = "the router is stopping"
 # Without the caller's max_tokens, a completion's spend is held for this many times the output
 # the request's profile expects (at most the model's maximum output): a model's maximum would
 # refuse most requests under a small daily limit, and a long answer settles at its real cost.
@@ -344,14 +347,16 @@ class Completer:
         model_id: str,
         reservation: Reservation,
         waited_s: float,
+        cancelled: asyncio.CancelledError,
         *,
-        first_token: bool,
+        first_token: bool = False,
     ) -> None:
         """The caller went away (its deadline, or it hung up) while the model was called. Once
         the model is later than it was expected to be, that is a timeout whoever's clock ran
-        out, and it counts against the model; before that, it is no verdict."""
+        out, and it counts against the model; before that, or when the router itself is
+        stopping, it is no verdict."""
         expected = call.expected_s(model_id, first_token=first_token)
-        if expected is None or waited_s < expected:
+        if ROUTER_STOPPING in cancelled.args or expected is None or waited_s < expected:
             await self._abandon(model_id, reservation)
             return
         await self._ledger.release(reservation)
@@ -468,9 +473,9 @@ class Completer:
                 except UpstreamError as error:
                     await self._failed(call, model_id, reservation, error, started)
                     continue
-                except asyncio.CancelledError:
+                except asyncio.CancelledError as cancelled:
                     waited_s = self._clock() - started
-                    await self._cancelled(call, model_id, reservation, waited_s, first_token=False)
+                    await self._cancelled(call, model_id, reservation, waited_s, cancelled)
                     raise
                 except BaseException:
                     await self._abandon(model_id, reservation)
@@ -629,12 +634,14 @@ class Completer:
                         ErrorKind.UNAVAILABLE,
                         f"the stream failed after it began: {error}",
                     ) from None
-                except asyncio.CancelledError:
+                except asyncio.CancelledError as cancelled:
                     if first is not None:  # the model was answering: no verdict on it
                         await self._abandon(model_id, reservation)
                         raise
                     waited_s = self._clock() - started
-                    await self._cancelled(call, model_id, reservation, waited_s, first_token=True)
+                    await self._cancelled(
+                        call, model_id, reservation, waited_s, cancelled, first_token=True
+                    )
                     raise
                 except BaseException:
                     await self._abandon(model_id, reservation)
