@@ -9,7 +9,7 @@ CRATE := scorer-rs
 RUST_SOURCES := $(wildcard $(CRATE)/src/*.rs) $(CRATE)/Cargo.toml
 PROTO_FLAGS := -Iservice/pb=proto --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=.
 
-.PHONY: help install build proto proto-check fmt lint test bench profile run clean system-deps
+.PHONY: help install build proto proto-check fmt lint test test-slow bench profile run clean system-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -57,9 +57,12 @@ lint: $(VENV)/.installed ## ruff, mypy --strict, stubtest, cargo fmt --check, cl
 	cd $(CRATE) && cargo clippy --all-targets -- -D warnings
 	cd $(CRATE) && cargo clippy --all-targets --features python -- -D warnings
 
-test: install proto-check lint ## Install, check and run every test (Rust and Python)
+test: install proto-check lint ## Install, check and run every test (Rust and Python) but the slow ones
 	cd $(CRATE) && cargo test
 	$(BIN)/pytest
+
+test-slow: install ## Run the slow tests: a router process soaked under load for minutes
+	$(BIN)/pytest -m slow -s
 
 bench: install ## Measure speed (p50, p99, p99.9) of everything; write bench/report.md, report.json, plots/
 	$(PY) -m bench.report
