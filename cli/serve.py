@@ -12,6 +12,7 @@ import signal
 import socket
 from collections.abc import Callable
 
+from cli.workers import STOP_SIGNALS
 from rest_gateway.app import create_app
 from rest_gateway.backend import LocalBackend, RemoteBackend
 from rest_gateway.serving import HttpServer
@@ -32,9 +33,12 @@ CUT_MARGIN_S = 2.0
 
 
 def _stop_on_signals(stop: Callable[[], None]) -> None:
+    """Stop on SIGINT and SIGTERM, including one that came while a worker started and held
+    them (cli.workers)."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _freeze_startup_objects() -> None:

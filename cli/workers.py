@@ -33,6 +33,7 @@ log = logging.getLogger("router")
 MAX_RESTARTS: Final = 5
 RESTART_WINDOW_S: Final = 60.0
 PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 
 def refusal(settings: Settings, workers: int) -> str | None:
@@ -81,7 +82,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Until a signal stops the workers (0) or they keep dying (1)."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._stop)
         for _ in range(self._workers):
             self._fork()
@@ -116,7 +117,10 @@ class Supervisor:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            # Held until the worker's loop handles them (see cli.serve), so that a stop sent
+            # while it starts drains it like any other instead of killing it.
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             _stop_with_parent()
             if os.getppid() != parent:  # it died before the kernel was told
