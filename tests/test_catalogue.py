@@ -37,6 +37,11 @@ PRIORS = {"family-prior", "price-tier-prior", "global-prior"}
 RELATIONS = {"base-model", "alias-target"}
 FIGURES = {"quality": ("quality", "intelligence_index"), "latency": ("ttft_s", "tokens_per_s")}
 
+
+def decompressed_sha256(path: Path) -> str:
+    return hashlib.sha256(lzma.decompress(path.read_bytes())).hexdigest()
+
+
 @cache
 def script() -> ModuleType:
     spec = importlib.util.spec_from_file_location("build_catalogue", SCRIPT)
@@ -149,10 +154,8 @@ def test_packaged_snapshot_is_what_the_script_builds(tmp_path: Path) -> None:
     n = coverage["models"]
     assert f"measured quality: {coverage['quality_measured']}/{n}" in done.stdout
     assert f"measured latency: {coverage['latency_measured']}/{n}" in done.stdout
-    assert built["source_sha256"] == hashlib.sha256(lzma.decompress(SOURCE.read_bytes())).hexdigest()
-    assert built["leaderboard_sha256"] == hashlib.sha256(
-        lzma.decompress(LEADERBOARD.read_bytes())
-    ).hexdigest()
+    assert built["source_sha256"] == decompressed_sha256(SOURCE)
+    assert built["leaderboard_sha256"] == decompressed_sha256(LEADERBOARD)
 
 
 def test_every_source_model_is_present_with_its_fields() -> None:
