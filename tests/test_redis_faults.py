@@ -37,15 +37,13 @@ CALL_TIMEOUT_S = 15
 
 class Load:
     """`CLIENTS` threads, each sending `REQUESTS_PER_CLIENT` requests in turn (Route, Complete
-    with a session key, Complete from the response cache), counting answers and errors and
-    keeping each request's latency."""
+    with a session key, Complete from the response cache), counting answers and errors."""
 
     def __init__(self, address: str) -> None:
         self.channel = grpc.insecure_channel(address)
         self.stub = RouterStub(self.channel)
         self.answers = 0
         self.errors: list[str] = []
-        self.latencies_s: list[float] = []
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
 
@@ -64,7 +62,6 @@ class Load:
     def _client(self, client: int) -> None:
         for n in range(REQUESTS_PER_CLIENT):
             send = self.request(client, n)
-            started = time.monotonic()
             try:
                 send()
             except grpc.RpcError as error:
@@ -74,7 +71,6 @@ class Load:
                 continue
             with self._progress:
                 self.answers += 1
-                self.latencies_s.append(time.monotonic() - started)
                 self._progress.notify_all()
 
     def run(self, meanwhile: Callable[[Load], None] = lambda load: None) -> None:
@@ -171,18 +167,17 @@ def test_redis_killed_and_restarted_under_load_fails_no_request(
         wait_until_redis_in_use(server, redis_server, load)
 
 
-def test_a_paused_redis_delays_no_request_beyond_its_timeout(
+def test_a_paused_redis_holds_up_no_request(
     fake: FakeOpenRouter, tmp_path: Path, redis_server: RedisServer
 ) -> None:
+    """Every request is answered while Redis still answers nothing (how long each waits for it
+    is measured by bench/bench_route.py, "Route with a session, Redis paused")."""
     with loaded_router(fake, tmp_path, redis_server.url) as (server, load):
         redis_server.pause()
         try:
             load.run()
         finally:
             redis_server.resume()
-        # Each Redis user waits at most its timeout, a few per request; the rest is the
-        # router's own work and queueing behind 49 other clients. A hang would be seconds.
-        assert max(load.latencies_s) < 10 * server.settings.redis_timeout_s + 1.0
         wait_until_redis_in_use(server, redis_server, load)
 
 

@@ -21,7 +21,7 @@ from service.redis_link import connect
 from service.response_cache import Lookup, ResponseCache
 from testkit.fake_openrouter import FakeOpenRouter, HttpError, MidStreamError, Reply
 from testkit.servers import GatewayThread, ServerThread, settings_for
-from tests.redis_server import RedisServer, silent_listener
+from tests.redis_server import RedisServer, SilentRedis
 
 HELLO = [pb.ChatMessage(role="user", content="Say hello to the cache.")]
 ZERO = pb.GenerationParams(temperature=0)
@@ -414,8 +414,8 @@ def test_a_redis_that_never_answers_leaves_the_memory_cache_serving(
 ) -> None:
     fake.reset()
     with (
-        silent_listener() as url,
-        Router(fake, tmp_path / "state", redis_url=url, redis_timeout_s=0.05) as router,
+        SilentRedis() as silent,
+        Router(fake, tmp_path / "state", redis_url=silent.url, redis_timeout_s=0.05) as router,
     ):
         assert not router.complete().cached
         assert router.complete().cached
