@@ -28,7 +28,7 @@ from service.pb.router.v1.router_pb2_grpc import RouterStub
 from service.redis_link import connect
 from service.router import ModelRouter
 from service.runtime import Runtime
-from testkit.servers import free_port
+from testkit.servers import refused_port
 from testkit.synthetic import synthetic
 
 LARGE = 50_000
@@ -123,10 +123,11 @@ async def decision_rows(
             f"against scorer {up.scorer_ns / 1e3:.1f} µs"
         )
         await up.aclose()
-    nowhere = f"redis://127.0.0.1:{free_port()}/0"
-    down = await warmed(DecisionCache(router, one_entry.model_copy(update={"redis_url": nowhere})))
-    await cached(results, f"{label}: L1 miss, Redis down: scorer", alternating(down), n, 0)
-    await down.aclose()
+    with refused_port() as port:
+        nowhere = one_entry.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+        down = await warmed(DecisionCache(router, nowhere))
+        await cached(results, f"{label}: L1 miss, Redis down: scorer", alternating(down), n, 0)
+        await down.aclose()
     results.note(f"{label}: L1 hit / scorer p50: {l1_hit.p50 / scorer.p50:.2f}")
 
 
@@ -156,23 +157,24 @@ def cycling(core: RouterCore) -> Callable[[], Awaitable[object]]:
 async def core_rows(results: Results, settings: Settings, redis_url: str | None) -> None:
     """Route through the core (as the gRPC and REST adapters call it)."""
     small = settings.model_copy(update={"decision_cache_size": 8})
-    setups = {"no Redis": None, "Redis down": f"redis://127.0.0.1:{free_port()}/0"}
-    if redis_url is not None:
-        setups["Redis up"] = redis_url
-    cores = {
-        label: RouterCore(Runtime.build(small.model_copy(update={"redis_url": url})))
-        for label, url in setups.items()
-    }
-    await side_by_side(
-        results,
-        {f"Route, one request, {label}": partial(c.route, SPEED) for label, c in cores.items()},
-    )
-    await side_by_side(
-        results,
-        {f"Route, 40 requests, L1 of 8, {label}": cycling(c) for label, c in cores.items()},
-    )
-    for core in cores.values():
-        await core.aclose()
+    with refused_port() as port:
+        setups = {"no Redis": None, "Redis down": f"redis://127.0.0.1:{port}/0"}
+        if redis_url is not None:
+            setups["Redis up"] = redis_url
+        cores = {
+            label: RouterCore(Runtime.build(small.model_copy(update={"redis_url": url})))
+            for label, url in setups.items()
+        }
+        await side_by_side(
+            results,
+            {f"Route, one request, {label}": partial(c.route, SPEED) for label, c in cores.items()},
+        )
+        await side_by_side(
+            results,
+            {f"Route, 40 requests, L1 of 8, {label}": cycling(c) for label, c in cores.items()},
+        )
+        for core in cores.values():
+            await core.aclose()
 
 
 def sessions(core: RouterCore) -> Callable[[], Awaitable[object]]:
@@ -188,35 +190,36 @@ async def session_rows(
 ) -> None:
     """Route with a session key, which asks Redis on every turn: Redis up, refusing
     connections (killed) and taking them without answering (paused), against no Redis."""
-    setups = {
-        "no Redis": None,
-        "Redis up": redis_url,
-        "Redis killed": f"redis://127.0.0.1:{free_port()}/0",
-        "Redis paused": paused_url,
-    }
-    cores = {
-        label: RouterCore(Runtime.build(settings.model_copy(update={"redis_url": url})))
-        for label, url in setups.items()
-    }
-    for core in cores.values():
-        core.start()
-    timeout_ns = settings.redis_timeout_s * 1e9
-    for label, core in cores.items():
-        started, taken = time.monotonic(), []
-        while time.monotonic() - started < SESSION_RUN_S:  # from the first turn on
-            taken += await sample_async(sessions(core), 1_000, 0)
-        waited = sum(t >= timeout_ns / 2 for t in taken)
-        longest = max(taken) / 1e6
-        results.samples(
-            f"Route with a session, {label} ({waited} waited, max {longest:.0f} ms)", taken
+    with refused_port() as port:
+        setups = {
+            "no Redis": None,
+            "Redis up": redis_url,
+            "Redis killed": f"redis://127.0.0.1:{port}/0",
+            "Redis paused": paused_url,
+        }
+        cores = {
+            label: RouterCore(Runtime.build(settings.model_copy(update={"redis_url": url})))
+            for label, url in setups.items()
+        }
+        for core in cores.values():
+            core.start()
+        timeout_ns = settings.redis_timeout_s * 1e9
+        for label, core in cores.items():
+            started, taken = time.monotonic(), []
+            while time.monotonic() - started < SESSION_RUN_S:  # from the first turn on
+                taken += await sample_async(sessions(core), 1_000, 0)
+            waited = sum(t >= timeout_ns / 2 for t in taken)
+            longest = max(taken) / 1e6
+            results.samples(
+                f"Route with a session, {label} ({waited} waited, max {longest:.0f} ms)", taken
+            )
+        results.note(
+            f"waited: turns of {timeout_ns / 2e6:.0f} ms or more (the Redis timeout is "
+            f"{timeout_ns / 1e6:.0f} ms; then its breaker lets one probe a second through), in "
+            f"{SESSION_RUN_S:.0f} s of turns from the first on"
         )
-    results.note(
-        f"waited: turns of {timeout_ns / 2e6:.0f} ms or more (the Redis timeout is "
-        f"{timeout_ns / 1e6:.0f} ms; then its breaker lets one probe a second through), in "
-        f"{SESSION_RUN_S:.0f} s of turns from the first on"
-    )
-    for core in cores.values():
-        await core.aclose()
+        for core in cores.values():
+            await core.aclose()
 
 
 async def cache_rows(results: Results, redis_url: str | None) -> None:
