@@ -28,6 +28,7 @@ from service.pb.router.v1.router_pb2_grpc import RouterStub
 from service.redis_link import connect
 from service.router import ModelRouter
 from service.runtime import Runtime
+from service.spend import SpendLedger
 from testkit.servers import refused_port
 from testkit.synthetic import synthetic
 
@@ -248,11 +249,28 @@ async def outage_rows(results: Results, redis_url: str) -> None:
         "Route with sticky sessions while Redis is away",
         f"Turns of 50 sticky sessions, which read Redis on every turn, for {SESSION_RUN_S:.0f} s "
         "per setup from the first turn on: no Redis, Redis up, killed (refusing connections) "
-        "and paused (SIGSTOP: taking connections, never answering). " + METHOD,
+        "and paused (SIGSTOP: taking connections, never answering); then 50 calls of the spend "
+        "ledger against the paused Redis, each probing it. " + METHOD,
     )
     with redis_process(paused=True) as paused_url:
         settings = Settings(grpc_host="127.0.0.1", grpc_port=0)
         await session_rows(results, settings, redis_url, paused_url)
+        await ledger_rows(results, settings, paused_url)
+
+
+async def ledger_rows(results: Results, settings: Settings, paused_url: str) -> None:
+    """The spend ledger's calls against a Redis that never answers, each call probing it (no
+    interval between probes): how long each waits, against the Redis timeout."""
+    timeout_s = settings.redis_timeout_s
+    redis = connect(paused_url, timeout_s=timeout_s)
+    ledger = SpendLedger(None, redis, timeout_s=timeout_s, retry_after_s=0)
+    taken = await sample_async(ledger.status, 50, 0)
+    await redis.aclose()
+    results.samples(
+        f"Spend ledger status, Redis paused, every call probing it (max {max(taken) / 1e6:.0f} "
+        f"ms, timeout {timeout_s * 1e3:.0f} ms)",
+        taken,
+    )
 
 
 def run(results: Results) -> None:
