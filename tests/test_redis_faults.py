@@ -106,12 +106,17 @@ def fake() -> Iterator[FakeOpenRouter]:
 
 @contextlib.contextmanager
 def loaded_router(
-    fake: FakeOpenRouter, state: Path, redis_url: str
+    fake: FakeOpenRouter, state: Path, redis_url: str, **extra: Any
 ) -> Iterator[tuple[ServerThread, Load]]:
     """A router on `redis_url` under a daily spend limit, its catalogue the fake's, and a
     `Load` on it."""
     settings = settings_for(
-        fake, state, redis_url=redis_url, daily_spend_limit_usd=100.0, endpoint_stats_models=0
+        fake,
+        state,
+        redis_url=redis_url,
+        daily_spend_limit_usd=100.0,
+        endpoint_stats_models=0,
+        **extra,
     )
     server = ServerThread(settings)
     with server as address, grpc.insecure_channel(address) as channel:
@@ -187,7 +192,8 @@ def test_a_healthy_redis_under_load_never_trips_a_breaker(
     redis_server: RedisServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with loaded_router(fake, tmp_path, redis_server.url) as (server, load):
+    # A generous Redis timeout: a trip is then a failed Redis call, not a slow machine.
+    with loaded_router(fake, tmp_path, redis_server.url, redis_timeout_s=5.0) as (server, load):
         with caplog.at_level(logging.WARNING):
             load.run()
         trips = [r.getMessage() for r in caplog.records if "Redis unavailable" in r.getMessage()]

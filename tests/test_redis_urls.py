@@ -55,7 +55,7 @@ async def router(fake: FakeOpenRouter, state: Path, **settings: Any) -> AsyncIte
                 state,
                 endpoint_stats_models=0,
                 daily_spend_limit_usd=100.0,
-                redis_timeout_s=1.0,
+                redis_timeout_s=5.0,
                 **settings,
             )
         )
