@@ -28,7 +28,8 @@ from service.pb.router.v1.router_pb2_grpc import RouterStub
 from service.redis_link import connect
 from service.router import ModelRouter
 from service.runtime import Runtime
-from testkit.servers import free_port
+from service.spend import SpendLedger
+from testkit.servers import refused_port
 from testkit.synthetic import synthetic
 
 LARGE = 50_000
@@ -123,10 +124,11 @@ async def decision_rows(
             f"against scorer {up.scorer_ns / 1e3:.1f} µs"
         )
         await up.aclose()
-    nowhere = f"redis://127.0.0.1:{free_port()}/0"
-    down = await warmed(DecisionCache(router, one_entry.model_copy(update={"redis_url": nowhere})))
-    await cached(results, f"{label}: L1 miss, Redis down: scorer", alternating(down), n, 0)
-    await down.aclose()
+    with refused_port() as port:
+        nowhere = one_entry.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+        down = await warmed(DecisionCache(router, nowhere))
+        await cached(results, f"{label}: L1 miss, Redis down: scorer", alternating(down), n, 0)
+        await down.aclose()
     results.note(f"{label}: L1 hit / scorer p50: {l1_hit.p50 / scorer.p50:.2f}")
 
 
@@ -156,23 +158,24 @@ def cycling(core: RouterCore) -> Callable[[], Awaitable[object]]:
 async def core_rows(results: Results, settings: Settings, redis_url: str | None) -> None:
     """Route through the core (as the gRPC and REST adapters call it)."""
     small = settings.model_copy(update={"decision_cache_size": 8})
-    setups = {"no Redis": None, "Redis down": f"redis://127.0.0.1:{free_port()}/0"}
-    if redis_url is not None:
-        setups["Redis up"] = redis_url
-    cores = {
-        label: RouterCore(Runtime.build(small.model_copy(update={"redis_url": url})))
-        for label, url in setups.items()
-    }
-    await side_by_side(
-        results,
-        {f"Route, one request, {label}": partial(c.route, SPEED) for label, c in cores.items()},
-    )
-    await side_by_side(
-        results,
-        {f"Route, 40 requests, L1 of 8, {label}": cycling(c) for label, c in cores.items()},
-    )
-    for core in cores.values():
-        await core.aclose()
+    with refused_port() as port:
+        setups = {"no Redis": None, "Redis down": f"redis://127.0.0.1:{port}/0"}
+        if redis_url is not None:
+            setups["Redis up"] = redis_url
+        cores = {
+            label: RouterCore(Runtime.build(small.model_copy(update={"redis_url": url})))
+            for label, url in setups.items()
+        }
+        await side_by_side(
+            results,
+            {f"Route, one request, {label}": partial(c.route, SPEED) for label, c in cores.items()},
+        )
+        await side_by_side(
+            results,
+            {f"Route, 40 requests, L1 of 8, {label}": cycling(c) for label, c in cores.items()},
+        )
+        for core in cores.values():
+            await core.aclose()
 
 
 def sessions(core: RouterCore) -> Callable[[], Awaitable[object]]:
@@ -188,35 +191,36 @@ async def session_rows(
 ) -> None:
     """Route with a session key, which asks Redis on every turn: Redis up, refusing
     connections (killed) and taking them without answering (paused), against no Redis."""
-    setups = {
-        "no Redis": None,
-        "Redis up": redis_url,
-        "Redis killed": f"redis://127.0.0.1:{free_port()}/0",
-        "Redis paused": paused_url,
-    }
-    cores = {
-        label: RouterCore(Runtime.build(settings.model_copy(update={"redis_url": url})))
-        for label, url in setups.items()
-    }
-    for core in cores.values():
-        core.start()
-    timeout_ns = settings.redis_timeout_s * 1e9
-    for label, core in cores.items():
-        started, taken = time.monotonic(), []
-        while time.monotonic() - started < SESSION_RUN_S:  # from the first turn on
-            taken += await sample_async(sessions(core), 1_000, 0)
-        waited = sum(t >= timeout_ns / 2 for t in taken)
-        longest = max(taken) / 1e6
-        results.samples(
-            f"Route with a session, {label} ({waited} waited, max {longest:.0f} ms)", taken
+    with refused_port() as port:
+        setups = {
+            "no Redis": None,
+            "Redis up": redis_url,
+            "Redis killed": f"redis://127.0.0.1:{port}/0",
+            "Redis paused": paused_url,
+        }
+        cores = {
+            label: RouterCore(Runtime.build(settings.model_copy(update={"redis_url": url})))
+            for label, url in setups.items()
+        }
+        for core in cores.values():
+            core.start()
+        timeout_ns = settings.redis_timeout_s * 1e9
+        for label, core in cores.items():
+            started, taken = time.monotonic(), []
+            while time.monotonic() - started < SESSION_RUN_S:  # from the first turn on
+                taken += await sample_async(sessions(core), 1_000, 0)
+            waited = sum(t >= timeout_ns / 2 for t in taken)
+            longest = max(taken) / 1e6
+            results.samples(
+                f"Route with a session, {label} ({waited} waited, max {longest:.0f} ms)", taken
+            )
+        results.note(
+            f"waited: turns of {timeout_ns / 2e6:.0f} ms or more (the Redis timeout is "
+            f"{timeout_ns / 1e6:.0f} ms; then its breaker lets one probe a second through), in "
+            f"{SESSION_RUN_S:.0f} s of turns from the first on"
         )
-    results.note(
-        f"waited: turns of {timeout_ns / 2e6:.0f} ms or more (the Redis timeout is "
-        f"{timeout_ns / 1e6:.0f} ms; then its breaker lets one probe a second through), in "
-        f"{SESSION_RUN_S:.0f} s of turns from the first on"
-    )
-    for core in cores.values():
-        await core.aclose()
+        for core in cores.values():
+            await core.aclose()
 
 
 async def cache_rows(results: Results, redis_url: str | None) -> None:
@@ -245,11 +249,28 @@ async def outage_rows(results: Results, redis_url: str) -> None:
         "Route with sticky sessions while Redis is away",
         f"Turns of 50 sticky sessions, which read Redis on every turn, for {SESSION_RUN_S:.0f} s "
         "per setup from the first turn on: no Redis, Redis up, killed (refusing connections) "
-        "and paused (SIGSTOP: taking connections, never answering). " + METHOD,
+        "and paused (SIGSTOP: taking connections, never answering); then 50 calls of the spend "
+        "ledger against the paused Redis, each probing it. " + METHOD,
     )
     with redis_process(paused=True) as paused_url:
         settings = Settings(grpc_host="127.0.0.1", grpc_port=0)
         await session_rows(results, settings, redis_url, paused_url)
+        await ledger_rows(results, settings, paused_url)
+
+
+async def ledger_rows(results: Results, settings: Settings, paused_url: str) -> None:
+    """The spend ledger's calls against a Redis that never answers, each call probing it (no
+    interval between probes): how long each waits, against the Redis timeout."""
+    timeout_s = settings.redis_timeout_s
+    redis = connect(paused_url, timeout_s=timeout_s)
+    ledger = SpendLedger(None, redis, timeout_s=timeout_s, retry_after_s=0)
+    taken = await sample_async(ledger.status, 50, 0)
+    await redis.aclose()
+    results.samples(
+        f"Spend ledger status, Redis paused, every call probing it (max {max(taken) / 1e6:.0f} "
+        f"ms, timeout {timeout_s * 1e3:.0f} ms)",
+        taken,
+    )
 
 
 def run(results: Results) -> None:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.processes import FakeProcess, announcing, free_port
+from cli.local_redis import start_redis, stop
+from cli.processes import FakeProcess, announcing
 
 
 def cpu_seconds(pid: int) -> float:
@@ -29,33 +27,17 @@ def cpu_seconds(pid: int) -> float:
 
 @contextmanager
 def redis_process(*, paused: bool = False) -> Iterator[str]:
-    """A redis-server of its own on loopback, without persistence; yields its URL. `paused`:
-    frozen (SIGSTOP) once it answers, so it takes connections and never replies."""
-    port = free_port()
-    command = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
-    command += ["--appendonly", "no"]
-    with (
-        tempfile.TemporaryDirectory() as workdir,
-        subprocess.Popen([*command, "--dir", workdir], stdout=subprocess.DEVNULL) as redis,
-    ):
+    """A redis-server of its own on loopback, without persistence (`make run`'s); yields its
+    URL. `paused`: frozen (SIGSTOP) once it answers, so it takes connections and never replies."""
+    with tempfile.TemporaryDirectory() as workdir:
+        redis, url = start_redis("redis-server", Path(workdir))
         try:
-            for _ in range(500):
-                if redis.poll() is not None:
-                    raise RuntimeError("redis-server did not start")
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                        sock.sendall(b"PING\r\n")
-                        if sock.recv(64).startswith(b"+PONG"):
-                            break
-                except OSError:
-                    time.sleep(0.01)
             if paused:
                 redis.send_signal(signal.SIGSTOP)
-            yield f"redis://127.0.0.1:{port}/0"
+            yield url
         finally:
             redis.send_signal(signal.SIGCONT)
-            redis.terminate()
-            redis.wait(10)
+            stop(redis)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ without a Redis of its own; so is a machine without redis-server, with a warning
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,47 +24,79 @@ from cli.processes import free_port
 from service.config import Settings
 
 START_TIMEOUT_S = 10.0
+BIND_ATTEMPTS = 5
+PROCESS_ID = re.compile(rb"process_id:(\d+)\r\n")
 STOP_TIMEOUT_S = 10.0
 
 
-def answers_ping(port: int) -> bool:
-    """Whether a Redis on 127.0.0.1:`port` answers PING."""
+def serving_pid(port: int) -> int | None:
+    """The process id of the Redis that answers on 127.0.0.1:`port`, if one does."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            sock.sendall(b"INFO server\r\n")
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+                if found := PROCESS_ID.search(reply):
+                    return int(found[1])
     except OSError:
-        return False
+        pass
+    return None
 
 
 def start_redis(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """redis-server on loopback, answering PING, and its URL. In a session of its own, so that
-    Ctrl-C reaches the router alone and Redis outlives the router's shutdown."""
+    """redis-server on loopback, answering, and its URL. In a session of its own, so that
+    Ctrl-C reaches the router alone and Redis outlives the router's shutdown. On a free port,
+    or another one when that was taken before Redis could bind it."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir.resolve()),
-            "--pidfile", str((workdir / "redis.pid").resolve()),
-            "--logfile", str((workdir / "redis.log").resolve()),
-        ],
-        start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while not answers_ping(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"redis-server did not start; see {workdir / 'redis.log'}")
-            time.sleep(0.02)
-    except BaseException:  # Ctrl-C too: no Redis is left behind
+    log = (workdir / "redis.log").resolve()
+    for _ in range(BIND_ATTEMPTS):
+        logged = log.stat().st_size if log.exists() else 0
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                binary,
+                "--bind", "127.0.0.1",
+                "--port", str(port),
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(workdir.resolve()),
+                "--pidfile", str((workdir / "redis.pid").resolve()),
+                "--logfile", str(log),
+            ],
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            pid = _answering(process, port)
+        except BaseException:  # Ctrl-C too: no Redis is left behind
+            stop(process)
+            raise
+        if pid == process.pid:
+            return process, f"redis://127.0.0.1:{port}/0"
         stop(process)
-        raise
-    return process, f"redis://127.0.0.1:{port}/0"
+        if pid is None and not _bind_failed(log, logged):  # another Redis answering took it
+            break
+    raise SystemExit(f"redis-server did not start; see {log}")
+
+
+def _bind_failed(log: Path, since: int) -> bool:
+    """Whether Redis wrote to `log`, past its first `since` bytes, that its port was taken."""
+    if not log.exists():
+        return False
+    with log.open("rb") as written:
+        written.seek(since)
+        return b"Address already in use" in written.read()
+
+
+def _answering(process: subprocess.Popen[bytes], port: int) -> int | None:
+    """The process id of the first Redis to answer on `port` while `process` runs (another
+    Redis may have taken the port); None when none did before it exited or timed out."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while process.poll() is None and time.monotonic() < deadline:
+        if (pid := serving_pid(port)) is not None:
+            return pid
+        time.sleep(0.02)
+    return None
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

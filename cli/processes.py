@@ -4,16 +4,25 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 60.0
+# What `router serve` logs once each server listens, with the port it bound.
+SERVING = {
+    "grpc": re.compile(r"router gRPC serving on \S+:(\d+),"),
+    "http": re.compile(r"REST gateway serving on http://\S+:(\d+)$"),
+}
 
 
 def free_port() -> int:
@@ -52,7 +61,7 @@ def announcing(
 @contextmanager
 def fake_process(delay_s: float = 0.0) -> Iterator[FakeProcess]:
     """The fake OpenRouter of `testkit/` in a process of its own."""
-    command = [sys.executable, "-m", "testkit.fake_openrouter", "--port", str(free_port())]
+    command = [sys.executable, "-m", "testkit.fake_openrouter", "--port", "0"]
     command += ["--first-token-delay", str(delay_s)]
     with announcing(command, 2) as (pid, (started, key)):
         if not started.startswith("fake OpenRouter at ") or not key.startswith("API key: "):
@@ -82,8 +91,9 @@ def router_process(
 ) -> Iterator[RouterProcess]:
     """`router serve` in a process of its own on free ports of 127.0.0.1, with a state directory
     of its own and no periodic refresh; pointed at `fake` when given, with `workers` worker
-    processes (which need `redis_url`)."""
-    grpc_port, http_port = free_port(), free_port()
+    processes (which need `redis_url`, and fixed ports: they share them). Yields once it
+    serves."""
+    grpc_port, http_port = (0, 0) if workers == 1 else (free_port(), free_port())
     with tempfile.TemporaryDirectory() as state:
         env = os.environ | {
             "ROUTER_STATE_DIR": state,
@@ -106,6 +116,9 @@ def router_process(
             subprocess.Popen(command, cwd=state, env=env, stdout=log, stderr=log) as router,
         ):
             try:
+                if workers == 1:
+                    ports = announced_ports(Path(state) / "router.log", router, SERVING)
+                    grpc_port, http_port = ports["grpc"], ports["http"]
                 yield RouterProcess(
                     f"127.0.0.1:{grpc_port}",
                     f"http://127.0.0.1:{http_port}",
@@ -115,3 +128,24 @@ def router_process(
             finally:
                 router.terminate()
                 router.wait(20)
+
+
+def announced_ports(
+    log: Path, process: subprocess.Popen[Any], patterns: Mapping[str, re.Pattern[str]]
+) -> dict[str, int]:
+    """The ports `process` bound, by name, read from its `log` as they appear: each pattern's
+    first group is the port. Waits until every pattern has matched a line."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        lines = log.read_text().splitlines()
+        ports = {
+            name: int(found[1])
+            for name, pattern in patterns.items()
+            for line in lines
+            if (found := pattern.search(line))
+        }
+        if ports.keys() == patterns.keys():
+            return ports
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"process {process.pid} announced no ports:\n{log.read_text()}")
+        time.sleep(0.05)

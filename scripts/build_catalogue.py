@@ -1,6 +1,7 @@
 """Build the catalogue snapshot shipped inside the `service` package.
 
-Reads two files of the shared data folder (build time only; nothing reads them at run time):
+Reads two files of `scripts/sources/` (build time only; nothing reads them at run time), stored
+xz-compressed (a path not ending in `.xz` is read as it is):
 - OpenRouter's `GET /api/v1/models` response (`openrouter-models.json`): the models, their
   prices, limits, modalities and parameters, and for some an Artificial Analysis (AA)
   intelligence index under `benchmarks.artificial_analysis`;
@@ -29,8 +30,8 @@ Latency (time to first answer token in seconds, output tokens per second): the s
 rule 1 (OpenRouter's catalogue has no speed figures); AA's time to first *answer* token is used,
 so reasoning time counts, falling back to its time to first token.
 
-Usage: python scripts/build_catalogue.py [--source …/openrouter-models.json]
-       [--leaderboard …/artificial-analysis-llms-2026-07-10.json] [--output …/catalogue.json]
+Usage: python scripts/build_catalogue.py [--source …/openrouter-models.json[.xz]]
+       [--leaderboard …/artificial-analysis-llms-2026-07-10.json[.xz]] [--output …/catalogue.json]
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import lzma
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -63,15 +65,21 @@ from service.priors import (
 from service.scorer import MAX_TTFT_S, MIN_TOKENS_PER_S
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
-DEFAULT_SOURCE = SHARED_DATA / "openrouter-models.json"
-DEFAULT_LEADERBOARD = SHARED_DATA / "artificial-analysis-llms-2026-07-10.json"
+SOURCES = ROOT / "scripts" / "sources"
+DEFAULT_SOURCE = SOURCES / "openrouter-models.json.xz"
+DEFAULT_LEADERBOARD = SOURCES / "artificial-analysis-llms-2026-07-10.json.xz"
 OUTPUT = ROOT / "service" / "data" / "catalogue.json"
 
 AA_LEADERBOARD = "aa-leaderboard"
 
 # ---------------------------------------------------------------------------------------------
 # Parsing
+
+
+def read_source(path: Path) -> bytes:
+    """The bytes of a source file, decompressed when its name ends in `.xz`."""
+    data = path.read_bytes()
+    return lzma.decompress(data) if path.suffix == ".xz" else data
 
 
 def _number(value: Any) -> float | None:
@@ -241,7 +249,7 @@ def _sha256(data: bytes) -> str:
 
 
 def build(source: Path, leaderboard: Path) -> dict[str, Any]:
-    source_bytes, leaderboard_bytes = source.read_bytes(), leaderboard.read_bytes()
+    source_bytes, leaderboard_bytes = read_source(source), read_source(leaderboard)
     rows = json.loads(source_bytes)["data"]
     board = json.loads(leaderboard_bytes)
     aa_rows = aa_rows_by_openrouter_id(board)

@@ -4,9 +4,11 @@ and a REST gateway alone in front of it, for tests and benchmarks."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +28,15 @@ from testkit.fake_openrouter import DEFAULT_KEY, FakeOpenRouter
 
 T = TypeVar("T")
 TIMEOUT_S = 10
+
+
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A port of 127.0.0.1 that refuses connections while the context lasts: bound and never
+    listening, so no other process can take it meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def settings_for(fake: FakeOpenRouter, state_dir: Path, **extra: Any) -> Settings:

@@ -25,13 +25,16 @@ from redis.retry import Retry
 from testkit.servers import free_port
 
 START_TIMEOUT_S = 10.0
+BIND_ATTEMPTS = 5
 
 
 class RedisServer:
     """redis-server on 127.0.0.1:`port`, without persistence, with its files in `workdir`.
     `options` are more command-line options (later ones win), `config` the text of a config
     file to start from (a Sentinel needs one it can rewrite), `url` how to reach it (default:
-    redis:// on `port`); it is ready once a client on `url` gets an answer to PING."""
+    redis:// on `port`); `{port}` in `options` and `url` stands for the port. It is ready once a
+    client on `url` gets an answer to PING. Without `port` it takes a free one, and another
+    one if that was taken before the server could bind it."""
 
     def __init__(
         self,
@@ -40,14 +43,19 @@ class RedisServer:
         *,
         options: Sequence[str] = (),
         config: str = "",
-        url: str | None = None,
+        url: str = "redis://127.0.0.1:{port}/0",
     ) -> None:
         self.workdir = workdir
         self.port = port if port is not None else free_port()
-        self.url = url or f"redis://127.0.0.1:{self.port}/0"
+        self._may_move = port is None  # until it first serves
+        self._url = url
         self.options = list(options)
         self.config = config
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return self._url.format(port=self.port)
 
     @property
     def running(self) -> bool:
@@ -63,28 +71,44 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "redis.conf"
         config.write_text(self.config)
-        # Appended to across restarts, to read when a test fails.
-        with (self.workdir / "redis.log").open("ab") as log:
-            self._process = subprocess.Popen(
-                [
-                    binary,
-                    str(config),
-                    "--bind", "127.0.0.1",
-                    "--port", str(self.port),
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--dir", str(self.workdir),
-                    *self.options,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        log_path = self.workdir / "redis.log"  # appended to across restarts, to read on failure
+        for _ in range(BIND_ATTEMPTS):
+            logged = log_path.stat().st_size if log_path.exists() else 0
+            with log_path.open("ab") as log:
+                self._process = subprocess.Popen(
+                    [
+                        binary,
+                        str(config),
+                        "--bind", "127.0.0.1",
+                        "--port", str(self.port),
+                        "--save", "",
+                        "--appendonly", "no",
+                        "--dir", str(self.workdir),
+                        *(option.format(port=self.port) for option in self.options),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            if self._wait_until_ready():
+                self._may_move = False
+                return
+            with log_path.open("rb") as log:
+                log.seek(logged)
+                taken = b"Address already in use" in log.read()
+            if not (taken and self._may_move):
+                break
+            self.port = free_port()
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def _wait_until_ready(self) -> bool:
+        assert self._process is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.answers_ping():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
+                return False
             time.sleep(0.01)
+        return True
 
     def answers_ping(self) -> bool:
         try:
@@ -188,14 +212,33 @@ class LossyProxy:
             self._handlers.discard(handler)
 
 
-@contextlib.contextmanager
-def silent_listener() -> Iterator[str]:
-    """A loopback TCP port that takes connections (into the kernel's backlog) and never
-    replies: a Redis that hangs. Yields its redis:// URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+class SilentRedis:
+    """A loopback TCP port that takes connections and never replies: a Redis that hangs. Use as
+    `with`; `url` is its redis:// URL."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.setblocking(False)
+        self._accepted: list[socket.socket] = []
+        self.url = f"redis://127.0.0.1:{self._sock.getsockname()[1]}/0"
+
+    def connections(self) -> int:
+        """How many connections clients have opened so far (each already in the kernel's
+        backlog when the client's connect returned)."""
+        while True:
+            try:
+                self._accepted.append(self._sock.accept()[0])
+            except BlockingIOError:
+                return len(self._accepted)
+
+    def __enter__(self) -> SilentRedis:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sock in [*self._accepted, self._sock]:
+            sock.close()
 
 
 @pytest.fixture

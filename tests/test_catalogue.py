@@ -1,7 +1,7 @@
 """The catalogue snapshot shipped in the package, and the script that builds it.
 
-Tests that compare the snapshot with its sources skip when the shared data folder is not beside
-the repository; the others check the packaged file on its own.
+Some tests compare the snapshot with its sources, committed xz-compressed in `scripts/sources/`;
+the others check the packaged file on its own.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import lzma
 import math
 import statistics
 import subprocess
@@ -25,9 +26,9 @@ import pytest
 from service import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
-SOURCE = SHARED / "openrouter-models.json"
-LEADERBOARD = SHARED / "artificial-analysis-llms-2026-07-10.json"
+SOURCES = ROOT / "scripts" / "sources"
+SOURCE = SOURCES / "openrouter-models.json.xz"
+LEADERBOARD = SOURCES / "artificial-analysis-llms-2026-07-10.json.xz"
 PACKAGED = ROOT / "service" / "data" / "catalogue.json"
 SCRIPT = ROOT / "scripts" / "build_catalogue.py"
 
@@ -36,10 +37,9 @@ PRIORS = {"family-prior", "price-tier-prior", "global-prior"}
 RELATIONS = {"base-model", "alias-target"}
 FIGURES = {"quality": ("quality", "intelligence_index"), "latency": ("ttft_s", "tokens_per_s")}
 
-needs_sources = pytest.mark.skipif(
-    not (SOURCE.exists() and LEADERBOARD.exists()),
-    reason="the shared data folder is not beside the repo",
-)
+
+def decompressed_sha256(path: Path) -> str:
+    return hashlib.sha256(lzma.decompress(path.read_bytes())).hexdigest()
 
 
 @cache
@@ -64,13 +64,13 @@ def packaged_models() -> dict[str, dict[str, Any]]:
 
 @cache
 def source_rows() -> dict[str, dict[str, Any]]:
-    return {r["id"]: r for r in json.loads(SOURCE.read_text())["data"]}
+    return {r["id"]: r for r in json.loads(lzma.decompress(SOURCE.read_bytes()))["data"]}
 
 
 @cache
 def aa_rows() -> dict[str, list[dict[str, Any]]]:
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in json.loads(LEADERBOARD.read_text())["models"]:
+    for row in json.loads(lzma.decompress(LEADERBOARD.read_bytes()))["models"]:
         model_id = (row.get("open_weights") or {}).get("openrouter_api_id")
         if model_id:
             rows[model_id].append(row)
@@ -139,20 +139,10 @@ def split_source(source: str) -> tuple[str, str | None]:
 # The packaged snapshot and its sources.
 
 
-@needs_sources
 def test_packaged_snapshot_is_what_the_script_builds(tmp_path: Path) -> None:
     out = tmp_path / "catalogue.json"
     done = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--source",
-            str(SOURCE),
-            "--leaderboard",
-            str(LEADERBOARD),
-            "--output",
-            str(out),
-        ],
+        [sys.executable, str(SCRIPT), "--output", str(out)],
         cwd=ROOT,
         check=True,
         capture_output=True,
@@ -164,11 +154,10 @@ def test_packaged_snapshot_is_what_the_script_builds(tmp_path: Path) -> None:
     n = coverage["models"]
     assert f"measured quality: {coverage['quality_measured']}/{n}" in done.stdout
     assert f"measured latency: {coverage['latency_measured']}/{n}" in done.stdout
-    assert built["source_sha256"] == hashlib.sha256(SOURCE.read_bytes()).hexdigest()
-    assert built["leaderboard_sha256"] == hashlib.sha256(LEADERBOARD.read_bytes()).hexdigest()
+    assert built["source_sha256"] == decompressed_sha256(SOURCE)
+    assert built["leaderboard_sha256"] == decompressed_sha256(LEADERBOARD)
 
 
-@needs_sources
 def test_every_source_model_is_present_with_its_fields() -> None:
     parse_price = script().parse_price
     models = packaged_models()
@@ -186,7 +175,6 @@ def test_every_source_model_is_present_with_its_fields() -> None:
         assert m["supported_parameters"] == sorted(raw["supported_parameters"])
 
 
-@needs_sources
 def test_measured_quality_equals_the_source_index() -> None:
     checked = Counter()
     for model_id, m in packaged_models().items():
@@ -205,7 +193,6 @@ def test_measured_quality_equals_the_source_index() -> None:
     assert checked["aa-leaderboard"] > 50
 
 
-@needs_sources
 def test_measured_latency_equals_the_leaderboard() -> None:
     checked = 0
     for model_id, m in packaged_models().items():
@@ -219,7 +206,6 @@ def test_measured_latency_equals_the_leaderboard() -> None:
     assert checked > 100
 
 
-@needs_sources
 def test_estimated_flags_agree_with_the_sources() -> None:
     for model_id, m in packaged_models().items():
         assert m["quality_estimated"] is not has_quality(model_id), model_id
@@ -227,7 +213,6 @@ def test_estimated_flags_agree_with_the_sources() -> None:
         assert (m["intelligence_index"] is None) is m["quality_estimated"]
 
 
-@needs_sources
 def test_variants_take_their_base_models_figures() -> None:
     models = packaged_models()
     inheriting = 0
@@ -368,7 +353,6 @@ def test_coverage_agrees_with_the_models() -> None:
     assert coverage["latency_measured"] > 150
 
 
-@needs_sources
 def test_coverage_counts_aa_flagged_indices() -> None:
     flagged = 0
     for model_id, m in packaged_models().items():

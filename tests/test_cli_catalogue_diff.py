@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from testkit.fake_openrouter import DEFAULT_KEY, FakeOpenRouter, load_models, make_model
-from testkit.servers import free_port
+from testkit.servers import refused_port
 from tests.cli_output import table_rows
 
 runner = CliRunner()
@@ -62,9 +62,10 @@ def test_nothing_to_change_is_an_empty_list(
 
 
 def test_an_unreachable_openrouter_exits_2_with_a_message(tmp_path: Path) -> None:
-    env = env_for(f"http://127.0.0.1:{free_port()}/api/v1", tmp_path)
-    env["ROUTER_OPENROUTER_TIMEOUT_S"] = "2"
-    result = runner.invoke(app, ["catalogue", "diff"], env=env)
+    with refused_port() as port:
+        env = env_for(f"http://127.0.0.1:{port}/api/v1", tmp_path)
+        env["ROUTER_OPENROUTER_TIMEOUT_S"] = "2"
+        result = runner.invoke(app, ["catalogue", "diff"], env=env)
     assert result.exit_code == 2
     assert "could not fetch OpenRouter's catalogue" in result.output
     assert "Traceback" not in result.output

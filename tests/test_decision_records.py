@@ -92,7 +92,9 @@ def replicas(fake: FakeOpenRouter, tmp_path: Path) -> Iterator[Callable[..., lis
                 address = stack.enter_context(server)
                 channel = stack.enter_context(grpc.insecure_channel(address))
                 stub = RouterStub(channel)
-                assert stub.RefreshCatalogue(pb.RefreshCatalogueRequest()).replaced
+                refreshed = stub.RefreshCatalogue(pb.RefreshCatalogueRequest())
+                # A replica may have taken another's refresh through Redis already.
+                assert refreshed.replaced or refreshed.catalogue.source == "shared"
                 routers.append(Router(server, stub))
             return routers
 
@@ -103,13 +105,15 @@ def test_a_decision_is_found_by_id_on_another_replica_sharing_redis(
     replicas: Callable[..., list[Router]], redis_server: RedisServer
 ) -> None:
     one, other = replicas(2, redis_url=redis_server.url)
+    before = time.time()
     decision = one.stub.Route(ROUTING)
+    after = time.time()
     record = other.eventually(decision.decision_id)
     assert record.request == ROUTING
     assert record.response == decision
     assert record.catalogue_version == decision.catalogue_version
     assert not record.completion
-    assert record.decided_at == pytest.approx(time.time(), abs=60)
+    assert before <= record.decided_at <= after
     assert one.get(decision.decision_id) == record
 
 

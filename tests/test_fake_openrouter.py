@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import lzma
 import re
 import signal
 import subprocess
@@ -40,7 +41,7 @@ from testkit.fake_openrouter import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-FULL_CATALOGUE = ROOT.parent / "shared" / "data" / "openrouter-models.json"
+FULL_CATALOGUE = ROOT / "scripts" / "sources" / "openrouter-models.json.xz"
 MINI = "openai/gpt-4o-mini"  # $0.15 / $0.60 per M; endpoints OpenAI, Azure (x1.25), Groq (x1.5)
 GEN_ID = re.compile(r"gen-\d{10}-[A-Za-z0-9]{20}")
 HELLO = [{"role": "user", "content": "Hello there, how are you?"}]
@@ -205,9 +206,8 @@ def test_unknown_paths_and_routes_the_router_never_calls(anonymous: httpx.Client
         assert response.json() == {"error": {"code": 404, "message": "Resource not found"}}
 
 
-@pytest.mark.skipif(not FULL_CATALOGUE.exists(), reason="the shared data folder is absent")
 def test_serves_the_full_real_catalogue(fake: FakeOpenRouter, anonymous: httpx.Client) -> None:
-    fake.set_models(load_models(FULL_CATALOGUE))
+    fake.set_models(json.loads(lzma.decompress(FULL_CATALOGUE.read_bytes()))["data"])
     assert anonymous.get("/models").json()["total_count"] == 414
     page = anonymous.get("/models", params={"offset": 400, "limit": 10}).json()
     assert (len(page["data"]), page["links"]["next"]) == (10, "/api/v1/models?offset=410&limit=10")
@@ -560,13 +560,16 @@ def test_stream_usage_chunk_with_an_empty_delta(fake: FakeOpenRouter, client: ht
 def test_slow_first_token_sends_processing_comments(
     fake: FakeOpenRouter, client: httpx.Client
 ) -> None:
+    """One at once, then one per keep-alive interval while the first token is awaited."""
     fake.config.keepalive_interval_s = 0.15
-    fake.script(MINI, Reply(first_token_delay_s=0.5), Reply(first_token_delay_s=0.3))
+    fake.script(MINI, Reply(first_token_delay_s=30), Reply(first_token_delay_s=0.3))
+    body = {"model": MINI, "messages": HELLO, "stream": True}
     started = time.monotonic()
-    parsed = stream(client)
-    assert time.monotonic() - started >= 0.5
-    assert len(parsed.comments) >= 3
-    assert set(parsed.comments) == {": OPENROUTER PROCESSING"}
+    with client.stream("POST", "/chat/completions", json=body) as response:
+        lines = (line for line in response.iter_lines() if line)
+        comments = [next(lines) for _ in range(3)]
+    assert time.monotonic() - started >= 2 * 0.15
+    assert comments == [": OPENROUTER PROCESSING"] * 3
     started = time.monotonic()
     assert chat(client).status_code == 200
     assert time.monotonic() - started >= 0.3
@@ -902,7 +905,13 @@ def test_key_reflects_spend_and_masks_the_key(fake: FakeOpenRouter, client: http
 # --- Lifecycle ---------------------------------------------------------------------------------
 
 
-def test_stops_promptly_with_a_stalled_stream_open() -> None:
+def shutdown_complaints(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What uvicorn logged as it stopped: it complains when it has to cancel a response that
+    did not end by itself within its graceful-shutdown timeout."""
+    return [r.getMessage() for r in caplog.records if r.name.startswith("uvicorn")]
+
+
+def test_stops_promptly_with_a_stalled_stream_open(caplog: pytest.LogCaptureFixture) -> None:
     with FakeOpenRouter() as fake, httpx.Client(timeout=10) as client:
         assert fake.base_url == f"http://127.0.0.1:{fake.port}/api/v1"
         fake.set_behaviour(MINI, Stall(after_chunks=1))
@@ -913,14 +922,15 @@ def test_stops_promptly_with_a_stalled_stream_open() -> None:
         ) as response:
             lines = response.iter_lines()
             assert next(lines) == ": OPENROUTER PROCESSING"
-            started = time.monotonic()
             fake.stop()
-            assert time.monotonic() - started < 2
             with pytest.raises(httpx.RemoteProtocolError):
                 list(lines)
+    assert shutdown_complaints(caplog) == []
 
 
-async def test_stops_promptly_from_an_async_test_with_a_slow_reply_pending() -> None:
+async def test_stops_promptly_from_an_async_test_with_a_slow_reply_pending(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     auth = {"Authorization": f"Bearer {DEFAULT_KEY}"}
     with FakeOpenRouter() as fake:
         fake.script(MINI, Reply(first_token_delay_s=30))
@@ -928,12 +938,14 @@ async def test_stops_promptly_from_an_async_test_with_a_slow_reply_pending() -> 
             pending = asyncio.ensure_future(
                 client.post("/chat/completions", json={"model": MINI, "messages": HELLO})
             )
-            await asyncio.sleep(0.2)
-            started = time.monotonic()
+            for _ in range(1000):  # until the request has reached the fake
+                if fake.requests:
+                    break
+                await asyncio.sleep(0.01)
             await asyncio.to_thread(fake.stop)
-            assert time.monotonic() - started < 2
             with pytest.raises(CUT):
                 await pending
+    assert shutdown_complaints(caplog) == []
 
 
 def test_command_line_server() -> None:

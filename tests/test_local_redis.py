@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -13,9 +12,8 @@ import httpx
 import pytest
 import redis
 
-from testkit.servers import free_port
 from tests.redis_server import RedisServer
-from tests.test_serve import started
+from tests.test_serve import started, stopped
 
 MODULE = "cli.local_redis"
 POLLS = 500
@@ -31,10 +29,7 @@ def _environment(state: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def _serve() -> tuple[list[str], int]:
-    http_port = free_port()
-    ports = ["--grpc-port", str(free_port()), "--http-port", str(http_port)]
-    return [*ports, "--host", "127.0.0.1"], http_port
+SERVE = ["--grpc-port", "0", "--http-port", "0", "--host", "127.0.0.1"]
 
 
 def _alive(pid: int) -> bool:
@@ -48,10 +43,10 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="make system-deps")
 def test_make_run_starts_a_redis_of_its_own_and_stops_it(tmp_path: Path) -> None:
     env = _environment(tmp_path / "state")
-    arguments, http_port = _serve()
-    process = started(arguments, http_port, env, module=MODULE)
+    log = tmp_path / "output.log"
+    process, ports = started(SERVE, log, env, module=MODULE)
     try:
-        base = f"http://127.0.0.1:{http_port}"
+        base = f"http://127.0.0.1:{ports['http']}"
         assert httpx.get(f"{base}/health").json()["redis"] == "connected"
         decision = httpx.post(f"{base}/route", json={"mode": "speed"}).json()
         found = httpx.get(f"{base}/decisions/{decision['decision_id']}")
@@ -59,19 +54,17 @@ def test_make_run_starts_a_redis_of_its_own_and_stops_it(tmp_path: Path) -> None
         pid = int((tmp_path / "state" / "redis" / "redis.pid").read_text())
         assert _alive(pid)
     finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0].decode()
-    assert process.returncode == 0, output
+        output = stopped(process, log)
     assert "local Redis at redis://127.0.0.1:" in output
     assert not _alive(pid)
 
 
 def test_a_configured_redis_url_is_used_instead(tmp_path: Path, redis_server: RedisServer) -> None:
     env = _environment(tmp_path / "state", ROUTER_REDIS_URL=redis_server.url)
-    arguments, http_port = _serve()
-    process = started(arguments, http_port, env, module=MODULE)
+    log = tmp_path / "output.log"
+    process, ports = started(SERVE, log, env, module=MODULE)
     try:
-        base = f"http://127.0.0.1:{http_port}"
+        base = f"http://127.0.0.1:{ports['http']}"
         assert httpx.get(f"{base}/health").json()["redis"] == "connected"
         decision_id = httpx.post(f"{base}/route", json={}).json()["decision_id"]
         assert not (tmp_path / "state" / "redis").exists()
@@ -83,7 +76,5 @@ def test_a_configured_redis_url_is_used_instead(tmp_path: Path, redis_server: Re
             else:
                 raise AssertionError("the decision never reached the configured Redis")
     finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0].decode()
-    assert process.returncode == 0, output
+        stopped(process, log)
     assert redis_server.running

@@ -20,7 +20,7 @@ from service.openrouter.chat import Failure, UpstreamError
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from testkit.fake_openrouter import DEFAULT_KEY, FakeOpenRouter
-from testkit.servers import ServerThread, free_port
+from testkit.servers import ServerThread, refused_port
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -90,13 +90,15 @@ async def test_no_proxy_exempts_the_openrouter_host(
     assert targets == []
 
 
-def unreachable_url() -> str:
-    """A loopback URL where nothing listens."""
-    return f"http://127.0.0.1:{free_port()}/api/v1"
+@pytest.fixture
+def unreachable_url() -> Iterator[str]:
+    """A loopback URL that refuses connections."""
+    with refused_port() as port:
+        yield f"http://127.0.0.1:{port}/api/v1"
 
 
-async def test_an_unreachable_openrouter_is_a_clear_error() -> None:
-    async with client_of(unreachable_url()) as client:
+async def test_an_unreachable_openrouter_is_a_clear_error(unreachable_url: str) -> None:
+    async with client_of(unreachable_url) as client:
         with pytest.raises(OpenRouterError, match="GET /models: ClientConnectorError"):
             await client.list_models()
         with pytest.raises(UpstreamError) as caught:
@@ -116,8 +118,10 @@ def router_settings(openrouter_url: str, state_dir: Path) -> Settings:
     )
 
 
-def test_completions_fail_over_across_connection_errors_then_say_why(tmp_path: Path) -> None:
-    settings = router_settings(unreachable_url(), tmp_path)
+def test_completions_fail_over_across_connection_errors_then_say_why(
+    tmp_path: Path, unreachable_url: str
+) -> None:
+    settings = router_settings(unreachable_url, tmp_path)
     request = pb.CompleteRequest(messages=[pb.ChatMessage(role="user", content="Hello")])
     with (
         ServerThread(settings) as address,

@@ -26,7 +26,7 @@ from service.pb.router.v1 import router_pb2 as pb
 from service.redis_link import connect, redacted
 from service.runtime import Runtime
 from testkit.fake_openrouter import FakeOpenRouter
-from testkit.servers import free_port, settings_for
+from testkit.servers import refused_port, settings_for
 from tests.redis_server import RedisServer
 
 PASSWORD = "hunter2-never-shown"
@@ -55,7 +55,7 @@ async def router(fake: FakeOpenRouter, state: Path, **settings: Any) -> AsyncIte
                 state,
                 endpoint_stats_models=0,
                 daily_spend_limit_usd=100.0,
-                redis_timeout_s=1.0,
+                redis_timeout_s=5.0,
                 **settings,
             )
         )
@@ -122,25 +122,23 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def tls_server(tmp_path: Path, certificates: Path) -> Iterator[RedisServer]:
-    port = free_port()
     options = [
         "--port", "0",
-        "--tls-port", str(port),
+        "--tls-port", "{port}",
         "--tls-cert-file", str(certificates / "server.crt"),
         "--tls-key-file", str(certificates / "server.key"),
         "--tls-ca-cert-file", str(certificates / "ca.crt"),
         "--tls-auth-clients", "no",
     ]  # fmt: skip
-    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certificates / 'ca.crt'}"
-    with RedisServer(tmp_path / "tls", port, options=options, url=url) as server:
+    url = "rediss://127.0.0.1:{port}/0?ssl_ca_certs=" + str(certificates / "ca.crt")
+    with RedisServer(tmp_path / "tls", options=options, url=url) as server:
         yield server
 
 
 @pytest.fixture
 def password_server(tmp_path: Path) -> Iterator[RedisServer]:
-    port = free_port()
-    url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
-    with RedisServer(tmp_path / "auth", port, options=["--requirepass", PASSWORD], url=url) as made:
+    url = f"redis://:{PASSWORD}@127.0.0.1:{{port}}/0"
+    with RedisServer(tmp_path / "auth", options=["--requirepass", PASSWORD], url=url) as made:
         yield made
 
 
@@ -201,7 +199,7 @@ async def test_rediss_checks_the_certificate(
 
 async def test_a_unix_socket_url(fake: FakeOpenRouter, tmp_path: Path) -> None:
     socket = tmp_path / "redis.sock"
-    options = ["--unixsocket", str(socket), "--unixsocketperm", "700"]
+    options = ["--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700"]
     with RedisServer(tmp_path / "unix", options=options, url=f"unix://{socket}?db=2") as server:
         async with router(fake, tmp_path / "state", redis_url=server.url) as core:
             await use(core)
@@ -217,11 +215,11 @@ async def test_a_sentinel_url_finds_the_master(
         f"sentinel monitor primary 127.0.0.1 {password_server.port} 1\n"
         f"sentinel auth-pass primary {PASSWORD}\n"
     )
-    sentinel = RedisServer(tmp_path / "sentinel", options=["--sentinel"], config=config)
-    url = (
-        f"redis+sentinel://:{PASSWORD}@127.0.0.1:{free_port()},127.0.0.1:{sentinel.port}/primary/0"
-    )
-    with sentinel:
+    with (
+        RedisServer(tmp_path / "sentinel", options=["--sentinel"], config=config) as sentinel,
+        refused_port() as gone,
+    ):
+        url = f"redis+sentinel://:{PASSWORD}@127.0.0.1:{gone},127.0.0.1:{sentinel.port}/primary/0"
         async with router(fake, tmp_path / "state", redis_url=url) as core:
             await use(core)
             with redis.Redis.from_url(password_server.url) as client:

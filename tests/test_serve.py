@@ -3,73 +3,79 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cli.processes import SERVING, announced_ports
 from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
-from testkit.servers import free_port
 
-START_TIMEOUT_S = 30.0
+GATEWAY = {"http": re.compile(r"REST gateway on http://\S+:(\d+) in front of")}
 
 
 def started(
-    arguments: list[str], http_port: int, env: dict[str, str], module: str = "cli"
-) -> subprocess.Popen[bytes]:
-    """`python -m MODULE ARGUMENTS` once its REST port answers /health."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, *arguments],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            output = process.communicate()[0].decode()
-            pytest.fail(f"{module} {arguments[0]} did not come up:\n{output}")
-        time.sleep(0.1)
+    arguments: list[str],
+    log: Path,
+    env: dict[str, str],
+    module: str = "cli",
+    announces: Mapping[str, re.Pattern[str]] = SERVING,
+) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """`python -m MODULE ARGUMENTS`, its output into `log`, once it has logged the ports it
+    serves on (`announces`, by name)."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, *arguments], stdout=output, stderr=output, env=env
+        )
+    try:
+        return process, announced_ports(log, process, announces)
+    except RuntimeError as exc:
+        process.kill()
+        process.wait()
+        pytest.fail(f"{module} {arguments[0]} did not come up: {exc}")
 
 
-def _stopped(process: subprocess.Popen[bytes]) -> str:
+def stopped(process: subprocess.Popen[bytes], log: Path) -> str:
     """Stop it with SIGTERM as a supervisor would; its output."""
     process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=20)[0].decode()
+    process.wait(timeout=30)
+    output = log.read_text()
     assert process.returncode == 0, output
     return output
 
 
+@dataclass(frozen=True)
+class Served:
+    process: subprocess.Popen[bytes]
+    log: Path
+    grpc_port: int
+    http_port: int
+
+
 @pytest.fixture(scope="module")
-def served(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
-    grpc_port, http_port = free_port(), free_port()
-    env = {**os.environ, "ROUTER_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
-    arguments = ["serve", "--grpc-port", str(grpc_port), "--http-port", str(http_port)]
-    process = started([*arguments, "--host", "127.0.0.1"], http_port, env)
-    yield process, grpc_port, http_port
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    state = tmp_path_factory.mktemp("state")
+    env = {**os.environ, "ROUTER_STATE_DIR": str(state)}
+    arguments = ["serve", "--grpc-port", "0", "--http-port", "0", "--host", "127.0.0.1"]
+    process, ports = started(arguments, state / "router.log", env)
+    yield Served(process, state / "router.log", ports["grpc"], ports["http"])
     if process.poll() is None:
         process.kill()
-        process.communicate()
+        process.wait()
 
 
-def test_rest_and_grpc_answer(served: tuple[subprocess.Popen[bytes], int, int]) -> None:
-    _, grpc_port, http_port = served
+def test_rest_and_grpc_answer(served: Served) -> None:
+    grpc_port, http_port = served.grpc_port, served.http_port
     reply = httpx.post(f"http://127.0.0.1:{http_port}/route", json={"mode": "speed"}, timeout=5)
     assert reply.status_code == 200
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
@@ -81,13 +87,11 @@ def test_rest_and_grpc_answer(served: tuple[subprocess.Popen[bytes], int, int]) 
     assert decision.model == reply.json()["model"]
 
 
-def test_a_gateway_in_front_of_the_router_answers_the_same(
-    served: tuple[subprocess.Popen[bytes], int, int],
-) -> None:
-    _, grpc_port, http_port = served
-    port = free_port()
-    target = ["gateway", "--target", f"127.0.0.1:{grpc_port}", "--http-port", str(port)]
-    gateway = started(target, port, dict(os.environ))
+def test_a_gateway_in_front_of_the_router_answers_the_same(served: Served, tmp_path: Path) -> None:
+    grpc_port, http_port = served.grpc_port, served.http_port
+    target = ["gateway", "--target", f"127.0.0.1:{grpc_port}", "--http-port", "0"]
+    gateway, ports = started(target, tmp_path / "gateway.log", dict(os.environ), announces=GATEWAY)
+    port = ports["http"]
     try:
         body = {"mode": "quality", "constraints": {"deny_providers": ["openai"]}, "top_k": 3}
         beside = httpx.post(f"http://127.0.0.1:{http_port}/route", json=body, timeout=5).json()
@@ -100,13 +104,13 @@ def test_a_gateway_in_front_of_the_router_answers_the_same(
         assert refused.status_code == 422
         assert refused.json()["error"]["code"] == "unsatisfiable"
     finally:
-        output = _stopped(gateway)
+        output = stopped(gateway, tmp_path / "gateway.log")
     assert f"in front of the router at 127.0.0.1:{grpc_port}" in output
 
 
-def test_sigterm_stops_both_servers(served: tuple[subprocess.Popen[bytes], int, int]) -> None:
-    process, grpc_port, http_port = served
-    output = _stopped(process)
+def test_sigterm_stops_both_servers(served: Served) -> None:
+    grpc_port, http_port = served.grpc_port, served.http_port
+    output = stopped(served.process, served.log)
     assert "draining gRPC calls" in output
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=1)

@@ -24,7 +24,7 @@ from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from service.runtime import Runtime
 from testkit.fake_openrouter import FakeOpenRouter, HttpError, load_models
-from testkit.servers import ServerThread, free_port, settings_for
+from testkit.servers import ServerThread, refused_port, settings_for
 from tests.redis_server import RedisServer
 
 QUALITY_ONLY = pb.RouteRequest(weights=pb.Weights(quality=1), top_k=50)
@@ -279,17 +279,18 @@ async def test_unreadable_shared_state_is_ignored_and_cleared(
 
 
 async def test_without_redis_each_replica_works_alone(replica: Replica) -> None:
-    async with replica(redis_url=f"redis://127.0.0.1:{free_port()}/0") as alone:
-        model = ranked(alone)[0]
-        trip(alone, model)
-        assert not await alone.shared.sync()
-        assert not await alone.shared.sync(), "the breaker waits before asking again"
-        assert REGISTRY.get_sample_value(
-            "router_shared_state_exchanges_total", {"outcome": "failed"}
-        )
-        core = RouterCore(alone)
-        answer = await core.route(QUALITY_ONLY)
-        assert model not in [c.model for c in answer.candidates]
+    with refused_port() as port:
+        async with replica(redis_url=f"redis://127.0.0.1:{port}/0") as alone:
+            model = ranked(alone)[0]
+            trip(alone, model)
+            assert not await alone.shared.sync()
+            assert not await alone.shared.sync(), "the breaker waits before asking again"
+            assert REGISTRY.get_sample_value(
+                "router_shared_state_exchanges_total", {"outcome": "failed"}
+            )
+            core = RouterCore(alone)
+            answer = await core.route(QUALITY_ONLY)
+            assert model not in [c.model for c in answer.candidates]
 
 
 def test_replicas_serving_grpc_share_an_opened_circuit_in_the_background(
