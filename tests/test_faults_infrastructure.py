@@ -1,12 +1,10 @@
 """Faults around the completions: bursts of concurrent requests over models that fail in every
 way at once (nothing lost, nothing hangs, and the router recovers by itself once the faults are
-gone), a catalogue endpoint that fails or answers garbage, and the backend of a `router gateway
---target` going away under load and coming back on the same port.
+gone), one model failing until its circuit opens and heals, and the backend of a `router
+gateway --target` going away under load and coming back on the same port.
 
-Redis stopped, paused and restarted under Route and Complete traffic is
-`tests/test_redis_faults.py`; the catalogue refresh's failures one by one on the runtime are
-`tests/test_refresh.py`. Here the catalogue faults go through the `RefreshCatalogue` RPC with
-traffic going on, as an operator sees them."""
+Redis faults are `tests/test_faults_redis.py` and `tests/test_redis_faults.py`; the catalogue
+endpoint's, `tests/test_faults_catalogue.py` and `tests/test_refresh.py`."""
 
 from __future__ import annotations
 
@@ -32,16 +30,11 @@ from service.pb.router.v1 import router_pb2 as pb
 from service.pb.router.v1.router_pb2_grpc import RouterStub
 from testkit.fake_openrouter import (
     DEFAULT_KEY,
-    Drop,
     FakeOpenRouter,
     HttpError,
-    InvalidJson,
     MidStreamError,
-    ModelsReply,
     Reset,
     Stall,
-    load_models,
-    make_model,
 )
 from testkit.servers import GatewayThread, ServerThread, settings_for
 from tests.faults_report import REPORT, write_fault_report  # noqa: F401  (the fixture)
@@ -222,60 +215,6 @@ def test_an_open_circuit_says_when_to_retry_and_closes_after_its_cooldown(
         sent=sent,
         answered=3,
         errors=6,
-    )
-
-
-LISTED = load_models()
-CATALOGUE_FAULTS: list[tuple[str, tuple[Any, ...], str]] = [
-    ("HTTP 500", (HttpError.internal(),), "HTTP 500"),
-    ("HTTP 503", (HttpError.unavailable(),), "HTTP 503"),
-    ("not JSON", (InvalidJson(),), "not JSON"),
-    ("empty list", (ModelsReply(models=[]),), "no text model"),
-    ("stalled", (Stall(),), "timed out"),
-    # The HTTP client tries a GET again once on a closed kept-alive connection.
-    ("reset (RST)", (Reset(), Reset()), "Error"),
-    ("dropped", (Drop(), Drop()), "Error"),
-]
-
-
-@pytest.mark.parametrize(
-    ("name", "behaviours", "reason"), CATALOGUE_FAULTS, ids=[c[0] for c in CATALOGUE_FAULTS]
-)
-def test_a_failing_catalogue_endpoint_keeps_the_last_good_catalogue_over_rpc(
-    router: tuple[str, RouterStub],
-    fake: FakeOpenRouter,
-    name: str,
-    behaviours: tuple[Any, ...],
-    reason: str,
-) -> None:
-    _, stub = router
-    good = stub.GetStatus(pb.GetStatusRequest()).catalogue
-    fake.script_models(*behaviours)
-    refused = stub.RefreshCatalogue(pb.RefreshCatalogueRequest(), timeout=CALL_TIMEOUT_S)
-    assert not refused.replaced
-    assert refused.catalogue.version == good.version
-    assert reason in refused.catalogue.last_refresh_error
-    assert refused.catalogue.consecutive_refresh_failures == 1
-    # Routing and completions go on, on the last good catalogue.
-    assert stub.Route(pb.RouteRequest()).catalogue_version == good.version
-    answer = stub.Complete(pb.CompleteRequest(messages=HELLO), timeout=CALL_TIMEOUT_S)
-    assert answer.catalogue_version == good.version
-    # A later good listing, different from the last, replaces it and clears the error.
-    fake.set_models([*LISTED, make_model("newcomer/model-1", completion="0.0000008")])
-    replaced = stub.RefreshCatalogue(pb.RefreshCatalogueRequest(), timeout=CALL_TIMEOUT_S)
-    assert replaced.replaced
-    assert replaced.catalogue.version != good.version
-    assert replaced.catalogue.last_refresh_error == ""
-    assert replaced.catalogue.consecutive_refresh_failures == 0
-    assert stub.Route(pb.RouteRequest()).catalogue_version == replaced.catalogue.version
-    REPORT.add(
-        f"catalogue endpoint: {name}",
-        "gRPC RefreshCatalogue",
-        f"kept the last good catalogue, said {reason!r}; routing went on; next good refresh "
-        "replaced it",
-        sent=4,
-        answered=4,
-        errors=0,
     )
 
 
