@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -286,9 +286,11 @@ class CircuitBreakers:
             return
         self._trip(model_id, circuit, until - now)
 
-    def next_probe_in(self) -> float:
-        """Seconds until the first open circuit turns half-open (0 when none is open)."""
-        ends = self.open_until().values()
+    def next_probe_in(self, models: Iterable[str] | None = None) -> float:
+        """Seconds until the first open circuit (of `models`, else of all) turns half-open
+        (0 when none is open)."""
+        until = self.open_until()
+        ends = until.values() if models is None else [until[m] for m in models if m in until]
         return max(min(ends) - self._clock(), 0.0) if ends else 0.0
 
     def open_models(self) -> set[str]:

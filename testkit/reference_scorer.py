@@ -241,8 +241,6 @@ def rank(
             reason = "dynamic_price"
         elif not model.get("realtime", True):
             reason = "not_realtime"
-        elif live.get("circuit_open", False):
-            reason = "circuit_open"
         elif model_id.endswith(":free") and not free_available:
             reason = "free_quota"
         elif not outputs_fit:
@@ -277,6 +275,8 @@ def rank(
             reason = "max_ttft"
         elif max_cost is not None and expected_cost > max_cost:
             reason = "max_request_cost"
+        elif live.get("circuit_open", False):  # counted only when the request would take it
+            reason = "circuit_open"
         else:
             expected_latency = ttft + output / throughput
             latency_estimated = live.get("latency_estimated")

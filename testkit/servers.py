@@ -94,15 +94,22 @@ async def _serve_gateway(
 class ServerThread:
     """The router as `router serve` runs it, on 127.0.0.1:0: the gRPC server and the REST
     gateway over one core. Entering gives the gRPC address; `http_url` is the gateway's.
-    `wall_clock` is the runtime's calendar (see `Runtime.build`)."""
+    `clock` drives its circuits and `wall_clock` is its calendar (see `Runtime.build`)."""
 
-    def __init__(self, settings: Settings, *, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
+        self.clock = clock
         self.wall_clock = wall_clock
 
     def __enter__(self) -> str:
         self.loops = _LoopThread.shared()
-        self.runtime = Runtime.build(self.settings, wall_clock=self.wall_clock)
+        self.runtime = Runtime.build(self.settings, clock=self.clock, wall_clock=self.wall_clock)
         self.core = RouterCore(self.runtime)
         self.running = self.loops.run(self._start())
         return f"127.0.0.1:{self.running.port}"

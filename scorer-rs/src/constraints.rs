@@ -388,6 +388,10 @@ impl Check<'_> {
         expected_cost: f64,
         route: Option<Constraint>,
     ) -> Option<Constraint> {
+        let (live, cat) = (&self.state.live, &*self.state.catalogue);
+        if !live.free_available && cat.free_variant[i] {
+            return Some(Constraint::FreeQuota);
+        }
         self.request_failure(i, expected_cost, route)
             .or(Some(Constraint::CircuitOpen))
     }

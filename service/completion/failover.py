@@ -248,18 +248,38 @@ class Completer:
         call.attempts.append(attempt)
         return attempt
 
-    def _fail(self, call: _Call, kind: ErrorKind, message: str) -> RouterError:
+    def _fail(
+        self, call: _Call, kind: ErrorKind, message: str, *, retry_after_s: float | None = None
+    ) -> RouterError:
         """The error that ends the call, counted as the completion's outcome."""
         called = _called(call)
         model = called[-1].model if called else call.decision.model
         metrics.failed(model, kind.value)
         self._records.finished(call.decision.decision_id, call.attempts, "")
-        return RouterError(kind, f"{message}; attempts: {_causes(call.attempts)}", call.attempts)
+        return RouterError(
+            kind,
+            f"{message}; attempts: {_causes(call.attempts)}",
+            call.attempts,
+            retry_after_s=retry_after_s,
+        )
 
     def _exhausted(self, call: _Call) -> RouterError:
-        """The error when no candidate is left: the deadline's, if the last one used it up."""
+        """The error when no candidate is left: the deadline's, if the last one used it up.
+        When every candidate was resting (circuit open), it says when the first may be tried
+        again, as a route with every fitting model resting does."""
         if self._clock() >= call.deadline:
             return self._fail(call, ErrorKind.DEADLINE, "the deadline passed")
+        resting = [a.model for a in call.attempts if a.outcome == "circuit_open"]
+        if resting and len(resting) == len(call.attempts):
+            wait_s = self._breakers.next_probe_in(resting)
+            if wait_s > 0:
+                return self._fail(
+                    call,
+                    ErrorKind.UNAVAILABLE,
+                    f"every candidate rests after failures (circuit open); the first may be "
+                    f"tried again in {wait_s:.1f} s",
+                    retry_after_s=wait_s,
+                )
         return self._fail(call, ErrorKind.UNAVAILABLE, "every candidate failed")
 
     def _held(self, call: _Call, model: ModelRecord) -> tuple[float, int, int]:
