@@ -76,6 +76,17 @@ def _rates(hits: float, misses: float) -> dict[str, float | None]:
     return {"hits": hits, "misses": misses, "hit_rate": hits / looked if looked else None}
 
 
+def _lookups(
+    samples: Samples, name: str, result: str, levels: tuple[str, ...]
+) -> dict[str, dict[str, float | None]]:
+    """A cache's hits, misses and hit rate by level, from its lookups counter."""
+    rates = {}
+    for level in levels:
+        counted = samples.by(name, result, level=level)
+        rates[level] = _rates(counted.get("hit", 0.0), counted.get("miss", 0.0))
+    return rates
+
+
 def traffic(samples: Samples) -> dict[str, Any]:
     return {
         "decisions": samples.total("router_decisions_total"),
@@ -100,21 +111,15 @@ def latency(samples: Samples) -> dict[str, Any]:
 
 
 def caches(samples: Samples) -> dict[str, Any]:
-    decision = {
-        level: _rates(outcomes.get("hit", 0.0), outcomes.get("miss", 0.0))
-        for level in ("l1", "l2")
-        for outcomes in [samples.by("router_decision_cache_lookups_total", "outcome", level=level)]
-    }
-    response = {
-        level: _rates(results.get("hit", 0.0), results.get("miss", 0.0))
-        for level in ("memory", "redis")
-        for results in [samples.by("router_response_cache_lookups_total", "result", level=level)]
-    }
     sticky = samples.by("router_sticky_sessions_total", "outcome")
     turns = sum(sticky.values())
     return {
-        "decision_cache": decision,
-        "response_cache": response,
+        "decision_cache": _lookups(
+            samples, "router_decision_cache_lookups_total", "outcome", ("l1", "l2")
+        ),
+        "response_cache": _lookups(
+            samples, "router_response_cache_lookups_total", "result", ("memory", "redis")
+        ),
         "response_cache_saved_usd": samples.total("router_response_cache_saved_usd_total"),
         "sticky_sessions": {
             "hits": sticky.get("hit", 0.0),
@@ -148,19 +153,18 @@ def catalogue(
 
 
 def free_quota(status: pb.FreeQuotaStatus) -> dict[str, Any]:
-    """The free variants' allowance, and what is left of it (None: no limit known)."""
-    left = [
-        limit - used
-        for limit, used in (
-            (status.per_minute_limit, status.used_this_minute),
-            (status.per_day_limit, status.used_today),
-        )
-        if limit > 0
-    ]
-    blocked = status.blocked_until > time.time()
+    """The free variants' allowance, and what is left of it: the least of what the minute's
+    and the day's limits leave (None: no limit known; 0 while free variants may not be called)."""
+    limits = (
+        (status.per_minute_limit, status.used_this_minute),
+        (status.per_day_limit, status.used_today),
+    )
+    left: int | None = min((limit - used for limit, used in limits if limit > 0), default=None)
+    if not status.enabled or status.blocked_until > time.time():
+        left = 0
     return {
         **{field.name: getattr(status, field.name) for field in status.DESCRIPTOR.fields},
-        "left": 0 if blocked or not status.enabled else max(min(left), 0) if left else None,
+        "left": None if left is None else max(left, 0),
     }
 
 

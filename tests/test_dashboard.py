@@ -202,6 +202,30 @@ def test_remote_gateway_shows_the_status_and_says_what_it_cannot(router: Router)
     assert data["free_quota"]["enabled"] is False
 
 
+def test_free_variants_show_what_their_allowance_leaves(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    fake.reset()
+    server = ServerThread(
+        settings_for(fake, tmp_path / "state", endpoint_stats_models=0, free_models=True)
+    )
+    with server, httpx.Client(base_url=server.http_url, timeout=30) as http:
+        assert http.post("/admin/catalogue/refresh").json()["replaced"]
+        free = http.post("/route", json={"constraints": {"free": "only"}}).json()["model"]
+        data = http.get("/dashboard/data").json()
+        health = http.get("/health").json()["free_quota"]
+    quota = data["free_quota"]
+    assert quota["enabled"] is True
+    assert quota["per_day_limit"] == health["per_day_limit"] > 0
+    assert quota["left"] == min(
+        quota["per_minute_limit"] - quota["used_this_minute"],
+        quota["per_day_limit"] - quota["used_today"],
+    )
+    models = {m["id"]: m for m in data["models"]}
+    assert models[free]["free_left"] == quota["left"]
+    assert all(m["free_left"] is None for m in models.values() if not m["id"].endswith(":free"))
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make system-deps)")
 def test_the_page_in_chromium_shows_the_figures_and_ranks_a_request(
     keyed: Router, tmp_path: Path
@@ -212,6 +236,8 @@ def test_the_page_in_chromium_shows_the_figures_and_ranks_a_request(
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            script_errors: list[str] = []
+            page.on("pageerror", lambda error: script_errors.append(str(error)))
             page.goto(f"{keyed.server.http_url}/dashboard")
             expect(page.locator("#status")).to_contain_text("needs an API key")
             page.fill("#api-key", KEY)
@@ -243,3 +269,4 @@ def test_the_page_in_chromium_shows_the_figures_and_ranks_a_request(
         finally:
             browser.close()
     assert (tmp_path / "dashboard.png").stat().st_size > 0
+    assert script_errors == []

@@ -96,14 +96,18 @@ function figures(parent, pairs) {
 }
 
 function unavailable(message) {
+  const notice = byId("notice");
+  notice.textContent = message;
+  notice.hidden = false;
+  const absent = "not available here: see above";
   for (const id of ["decisions-total", "completions-total", "failovers-total", "shed-total"]) {
     byId(id).textContent = dash;
   }
   for (const id of ["decisions-by-mode", "decisions-by-model", "completions-by-outcome",
     "answered-by-model", "failovers-by-cause", "latency", "caches", "models"]) {
-    byId(id).replaceChildren(el("caption", { class: "unavailable" }, message));
+    byId(id).replaceChildren(el("caption", { class: "unavailable" }, absent));
   }
-  byId("spend").replaceChildren(el("p", { class: "unavailable" }, message));
+  byId("spend").replaceChildren(el("p", { class: "unavailable" }, absent));
 }
 
 function drawTraffic(traffic) {
@@ -269,6 +273,7 @@ function draw(data) {
     unavailable(data.unavailable);
     return;
   }
+  byId("notice").hidden = true;
   drawTraffic(data.traffic);
   drawLatency(data.latency);
   drawCaches(data.caches);
