@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import asdict
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY
 
 from service.core import RouterCore, catalogue_status, free_quota_status
 from service.pb.router.v1 import router_pb2 as pb
@@ -21,11 +21,12 @@ Labels = frozenset[tuple[str, str]]
 
 
 class Samples:
-    """One reading of every `router_*` sample of a registry, by name and labels."""
+    """One reading of every `router_*` sample of the registry `/metrics` renders, by name and
+    labels."""
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(self) -> None:
         self._values: dict[str, dict[Labels, float]] = defaultdict(dict)
-        for family in registry.collect():
+        for family in REGISTRY.collect():
             for sample in family.samples:
                 if sample.name.startswith("router_"):
                     self._values[sample.name][frozenset(sample.labels.items())] = sample.value
@@ -43,14 +44,11 @@ class Samples:
         return dict(sorted(sums.items(), key=lambda item: (-item[1], item[0])))
 
     def histogram(self, name: str) -> dict[str, Any]:
-        """A histogram summed over its labels: count, mean and quantiles in seconds."""
+        """A histogram summed over its labels: its count and quantiles in seconds."""
         buckets = self.by(f"{name}_bucket", "le")
         cumulative = sorted((float(le), count) for le, count in buckets.items())
-        count = self.total(f"{name}_count")
-        total_s = self.total(f"{name}_sum")
         return {
-            "count": count,
-            "mean_s": total_s / count if count else None,
+            "count": self.total(f"{name}_count"),
             **{f"p{round(q * 100)}_s": quantile(q, cumulative) for q in QUANTILES},
         }
 

@@ -7,6 +7,7 @@ each comparison reads `/dashboard/data` and `/metrics` with no traffic between t
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from service.dashboard import quantile
 from service.resilience import CircuitPolicy
 from testkit.fake_openrouter import FakeOpenRouter, HttpError
 from testkit.servers import GatewayThread, ServerThread, settings_for
@@ -169,6 +171,15 @@ def test_figures_are_those_of_metrics(router: Router) -> None:
     assert [(e["outcome"], e["version"]) for e in catalogue["history"]] == [
         ("replaced", health["version"])
     ]
+
+
+def test_quantiles_are_interpolated_within_their_bucket_as_prometheus_does() -> None:
+    buckets = [(0.1, 0.0), (0.5, 10.0), (1.0, 20.0), (math.inf, 20.0)]
+    assert quantile(0.5, buckets) == pytest.approx(0.5)
+    assert quantile(0.25, buckets) == pytest.approx(0.3)
+    assert quantile(0.99, buckets) == pytest.approx(0.99)
+    assert quantile(0.5, [(0.1, 0.0), (math.inf, 4.0)]) == 0.1  # in +Inf: its lower bound
+    assert quantile(0.5, [(0.1, 0.0), (math.inf, 0.0)]) is None
 
 
 def test_keys_on_guard_the_figures_and_the_page_holds_none(keyed: Router) -> None:

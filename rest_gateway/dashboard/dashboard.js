@@ -289,7 +289,7 @@ async function poll() {
     const status = byId("status");
     status.className = "error";
     status.textContent = error.status === 401
-      ? "This router needs an API key: enter one above."
+      ? `This router needs an API key: enter one above (${error.message}).`
       : `Could not read the figures: ${error.message}`;
   }
   // A poll started by a new key may overlap the one in flight: one timer remains.
