@@ -14,11 +14,11 @@ PROTO_FLAGS := -Iservice/pb=proto --python_out=. --grpc_python_out=. --mypy_out=
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-system-deps: ## Install redis-server and h2load (nghttp2-client) from Debian's packages when missing
-	@command -v redis-server >/dev/null && command -v h2load >/dev/null || { \
-	  echo "installing redis-server and nghttp2-client (h2load) from Debian's packages"; \
+system-deps: ## Install redis-server, h2load (nghttp2-client) and chromium from Debian's packages when missing
+	@command -v redis-server >/dev/null && command -v h2load >/dev/null && command -v chromium >/dev/null || { \
+	  echo "installing redis-server, nghttp2-client (h2load) and chromium (the dashboard's browser test) from Debian's packages"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server nghttp2-client >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server nghttp2-client chromium >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml $(RUST_SOURCES)
 	@echo "setting up $(VENV): Python dependencies, then the Rust scorer (compiled in release mode: about a minute the first time)"

@@ -2,7 +2,7 @@
 of bench/plots/.
 
 `python -m bench.report` runs them all; `python -m bench.report scorer route` only those
-sections (of scorer, route, transports, complete), for a quick look.
+sections (of scorer, route, transports, complete, dashboard), for a quick look.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import bench_complete, bench_route, bench_scorer, bench_transports, charts
+from bench import (
+    bench_complete,
+    bench_dashboard,
+    bench_route,
+    bench_scorer,
+    bench_transports,
+    charts,
+)
 from bench.machine import describe
 from bench.rows import COLUMNS, Results, Section, cells
 
@@ -24,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[Results], None]] = {
     "route": bench_route.run,
     "transports": bench_transports.run,
     "complete": bench_complete.run,
+    "dashboard": bench_dashboard.run,
 }
 METHOD = (
     "Every case is warmed up first. In-process cases are timed call by call with "

@@ -15,6 +15,7 @@ from rest_gateway.concurrency_limit import ConcurrencyLimit
 from rest_gateway.routes import (
     admin,
     complete,
+    dashboard,
     decisions,
     explain,
     health,
@@ -38,8 +39,8 @@ def create_app(
     callers: Callers | None = None,
 ) -> FastAPI:
     """The gateway over `backend`; with `callers` that have keys, every path but the health
-    check and the API docs needs one of them. `capacity` (shared with a gRPC server beside it)
-    caps the requests in flight."""
+    check, the API docs and the dashboard's page and script needs one of them. `capacity`
+    (shared with a gRPC server beside it) caps the requests in flight."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,11 +61,22 @@ def create_app(
     app.add_middleware(ConcurrencyLimit, capacity=capacity)
     # Added last, so it runs first: a caller without a key learns nothing else.
     app.add_middleware(CallerKeys, callers=callers or Callers({}), open_paths=_open_paths(app))
-    for module in (route, explain, decisions, complete, openai, models, health, metrics, admin):
+    for module in (
+        route,
+        explain,
+        decisions,
+        complete,
+        openai,
+        models,
+        health,
+        metrics,
+        admin,
+        dashboard,
+    ):
         app.include_router(module.router)
     return app
 
 
 def _open_paths(app: FastAPI) -> frozenset[str]:
     docs = (app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url, app.openapi_url)
-    return frozenset({"/health", *(path for path in docs if path)})
+    return frozenset({"/health", *dashboard.OPEN_PATHS, *(path for path in docs if path)})

@@ -63,6 +63,10 @@ class LocalBackend:
     def __init__(self, core: RouterCore) -> None:
         self._core = core
 
+    @property
+    def core(self) -> RouterCore:
+        return self._core
+
     async def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
         return await self._core.route(request)
 

@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from service.router import ModelRouter
 log = logging.getLogger(__name__)
 
 PERSISTED_NAME = "catalogue.json"
+HISTORY = 20  # refreshes kept in `CatalogueKeeper.history`
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,17 @@ class Refreshed:
     fetched_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class RefreshEvent:
+    """One refresh: when (Unix seconds), its outcome as `router_catalogue_refreshes_total`
+    counts it, the catalogue served after it, and why it failed or was refused."""
+
+    at: float
+    outcome: str
+    version: str
+    reason: str = ""
+
+
 class CatalogueKeeper:
     def __init__(
         self,
@@ -128,6 +141,8 @@ class CatalogueKeeper:
         self._last_success = 0.0
         self._last_error = ""
         self._failures = 0
+        self.history: deque[RefreshEvent] = deque(maxlen=HISTORY)
+        """The latest refreshes, oldest first."""
         self.refreshed: Refreshed | None = None
         """The latest catalogue this replica fetched or adopted from another."""
         self._lock = asyncio.Lock()
@@ -164,12 +179,18 @@ class CatalogueKeeper:
     def _fail(self, outcome: str, reason: str) -> bool:
         self._failures += 1
         self._last_error = reason
-        metrics.CATALOGUE_REFRESHES.labels(outcome=outcome).inc()
+        self._counted(outcome, reason)
         log.warning(
             "catalogue refresh %s, keeping %s: %s", outcome, self._router.catalogue.version, reason
         )
         self.status()
         return False
+
+    def _counted(self, outcome: str, reason: str = "") -> None:
+        metrics.CATALOGUE_REFRESHES.labels(outcome=outcome).inc()
+        self.history.append(
+            RefreshEvent(self._clock(), outcome, self._router.catalogue.version, reason)
+        )
 
     def _implausible(self, fresh: Catalogue) -> str | None:
         routable = [m for m in fresh.models if "text" in m.output_modalities]
@@ -205,12 +226,12 @@ class CatalogueKeeper:
             self._last_success = self._clock()
             metrics.CATALOGUE_LAST_SUCCESS.set(self._last_success)
             if [m.to_json() for m in fresh.models] == [m.to_json() for m in current.models]:
-                metrics.CATALOGUE_REFRESHES.labels(outcome="unchanged").inc()
+                self._counted("unchanged")
                 self.status()
                 return False
             self.refreshed = Refreshed(listing, self._last_success)
             self._replace(fresh, "refreshed")
-            metrics.CATALOGUE_REFRESHES.labels(outcome="replaced").inc()
+            self._counted("replaced")
             return True
 
     def adopt(self, shared: Refreshed) -> bool:
@@ -227,7 +248,7 @@ class CatalogueKeeper:
             return False
         self.refreshed = shared
         self._replace(fresh, "shared")
-        metrics.CATALOGUE_REFRESHES.labels(outcome="shared").inc()
+        self._counted("shared")
         return True
 
     def _replace(self, fresh: Catalogue, source: str) -> None:

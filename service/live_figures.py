@@ -202,6 +202,10 @@ class LiveFigures:
         background = self._background.get(model_id)
         return background.tokens_per_s if background is not None else None
 
+    def learned(self, model_id: str) -> Observed | None:
+        """What this router and its peers have learned of the model and not yet forgotten."""
+        return self._learned(model_id, self._clock())
+
     def _learned(self, model_id: str, now: float) -> Observed | None:
         """The mean of this router's and its peers' fresh averages of the model, if any."""
         own = self._observed.get(model_id)

@@ -272,6 +272,11 @@ class CircuitBreakers:
         self._advance()
         return {model_id: self._circuits[model_id].open_until for model_id in self._open}
 
+    def rest_left(self) -> dict[str, float]:
+        """The open circuits and the seconds until each cooldown ends."""
+        now = self._clock()
+        return {model_id: until - now for model_id, until in self.open_until().items()}
+
     def opened_elsewhere(self, model_id: str, until: float) -> None:
         """Another replica opened the model's circuit until `until` (on this clock): keep it
         open as long, unless that is under `SAME_CLOCK_S` from now or from this circuit's own

@@ -42,6 +42,7 @@ class Runtime:
     sticky: StickySessions
     decisions: DecisionCache
     shared: SharedState
+    ledger: SpendLedger
 
     @classmethod
     def build(
@@ -154,6 +155,7 @@ class Runtime:
             sticky,
             decisions,
             shared,
+            ledger,
         )
 
     def open_circuits(self) -> int:

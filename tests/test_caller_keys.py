@@ -58,6 +58,7 @@ REST_REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/models"): {"params": {"limit": 1}},
     ("GET", "/decisions/{decision_id}"): {},
     ("GET", "/metrics"): {},
+    ("GET", "/dashboard/data"): {},
     ("POST", "/admin/catalogue/refresh"): {},
     ("POST", "/v1/chat/completions"): {
         "json": {"model": "router/speed", "messages": REST_COMPLETION["messages"]}
@@ -65,7 +66,14 @@ REST_REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/v1/models"): {},
 }
 OPENAI_ERROR = {"message", "type", "param", "code"}
-OPEN_PATHS = ("/health", "/docs", "/redoc", "/openapi.json")
+OPEN_PATHS = (
+    "/health",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/dashboard",
+    "/dashboard/dashboard.js",
+)
 MISSING = "missing API key: send authorization: Bearer <key> (or x-api-key: <key>)"
 
 
