@@ -389,19 +389,19 @@ class Completer:
         self._records.finished(call.decision.decision_id, call.attempts, "")
 
     def _attempt_timeout(self, call: _Call, cap_s: float, *, first_token: bool) -> float:
-        """What the attempt under way may take, at most `cap_s`: what is left of the deadline
+        """What the attempt under way may take, at most `cap_s`: what is left of the deadline,
         less twice what each later candidate is expected to take (so that a healthy one still
-        has its turn after hanging ones), yet at least twice its own expected time while what
-        is left holds it."""
+        has its turn after hanging ones), but never less than half of what is left; and all
+        of it when what would be kept could not serve the next candidate."""
         left = self._left(call)
-        own = call.expected_s(call.candidates[call.position], first_token=first_token)
-        later = (
+        later = [
             call.expected_s(model_id, first_token=first_token)
             for model_id in call.candidates[call.position + 1 :]
-        )
-        kept = sum(2 * expected for expected in later if expected is not None)
-        floor = left if own is None else min(left, 2 * own)
-        return min(max(left - kept, floor), cap_s)
+        ]
+        kept = min(sum(2 * expected for expected in later if expected is not None), left / 2)
+        if later and later[0] is not None and kept < later[0]:
+            kept = 0.0
+        return min(left - kept, cap_s)
 
     async def _failed(
         self,
