@@ -310,7 +310,8 @@ async def measure(
             both = [(pair.direct, fake.pid), (pair.routed, router.pid)]
             if pair.what == "Complete":
                 both.append((ways.grpc_round_trip, router.pid))
-                both.append((ways.forwarded, forwarder_pid))
+                if case in (SEQUENTIAL, LOADED):  # the floor the targets are judged against
+                    both.append((ways.forwarded, forwarder_pid))
             taken = await alternating(both, case)
             direct = results.samples(f"{name}: direct", *taken[0])
             routed = results.samples(f"{name}: router", *taken[1])
@@ -324,10 +325,12 @@ async def measure(
                 measured[(case, "added")] = extra
                 measured[(case, "router")] = routed
                 measured[(case, "floor")] = floor
-                measured[(case, "forwarder")] = results.samples(
-                    f"forwarder that routes nothing (bench.bare_grpc --forward), {case.label()}",
-                    *taken[3],
-                )
+                if len(taken) > 3:
+                    measured[(case, "forwarder")] = results.samples(
+                        f"forwarder that routes nothing (bench.bare_grpc --forward), "
+                        f"{case.label()}",
+                        *taken[3],
+                    )
 
 
 def targets(results: Results, measured: dict[tuple[Case, str], Row]) -> None:

@@ -34,8 +34,8 @@ READS_EVERY_S = {
     f"dashboard read every {PAGE_POLL_S * 1e3 / 60:.0f} ms (60 open pages)": PAGE_POLL_S / 60,
 }
 ROUNDS = 5
-ROUTES = 2_000
-COMPLETIONS = 200
+ROUTES = 1_500
+COMPLETIONS = 120
 TOLERANCE = 0.10
 
 
