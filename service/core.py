@@ -14,7 +14,7 @@ from service import metrics
 from service.catalogue_keeper import CatalogueStatus
 from service.completion.failover import ROUTER_STOPPING
 from service.decision_records import DECISION_ID
-from service.errors import ErrorKind, RouterError, as_router_error, unroutable
+from service.errors import ErrorKind, RouterError, as_router_error
 from service.explain import explain
 from service.free_quota import FreeQuotaStatus
 from service.listing import list_models
@@ -22,7 +22,6 @@ from service.pb.router.v1 import router_pb2 as pb
 from service.response_cache import replay, streamed_answer
 from service.router import wire_weights
 from service.runtime import Runtime
-from service.scorer import NoEligibleModel
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +120,9 @@ class RouterCore:
         self._waiting: set[asyncio.Task[Any]] = set()
         self._cut = False
         self._router = runtime.router
-        self._decisions = runtime.decisions
         self._keeper = runtime.keeper
         self._completer = runtime.completer
         self._free_quota = runtime.free_quota
-        self._figures = runtime.figures
-        self._breakers = runtime.breakers
         self._responses = runtime.responses
         self._records = runtime.records
         self._sticky = runtime.sticky
@@ -190,14 +186,7 @@ class RouterCore:
     async def route(self, request: pb.RouteRequest) -> pb.RouteResponse:
         """The decision for `request` (from the decision cache when it holds it), led by its
         session's model (see service/sticky.py)."""
-        self._figures.before_routing()
-        self._free_quota.before_routing()
-        session = self._sticky.key(request)
-        try:
-            decision = await self._decisions.route(request)
-        except NoEligibleModel as exc:
-            raise unroutable(exc, self._breakers) from None
-        response = await self._sticky.route(request, session, decision)
+        response = await self._completer.ranked(request, self._sticky.key(request))
         self._records.decided(request, response)
         return response
 

@@ -294,9 +294,9 @@ class CircuitBreakers:
     def next_probe_in(self, models: Iterable[str] | None = None) -> float:
         """Seconds until the first open circuit (of `models`, else of all) turns half-open
         (0 when none is open)."""
-        until = self.open_until()
-        ends = until.values() if models is None else [until[m] for m in models if m in until]
-        return max(min(ends) - self._clock(), 0.0) if ends else 0.0
+        left = self.rest_left()
+        waits = left.values() if models is None else [left[m] for m in models if m in left]
+        return max(min(waits), 0.0) if waits else 0.0
 
     def open_models(self) -> set[str]:
         """The models to exclude now: open, cooldown not over (half-open ones are not in it)."""

@@ -235,6 +235,14 @@ class Completer:
         route.top_k = max(route.top_k, self._settings.max_attempts)
         mode = mode_label(route)  # the caller's, before economising turns it into weights
         await self._economise(route)
+        return await self.ranked(route, session, mode)
+
+    async def ranked(
+        self, route: pb.RouteRequest, session: str | None, mode: str | None = None
+    ) -> pb.RouteResponse:
+        """The decision for `route` on the figures, circuits and free allowance of now (from
+        the decision cache when it holds it), led by the session's model; counted under
+        `mode` (by default the request's own)."""
         self._figures.before_routing()
         self._free.before_routing()
         try:
